@@ -1,0 +1,9 @@
+"""lutkern: fast, differentiable 3D colour look-up tables.
+
+LUT convention everywhere: ``(D,D,D,3)`` or ``(B,D,D,D,3)`` indexed ``lut[..., b, g, r, c]``: the red
+index varies fastest in memory, which is the ``.cube`` file row order.
+"""
+
+from .functional import apply_lut, identity_lut
+
+__all__ = ["apply_lut", "identity_lut"]

@@ -1,0 +1,78 @@
+"""Which implementation runs an op: Triton kernels or the plain-torch fallback.
+
+Resolution order: the ``backend=`` argument, then the ``LUTKERN_BACKEND`` environment variable, then
+the automatic choice. An explicit ``"triton"`` that cannot run raises; the automatic choice falls back
+to torch quietly (and logs once why Triton was not used).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+
+import torch
+
+BACKENDS = ("triton", "torch")
+_log = logging.getLogger("lutkern")
+
+
+def interpreter_enabled() -> bool:
+    """True when Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+@functools.lru_cache(maxsize=None)
+def triton_import_error() -> str | None:
+    """Why Triton cannot be imported, or None when it can (computed once)."""
+    try:
+        import triton  # noqa: F401
+        import triton.language  # noqa: F401
+    except Exception as exc:  # ImportError, or a broken install raising anything else
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def triton_available() -> bool:
+    return triton_import_error() is None
+
+
+def _triton_unusable_reason(device: torch.device) -> str | None:
+    err = triton_import_error()
+    if err is not None:
+        return f"Triton cannot be imported ({err})"
+    if device.type == "cuda" or (device.type == "cpu" and interpreter_enabled()):
+        return None
+    if device.type == "cpu":
+        return "tensors are on the CPU and TRITON_INTERPRET=1 is not set"
+    return f"Triton does not support device {device}"
+
+
+@functools.lru_cache(maxsize=None)
+def _log_fallback_once(reason: str) -> None:
+    _log.info("lutkern: using the torch backend because %s", reason)
+
+
+def resolve_backend(backend: str | None, device: torch.device) -> str:
+    """Return ``"triton"`` or ``"torch"`` for tensors on ``device``.
+
+    ``backend`` is the caller's explicit choice (None = automatic). ``LUTKERN_BACKEND`` overrides the
+    automatic choice only, and is validated like an explicit argument.
+    """
+    source = "backend argument"
+    if backend is None:
+        backend = os.environ.get("LUTKERN_BACKEND") or None
+        source = "LUTKERN_BACKEND"
+    if backend is None:
+        reason = _triton_unusable_reason(device)
+        if reason is None:
+            return "triton"
+        _log_fallback_once(reason)
+        return "torch"
+    if backend not in BACKENDS:
+        raise ValueError(f"{source} must be one of {BACKENDS} or None, got {backend!r}")
+    if backend == "triton":
+        reason = _triton_unusable_reason(device)
+        if reason is not None:
+            raise RuntimeError(f"backend='triton' was requested ({source}) but {reason}")
+    return backend

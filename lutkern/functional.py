@@ -1,0 +1,83 @@
+"""Public LUT application API: input checks, shape normalisation and backend dispatch."""
+
+from __future__ import annotations
+
+import torch
+
+from ._backend import resolve_backend
+from .reference.apply import INTERPOLATIONS, apply_lut_reference
+
+MIN_LUT_SIZE, MAX_LUT_SIZE = 2, 256
+_IMAGE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def identity_lut(size: int, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None):
+    """The identity LUT ``(D,D,D,3)``: ``lut[b, g, r] == (r, g, b) / (D - 1)``."""
+    if not isinstance(size, int) or not MIN_LUT_SIZE <= size <= MAX_LUT_SIZE:
+        raise ValueError(f"LUT size must be an int in [{MIN_LUT_SIZE}, {MAX_LUT_SIZE}], got {size!r}")
+    ramp = torch.linspace(0, 1, size, dtype=dtype, device=device)
+    b, g, r = torch.meshgrid(ramp, ramp, ramp, indexing="ij")
+    return torch.stack([r, g, b], dim=-1)
+
+
+def check_lut(lut: torch.Tensor, name: str = "lut") -> None:
+    """Raise a TypeError/ValueError naming the problem unless ``lut`` is ``(D,D,D,3)`` or ``(B,D,D,D,3)``."""
+    if not isinstance(lut, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(lut).__name__}")
+    if not lut.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {lut.dtype}")
+    if lut.dim() not in (4, 5):
+        raise ValueError(f"{name} must have shape (D,D,D,3) or (B,D,D,D,3), got {tuple(lut.shape)}")
+    if lut.shape[-1] != 3:
+        raise ValueError(f"{name} last dimension must be 3 (RGB), got shape {tuple(lut.shape)}")
+    d = lut.shape[-2]
+    if lut.shape[-4] != d or lut.shape[-3] != d:
+        raise ValueError(f"{name} must be cubic (D,D,D,3), got shape {tuple(lut.shape)}")
+    if not MIN_LUT_SIZE <= d <= MAX_LUT_SIZE:
+        raise ValueError(f"{name} size D must be in [{MIN_LUT_SIZE}, {MAX_LUT_SIZE}], got shape {tuple(lut.shape)}")
+
+
+def _check_inputs(image: torch.Tensor, lut: torch.Tensor, interpolation: str) -> None:
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"image must be a torch.Tensor, got {type(image).__name__}")
+    if image.dtype not in _IMAGE_DTYPES:
+        raise TypeError(f"image dtype must be one of float16/bfloat16/float32/float64, got {image.dtype}")
+    if image.dim() not in (3, 4) or image.shape[-3] != 3:
+        raise ValueError(f"image must have shape (3,H,W) or (B,3,H,W), got {tuple(image.shape)}")
+    check_lut(lut)
+    if lut.dim() == 5 and image.dim() == 3:
+        raise ValueError(f"a batch of LUTs {tuple(lut.shape)} needs a batch of images (B,3,H,W), got {tuple(image.shape)}")
+    if lut.dim() == 5 and lut.shape[0] != image.shape[0]:
+        raise ValueError(
+            f"batch mismatch: image {tuple(image.shape)} has {image.shape[0]} images, lut {tuple(lut.shape)} has "
+            f"{lut.shape[0]} LUTs (pass one LUT per image, or a single (D,D,D,3) LUT to share)"
+        )
+    if image.device != lut.device:
+        raise ValueError(f"image is on {image.device} but lut is on {lut.device}")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+
+
+def apply_lut(image: torch.Tensor, lut: torch.Tensor, *, interpolation: str = "trilinear", backend: str | None = None):
+    """Apply a 3D LUT to an image batch, differentiably with respect to both.
+
+    image: ``(B,3,H,W)`` or ``(3,H,W)`` RGB, float16/bfloat16/float32 (float64 on the torch backend),
+        nominal range [0, 1]; values outside are clamped to the LUT edge, a NaN pixel gives NaN.
+    lut: ``(B,D,D,D,3)`` one LUT per image, or ``(D,D,D,3)`` shared; ``lut[..., b, g, r, c]``, red index
+        fastest in memory (the ``.cube`` row order). 2 <= D <= 256.
+    interpolation: ``"trilinear"``, ``"tetrahedral"`` or ``"nearest"``.
+    backend: None (automatic), ``"triton"`` or ``"torch"``; see :mod:`lutkern._backend`.
+    Returns the graded image, same shape and dtype as ``image``.
+    """
+    _check_inputs(image, lut, interpolation)
+    unbatched = image.dim() == 3
+    img = image.unsqueeze(0) if unbatched else image
+    lut5 = lut.unsqueeze(0) if lut.dim() == 4 else lut
+    which = resolve_backend(backend, image.device)
+    if which == "triton":
+        from .ops.apply_lut import apply_lut_triton
+
+        out = apply_lut_triton(img, lut5, interpolation)
+    else:
+        out = apply_lut_reference(img, lut5, interpolation)
+    return out.squeeze(0) if unbatched else out
