@@ -1,0 +1,413 @@
+"""``.cube`` LUT files: the Adobe Cube LUT Specification 1.0 and the DaVinci Resolve variant.
+
+A file holds a 1D table (``LUT_1D_SIZE`` rows), a 3D table (``LUT_3D_SIZE`` cubed rows, red index fastest,
+which is the ``lut[b, g, r, c]`` memory order of this project), or, in the Resolve variant, a 1D shaper
+followed by a 3D table. Input domains come from ``DOMAIN_MIN``/``DOMAIN_MAX`` (Adobe: three values, the
+domain of the file's single table) or ``LUT_1D_INPUT_RANGE``/``LUT_3D_INPUT_RANGE`` (Resolve: two values
+per table). :class:`CubeLUT` holds all of it and applies it (domain, shaper, then 3D table), so nothing in
+a file is silently dropped; anything the parser does not understand raises :class:`CubeFormatError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import tempfile
+from array import array
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .functional import MAX_LUT_SIZE, MIN_LUT_SIZE, apply_lut, check_lut
+
+MAX_1D_SIZE = 65536
+_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_ROW = re.compile(rf"({_NUMBER})[ \t]+({_NUMBER})[ \t]+({_NUMBER})")
+_NUMBER_RE = re.compile(_NUMBER)
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_KEYWORDS = (
+    "TITLE",
+    "LUT_1D_SIZE",
+    "LUT_3D_SIZE",
+    "DOMAIN_MIN",
+    "DOMAIN_MAX",
+    "LUT_1D_INPUT_RANGE",
+    "LUT_3D_INPUT_RANGE",
+)
+Triple = tuple[float, float, float]
+
+
+class CubeFormatError(ValueError):
+    """A malformed ``.cube`` file. The message starts with ``file:line:``."""
+
+    def __init__(self, source: str, line: int, message: str):
+        super().__init__(f"{source}:{line}: {message}")
+        self.source, self.line, self.reason = source, line, message
+
+
+@dataclasses.dataclass
+class CubeLUT:
+    """The content of a ``.cube`` file.
+
+    lut3d: ``(D,D,D,3)`` indexed ``[b, g, r, c]``, or None.
+    shaper: ``(N,3)`` 1D table (column c maps channel c), or None. With both, the shaper runs first.
+    shaper_domain / lut3d_domain: ``(min_rgb, max_rgb)`` input range of each table; an input is clamped to
+        its table's range and mapped to [0, 1] over it. With a shaper, the 3D table's input is the shaper's
+        output.
+    title: the ``TITLE`` string or None; comments: the ``#`` lines, without the ``#``.
+    """
+
+    lut3d: torch.Tensor | None = None
+    shaper: torch.Tensor | None = None
+    shaper_domain: tuple[Triple, Triple] = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    lut3d_domain: tuple[Triple, Triple] = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    title: str | None = None
+    comments: list[str] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self):
+        if self.lut3d is None and self.shaper is None:
+            raise ValueError("a CubeLUT needs a 3D table, a 1D shaper, or both")
+        if self.lut3d is not None:
+            check_lut(self.lut3d, "lut3d")
+            if self.lut3d.dim() != 4:
+                raise ValueError(f"lut3d must be (D,D,D,3), got {tuple(self.lut3d.shape)}")
+        if self.shaper is not None and (
+            self.shaper.dim() != 2
+            or self.shaper.shape[1] != 3
+            or not 2 <= self.shaper.shape[0] <= MAX_1D_SIZE
+        ):
+            raise ValueError(
+                f"shaper must be (N,3) with 2 <= N <= {MAX_1D_SIZE}, got {tuple(self.shaper.shape)}"
+            )
+        for name in ("shaper_domain", "lut3d_domain"):
+            lo, hi = getattr(self, name)
+            if not all(math.isfinite(a) and math.isfinite(b) and a < b for a, b in zip(lo, hi, strict=True)):
+                raise ValueError(f"{name} must be finite with min < max per channel, got {(lo, hi)}")
+
+    def apply(self, image: torch.Tensor, *, interpolation: str = "trilinear", backend: str | None = None):
+        """Apply the file's transform to ``image`` ``(B,3,H,W)`` or ``(3,H,W)`` float.
+
+        The shaper (if any) is interpolated linearly; ``interpolation`` and ``backend`` are passed to
+        :func:`lutkern.apply_lut` for the 3D table. Inputs outside a table's domain are clamped to it.
+        """
+        x = image
+        if self.shaper is not None:
+            x = apply_shaper(_normalise(x, self.shaper_domain), self.shaper.to(x.device))
+        if self.lut3d is not None:
+            x = apply_lut(
+                _normalise(x, self.lut3d_domain),
+                self.lut3d.to(x.device, x.dtype),
+                interpolation=interpolation,
+                backend=backend,
+            )
+        return x
+
+
+def _normalise(x: torch.Tensor, domain: tuple[Triple, Triple]) -> torch.Tensor:
+    """Map ``domain`` to [0, 1] per channel (dim -3) and clamp."""
+    if domain == ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)):
+        return x.clamp(0, 1)
+    lo = torch.tensor(domain[0], dtype=x.dtype, device=x.device).view(3, 1, 1)
+    hi = torch.tensor(domain[1], dtype=x.dtype, device=x.device).view(3, 1, 1)
+    return ((x - lo) / (hi - lo)).clamp(0, 1)
+
+
+def apply_shaper(x: torch.Tensor, shaper: torch.Tensor) -> torch.Tensor:
+    """Per-channel linear interpolation of ``shaper`` ``(N,3)`` at ``x`` ``(...,3,H,W)`` in [0, 1]."""
+    n = shaper.shape[0]
+    t = x.clamp(0, 1) * (n - 1)
+    i0 = t.detach().floor().clamp(max=n - 2).long()
+    f = t - i0
+    table = shaper.to(x.dtype).t()  # (3,N)
+    chans = []
+    for c in range(3):
+        lo, hi = table[c][i0[..., c, :, :]], table[c][i0[..., c, :, :] + 1]
+        chans.append(lo + f[..., c, :, :] * (hi - lo))
+    return torch.stack(chans, dim=-3)
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+@dataclasses.dataclass
+class _Header:
+    title: str | None = None
+    size1d: int | None = None
+    size3d: int | None = None
+    domain_min: Triple | None = None
+    domain_max: Triple | None = None
+    range1d: tuple[float, float] | None = None
+    range3d: tuple[float, float] | None = None
+    lines: dict = dataclasses.field(default_factory=dict)  # keyword -> line number
+
+
+def _numbers(source: str, lineno: int, keyword: str, args: list[str], count: int) -> tuple[float, ...]:
+    if len(args) != count:
+        raise CubeFormatError(source, lineno, f"{keyword} needs {count} numbers, got {len(args)}")
+    values = []
+    for a in args:
+        if not _NUMBER_RE.fullmatch(a):
+            raise CubeFormatError(source, lineno, f"{keyword}: {a!r} is not a number")
+        v = float(a)
+        if not math.isfinite(v):
+            raise CubeFormatError(source, lineno, f"{keyword}: {a!r} is not finite")
+        values.append(v)
+    return tuple(values)
+
+
+def _size(source: str, lineno: int, keyword: str, args: list[str], lo: int, hi: int) -> int:
+    if len(args) != 1 or not args[0].isascii() or not args[0].isdigit():
+        raise CubeFormatError(source, lineno, f"{keyword} needs one integer, got {' '.join(args)!r}")
+    n = int(args[0]) if len(args[0]) <= 12 else hi + 1
+    if not lo <= n <= hi:
+        raise CubeFormatError(source, lineno, f"{keyword} {args[0]} is out of range [{lo}, {hi}]")
+    return n
+
+
+def _keyword(source: str, lineno: int, line: str, head: _Header) -> None:
+    keyword, *tail = line.split(None, 1)
+    rest = tail[0].strip() if tail else ""
+    if keyword not in _KEYWORDS:
+        raise CubeFormatError(source, lineno, f"unknown keyword {keyword[:40]!r}")
+    if keyword in head.lines:
+        raise CubeFormatError(source, lineno, f"duplicate {keyword} (first on line {head.lines[keyword]})")
+    head.lines[keyword] = lineno
+    args = rest.split()
+    if keyword == "TITLE":
+        if len(rest) < 2 or rest[0] != '"' or rest[-1] != '"' or '"' in rest[1:-1]:
+            raise CubeFormatError(source, lineno, 'TITLE must be followed by a "quoted string"')
+        head.title = rest[1:-1]
+    elif keyword == "LUT_1D_SIZE":
+        head.size1d = _size(source, lineno, keyword, args, 2, MAX_1D_SIZE)
+    elif keyword == "LUT_3D_SIZE":
+        head.size3d = _size(source, lineno, keyword, args, MIN_LUT_SIZE, MAX_LUT_SIZE)
+    elif keyword == "DOMAIN_MIN":
+        head.domain_min = _numbers(source, lineno, keyword, args, 3)
+    elif keyword == "DOMAIN_MAX":
+        head.domain_max = _numbers(source, lineno, keyword, args, 3)
+    elif keyword == "LUT_1D_INPUT_RANGE":
+        head.range1d = _numbers(source, lineno, keyword, args, 2)
+    else:
+        head.range3d = _numbers(source, lineno, keyword, args, 2)
+
+
+def _domains(source: str, head: _Header) -> tuple[tuple[Triple, Triple], tuple[Triple, Triple]]:
+    """Resolve the header's domain keywords into (shaper_domain, lut3d_domain), checking consistency."""
+    unit = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    at = head.lines.get
+    has_domain = head.domain_min is not None or head.domain_max is not None
+    if has_domain and (head.range1d is not None or head.range3d is not None):
+        raise CubeFormatError(
+            source,
+            at("DOMAIN_MIN") or at("DOMAIN_MAX"),
+            "DOMAIN_MIN/MAX cannot be mixed with LUT_1D/3D_INPUT_RANGE",
+        )
+    if has_domain and head.size1d is not None and head.size3d is not None:
+        raise CubeFormatError(
+            source,
+            at("DOMAIN_MIN") or at("DOMAIN_MAX"),
+            "DOMAIN_MIN/MAX is ambiguous in a "
+            "file with a 1D and a 3D table; use LUT_1D_INPUT_RANGE and LUT_3D_INPUT_RANGE",
+        )
+    if head.range1d is not None and head.size1d is None:
+        raise CubeFormatError(source, at("LUT_1D_INPUT_RANGE"), "LUT_1D_INPUT_RANGE without LUT_1D_SIZE")
+    if head.range3d is not None and head.size3d is None:
+        raise CubeFormatError(source, at("LUT_3D_INPUT_RANGE"), "LUT_3D_INPUT_RANGE without LUT_3D_SIZE")
+
+    def checked(lo: Triple, hi: Triple, keyword: str) -> tuple[Triple, Triple]:
+        if not all(a < b for a, b in zip(lo, hi, strict=True)):
+            raise CubeFormatError(
+                source, at(keyword), f"reversed or empty domain: min {lo} is not below max {hi}"
+            )
+        return lo, hi
+
+    shaper, lut3d = unit, unit
+    if has_domain:
+        lo, hi = head.domain_min or unit[0], head.domain_max or unit[1]
+        domain = checked(lo, hi, "DOMAIN_MAX" if head.domain_max is not None else "DOMAIN_MIN")
+        shaper = lut3d = domain
+    if head.range1d is not None:
+        shaper = checked((head.range1d[0],) * 3, (head.range1d[1],) * 3, "LUT_1D_INPUT_RANGE")
+    if head.range3d is not None:
+        lut3d = checked((head.range3d[0],) * 3, (head.range3d[1],) * 3, "LUT_3D_INPUT_RANGE")
+    return shaper, lut3d
+
+
+def _row_error(source: str, lineno: int, line: str) -> CubeFormatError:
+    tokens = line.split()
+    if len(tokens) != 3:
+        return CubeFormatError(source, lineno, f"a table row needs 3 numbers, got {len(tokens)} tokens")
+    bad = next(t for t in tokens if not _NUMBER_RE.fullmatch(t))
+    return CubeFormatError(source, lineno, f"{bad[:40]!r} is not a number")
+
+
+def parse_cube(
+    content: str | bytes, source: str = "<string>", *, dtype: torch.dtype = torch.float32
+) -> CubeLUT:
+    """Parse the text of a ``.cube`` file (``source`` names it in errors). See :func:`read_cube`."""
+    if isinstance(content, bytes):
+        try:
+            content = content.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = content.count(b"\n", 0, exc.start) + 1
+            raise CubeFormatError(source, line, "not UTF-8 text") from None
+    head = _Header()
+    comments: list[str] = []
+    rows: list[str] = []
+    row_lines = array("l")
+    expected: int | None = None
+    last = 1  # the last non-blank line: where errors found at the end of the file point
+    for lineno, raw in enumerate(_LINE_BREAK.split(content), start=1):
+        line = raw.strip(" \t")
+        if not line:
+            continue
+        last = lineno
+        if line[0] == "#":
+            comments.append(line[1:].strip())
+            continue
+        if expected is None:
+            if line[0].isalpha():
+                _keyword(source, lineno, line, head)
+                continue
+            if head.size1d is None and head.size3d is None:
+                raise CubeFormatError(source, lineno, "table data before LUT_1D_SIZE or LUT_3D_SIZE")
+            expected = (head.size1d or 0) + (head.size3d or 0) ** 3
+        if line[0].isalpha():
+            raise CubeFormatError(
+                source, lineno, f"keyword {line.split()[0][:40]!r} after the table data began"
+            )
+        if not _ROW.fullmatch(line):
+            raise _row_error(source, lineno, line)
+        if len(rows) == expected:
+            raise CubeFormatError(source, lineno, f"more than the {expected} table rows the sizes announce")
+        rows.append(line)
+        row_lines.append(lineno)
+    if head.size1d is None and head.size3d is None:
+        raise CubeFormatError(source, last, "missing LUT_3D_SIZE (or LUT_1D_SIZE)")
+    shaper_domain, lut3d_domain = _domains(source, head)
+    expected = (head.size1d or 0) + (head.size3d or 0) ** 3
+    if len(rows) != expected:
+        raise CubeFormatError(source, last, f"expected {expected} table rows, found {len(rows)}")
+    values = np.array(" ".join(rows).split(), dtype=np.float64).reshape(-1, 3)
+    finite = np.isfinite(values).all(axis=1)
+    if not finite.all():
+        raise CubeFormatError(source, row_lines[int(np.argmin(finite))], "value is not finite")
+    table = torch.from_numpy(values).to(dtype)
+    shaper = lut3d = None
+    n1 = head.size1d or 0
+    if head.size1d is not None:
+        shaper = table[:n1].clone()
+    if head.size3d is not None:
+        d = head.size3d
+        lut3d = table[n1:].reshape(d, d, d, 3).clone()
+    return CubeLUT(lut3d, shaper, shaper_domain, lut3d_domain, head.title, comments)
+
+
+def read_cube(path: str | os.PathLike, *, dtype: torch.dtype = torch.float32) -> CubeLUT:
+    """Read a ``.cube`` file (Adobe 1.0 or Resolve) as a :class:`CubeLUT`.
+
+    Raises :class:`CubeFormatError` (a ValueError naming file and line) for a malformed file: missing or
+    out-of-range size (checked before any table is allocated), wrong row count, non-numeric or non-finite
+    values, unknown or duplicate keywords, keywords after the data, reversed or conflicting domains.
+    """
+    path = Path(path)
+    return parse_cube(path.read_bytes(), str(path), dtype=dtype)
+
+
+# ----------------------------------------------------------------------------------------------- writing
+
+
+def _format_rows(table: torch.Tensor, precision: int) -> str:
+    values = table.detach().to(torch.float64).cpu().numpy().reshape(-1, 3)
+    if not np.isfinite(values).all():
+        raise ValueError("cannot write a LUT with NaN or infinite values")
+    fmt = f"%.{precision}f %.{precision}f %.{precision}f"
+    return "\n".join(fmt % tuple(row) for row in values.tolist()) + "\n"
+
+
+def _fmt(values, precision: int) -> str:
+    return " ".join(f"{v:.{precision}f}" for v in values)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def cube_text(
+    lut: torch.Tensor | CubeLUT,
+    *,
+    title: str | None = None,
+    domain_min: Triple = (0.0, 0.0, 0.0),
+    domain_max: Triple = (1.0, 1.0, 1.0),
+    precision: int = 6,
+) -> str:
+    """The text of a ``.cube`` file for ``lut``; see :func:`write_cube`."""
+    if not isinstance(precision, int) or not 1 <= precision <= 17:
+        raise ValueError(f"precision must be an int in [1, 17], got {precision!r}")
+    if isinstance(lut, CubeLUT) and (tuple(domain_min), tuple(domain_max)) != ((0, 0, 0), (1, 1, 1)):
+        raise ValueError("a CubeLUT carries its own domains; set them on the CubeLUT, not as arguments")
+    if isinstance(lut, torch.Tensor):
+        check_lut(lut)
+        if lut.dim() != 4:
+            raise ValueError(f"write one LUT (D,D,D,3) per file, got shape {tuple(lut.shape)}")
+        lut = CubeLUT(lut, None, lut3d_domain=(tuple(map(float, domain_min)), tuple(map(float, domain_max))))
+        lut.title = title
+    elif title is not None:
+        lut = dataclasses.replace(lut, title=title)
+    if lut.title is not None and ('"' in lut.title or "\n" in lut.title or "\r" in lut.title):
+        raise ValueError(f"a .cube TITLE cannot contain quotes or line breaks: {lut.title!r}")
+    head = [f"# {c}" for c in lut.comments if "\n" not in c and "\r" not in c]
+    if lut.title is not None:
+        head.append(f'TITLE "{lut.title}"')
+    unit = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    if lut.shaper is not None and lut.lut3d is not None:  # the Resolve variant: one range per table
+        for name, (lo, hi) in (("1D", lut.shaper_domain), ("3D", lut.lut3d_domain)):
+            if len(set(lo)) != 1 or len(set(hi)) != 1:
+                raise ValueError(
+                    f"a shaper + 3D file holds one {name} input range for all channels, got {(lo, hi)}"
+                )
+            if (lo, hi) != unit:
+                head.append(f"LUT_{name}_INPUT_RANGE {_fmt((lo[0], hi[0]), precision)}")
+        head += [f"LUT_1D_SIZE {lut.shaper.shape[0]}", f"LUT_3D_SIZE {lut.lut3d.shape[0]}"]
+    else:
+        table_is_3d = lut.lut3d is not None
+        head.append(
+            f"LUT_3D_SIZE {lut.lut3d.shape[0]}" if table_is_3d else f"LUT_1D_SIZE {lut.shaper.shape[0]}"
+        )
+        lo, hi = lut.lut3d_domain if table_is_3d else lut.shaper_domain
+        if (lo, hi) != unit:
+            head += [f"DOMAIN_MIN {_fmt(lo, precision)}", f"DOMAIN_MAX {_fmt(hi, precision)}"]
+    body = "".join(_format_rows(t, precision) for t in (lut.shaper, lut.lut3d) if t is not None)
+    return "\n".join(head) + "\n\n" + body
+
+
+def write_cube(
+    path: str | os.PathLike,
+    lut: torch.Tensor | CubeLUT,
+    *,
+    title: str | None = None,
+    domain_min: Triple = (0.0, 0.0, 0.0),
+    domain_max: Triple = (1.0, 1.0, 1.0),
+    precision: int = 6,
+) -> None:
+    """Write ``lut`` to ``path`` as a ``.cube`` file (atomically: temporary file, then rename).
+
+    lut: a ``(D,D,D,3)`` tensor (``[b, g, r, c]``, red fastest, which is the file's row order), written as an
+        Adobe 1.0 3D file with ``domain_min``/``domain_max`` (omitted when [0, 1]); or a :class:`CubeLUT`,
+        whose shaper + 3D content is written in the Resolve variant (``LUT_1D/3D_INPUT_RANGE``).
+    precision: digits after the decimal point (values are rounded to it).
+    """
+    _atomic_write_text(
+        Path(path),
+        cube_text(lut, title=title, domain_min=domain_min, domain_max=domain_max, precision=precision),
+    )

@@ -1,0 +1,280 @@
+"""Reading and writing photos as float RGB tensors, keeping bit depth, ICC profile and EXIF.
+
+``read_image`` turns any Pillow image into ``pixels`` ``(3,H,W)`` float32 RGB in [0, 1] with EXIF
+orientation applied; ``write_image`` writes such a tensor as PNG (8/16-bit), JPEG (8-bit) or TIFF
+(8/16-bit), rounding to the nearest integer code.
+
+Pillow decodes 16-bit RGB(A) PNG and TIFF to 8 bits. To keep 16 bits we let Pillow decode the file twice,
+once unpacking each sample's high byte and once its low byte (the same decoder, with the byte order of
+the raw mode swapped), so decompression and PNG unfiltering stay in Pillow's C code. Pillow cannot
+write 16-bit RGB either, so 16-bit RGB PNG and TIFF are encoded here with numpy and zlib.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageCms
+
+# Extension -> (Pillow format, bit depths it can hold).
+FORMATS = {
+    ".png": ("PNG", (8, 16)),
+    ".jpg": ("JPEG", (8,)),
+    ".jpeg": ("JPEG", (8,)),
+    ".tif": ("TIFF", (8, 16)),
+    ".tiff": ("TIFF", (8, 16)),
+}
+_EXIF_ORIENTATION = 0x0112
+
+
+class ImageReadError(ValueError):
+    """A file could not be read as an image; the message names the file."""
+
+
+@dataclasses.dataclass
+class LoadedImage:
+    """A decoded photo.
+
+    pixels: ``(3,H,W)`` float32 RGB in [0, 1], EXIF orientation already applied.
+    bit_depth: 8 or 16, the precision of the stored samples (16 for 16-bit, 32-bit int and float files).
+    format: Pillow's format name (``"PNG"``, ``"JPEG"``, ``"TIFF"``, ...).
+    icc_profile: the embedded ICC profile describing ``pixels`` (None when absent). For CMYK files with a
+        profile the pixels are converted to sRGB and this is the sRGB profile.
+    exif: raw EXIF bytes with the orientation tag reset to 1 (pixels are already upright), or None.
+    dropped_alpha: True when the file had an alpha channel (or a transparent palette entry). Alpha is
+        dropped, not composited: each pixel keeps its stored colour, whatever its opacity.
+    """
+
+    pixels: torch.Tensor
+    bit_depth: int
+    format: str
+    icc_profile: bytes | None
+    exif: bytes | None
+    dropped_alpha: bool = False
+
+
+def _swap_byte_order(rawmode: str) -> str | None:
+    for a, b in ((";16B", ";16L"), (";16L", ";16B")):
+        if rawmode.endswith(a):
+            return rawmode[: -len(a)] + b
+    return None
+
+
+def _tile_rawmode(tile) -> str | None:
+    args = tile.args
+    raw = args if isinstance(args, str) else (args[0] if args and isinstance(args[0], str) else None)
+    return raw
+
+
+def _with_rawmode(tile, rawmode: str):
+    args = tile.args if isinstance(tile.args, str) else tuple(tile.args)
+    new = rawmode if isinstance(args, str) else (rawmode, *args[1:])
+    return tile._replace(args=new)
+
+
+def _read_16bit_rgb(path: Path, im: Image.Image) -> np.ndarray | None:
+    """``(H,W,C)`` uint16 for a 16-bit RGB/RGBA file that Pillow would truncate to 8 bits, else None."""
+    if im.mode not in ("RGB", "RGBA") or len(im.tile) == 0:
+        return None
+    raws = {_tile_rawmode(t) for t in im.tile}
+    if len(raws) != 1:
+        return None
+    raw = raws.pop()
+    swapped = _swap_byte_order(raw or "")
+    if swapped is None or not raw.startswith(im.mode + ";16"):
+        return None
+    with Image.open(path) as low:
+        low.tile = [_with_rawmode(t, swapped) for t in low.tile]
+        low.load()
+        lo = np.asarray(low, dtype=np.uint16)
+    im.load()
+    hi = np.asarray(im, dtype=np.uint16)
+    return (hi << 8) | lo
+
+
+def _to_rgb_array(path: Path, im: Image.Image) -> tuple[np.ndarray, int, bool, bytes | None]:
+    """Decode ``im`` to ``(H,W,3)`` float32 in [0, 1]; returns (array, bit depth, dropped alpha, icc)."""
+    icc = im.info.get("icc_profile") or None
+    mode = im.mode
+    wide = _read_16bit_rgb(path, im)
+    if wide is not None:
+        return wide[..., :3].astype(np.float32) / 65535.0, 16, wide.shape[-1] == 4, icc
+    if mode.startswith("I;16") or mode == "I":
+        # Pillow uses "I" and "I;16*" for 16-bit greyscale; wider integer data is clipped to 16 bits.
+        grey = np.clip(np.asarray(im).astype(np.float32), 0, 65535) / 65535.0
+        return np.repeat(grey[..., None], 3, axis=-1), 16, False, icc
+    if mode == "F":
+        grey = np.clip(np.asarray(im, dtype=np.float32), 0, 1)
+        return np.repeat(grey[..., None], 3, axis=-1), 16, False, icc
+    dropped_alpha = mode in ("LA", "La", "PA", "RGBA", "RGBa") or (mode == "P" and "transparency" in im.info)
+    if mode == "CMYK" and icc is not None:
+        # Pillow's own CMYK->RGB ignores the profile; with one embedded, convert colorimetrically.
+        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+        im = ImageCms.profileToProfile(im, ImageCms.ImageCmsProfile(io.BytesIO(icc)), srgb, outputMode="RGB")
+        icc = srgb.tobytes()
+    elif mode == "CMYK":
+        im = im.convert("RGB")
+    elif mode in ("P", "PA"):
+        im = im.convert("RGBA" if dropped_alpha else "RGB")
+    elif mode != "RGB":
+        im = im.convert("RGB")  # 1, L, LA, La, RGBA, RGBa, RGBX, YCbCr, ...: alpha is simply dropped
+    rgb = np.asarray(im)[..., :3]
+    return rgb.astype(np.float32) / 255.0, 8, dropped_alpha, icc
+
+
+def _upright_exif(im: Image.Image) -> bytes | None:
+    exif = im.getexif()
+    if len(exif) == 0:
+        return None
+    if _EXIF_ORIENTATION in exif:
+        exif[_EXIF_ORIENTATION] = 1
+    return exif.tobytes()
+
+
+def read_image(path: str | os.PathLike) -> LoadedImage:
+    """Read a photo as :class:`LoadedImage` (``pixels`` ``(3,H,W)`` float32 RGB in [0, 1]).
+
+    Every Pillow mode is converted to RGB: greyscale is repeated on the three channels, palettes are
+    expanded, CMYK goes through its ICC profile when it has one, 16-bit PNG/TIFF keep 16 bits, alpha is
+    dropped (see :class:`LoadedImage`). EXIF orientation is applied. Raises :class:`ImageReadError` naming
+    the file when it is missing or not a readable image.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            fmt = im.format or "unknown"
+            # Decode before reading EXIF: Pillow loads a PNG to find its eXIf chunk, consuming the tile.
+            rgb, depth, dropped, icc = _to_rgb_array(path, im)
+            orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+            exif = _upright_exif(im)
+    except ImageReadError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, ImageCms.PyCMSError) as exc:
+        raise ImageReadError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
+    pixels = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+    pixels = _orient(pixels, orientation)
+    return LoadedImage(pixels.contiguous(), depth, fmt, icc, exif, dropped)
+
+
+def _orient(pixels: torch.Tensor, orientation: int) -> torch.Tensor:
+    """Apply EXIF orientation 1..8 to ``(C,H,W)``, as ``ImageOps.exif_transpose`` does."""
+    # 2: mirror; 3: rotate 180; 4: flip; 5: transpose; 6: rotate 270 (CW 90); 7: transverse; 8: rotate 90.
+    flip_w, flip_h = pixels.dim() - 1, pixels.dim() - 2
+    if orientation in (5, 6, 7, 8):
+        pixels = pixels.transpose(flip_h, flip_w)
+    flips = {2: [flip_w], 3: [flip_h, flip_w], 4: [flip_h], 6: [flip_w], 7: [flip_h, flip_w], 8: [flip_h]}
+    dims = flips.get(orientation, [])
+    return pixels.flip(dims) if dims else pixels
+
+
+def to_integer_array(pixels: torch.Tensor, bit_depth: int) -> np.ndarray:
+    """``(3,H,W)`` float in [0, 1] -> ``(H,W,3)`` uint8/uint16, clamped and rounded to the nearest code."""
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
+    top = 255 if bit_depth == 8 else 65535
+    codes = (pixels.detach().to(torch.float32).clamp(0, 1) * top).round()
+    codes = codes.to(torch.int32 if bit_depth == 16 else torch.uint8)
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    return np.ascontiguousarray(codes.permute(1, 2, 0).cpu().numpy(), dtype=dtype)
+
+
+def write_image(
+    path: str | os.PathLike,
+    pixels: torch.Tensor,
+    *,
+    bit_depth: int = 8,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    quality: int = 95,
+) -> None:
+    """Write ``pixels`` ``(3,H,W)`` float RGB in [0, 1] (clamped) to ``path``, format chosen by extension.
+
+    ``.png`` 8/16-bit, ``.jpg``/``.jpeg`` 8-bit (``quality``), ``.tif``/``.tiff`` 8/16-bit (uncompressed
+    for 16-bit). Samples are rounded to the nearest integer code. ``icc_profile`` and ``exif`` are embedded
+    when given (EXIF is not written to 16-bit files).
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in FORMATS:
+        raise ValueError(f"{path}: unsupported extension {ext!r}; use one of {sorted(FORMATS)}")
+    fmt, depths = FORMATS[ext]
+    if bit_depth not in depths:
+        raise ValueError(f"{path}: {fmt} holds bit depths {depths}, got {bit_depth}")
+    if not isinstance(pixels, torch.Tensor) or pixels.dim() != 3 or pixels.shape[0] != 3:
+        raise ValueError(f"pixels must be a (3,H,W) tensor, got {getattr(pixels, 'shape', type(pixels))}")
+    codes = to_integer_array(pixels, bit_depth)
+    if bit_depth == 16:
+        data = _png16(codes, icc_profile) if fmt == "PNG" else _tiff16(codes, icc_profile)
+        path.write_bytes(data)
+        return
+    options: dict = {}
+    if icc_profile:
+        options["icc_profile"] = icc_profile
+    if exif:
+        options["exif"] = exif
+    if fmt == "JPEG":
+        options.update(quality=quality, subsampling=0)  # 4:4:4: a colour grade must not blur chroma
+    Image.fromarray(codes, "RGB").save(path, fmt, **options)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def _png16(codes: np.ndarray, icc: bytes | None) -> bytes:
+    """A 16-bit RGB PNG (filter type 0 on every row) from ``(H,W,3)`` uint16."""
+    h, w, _ = codes.shape
+    rows = np.empty((h, 1 + w * 6), dtype=np.uint8)
+    rows[:, 0] = 0
+    rows[:, 1:] = codes.astype(">u2").view(np.uint8).reshape(h, w * 6)
+    out = [b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))]
+    if icc:
+        out.append(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
+    out += [_png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)), _png_chunk(b"IEND", b"")]
+    return b"".join(out)
+
+
+def _tiff16(codes: np.ndarray, icc: bytes | None) -> bytes:
+    """An uncompressed little-endian 16-bit RGB TIFF (one strip) from ``(H,W,3)`` uint16."""
+    h, w, _ = codes.shape
+    pixels = codes.astype("<u2").tobytes()
+    n_tags = 10 + (1 if icc else 0)
+    ifd_start = 8
+    after_ifd = ifd_start + 2 + 12 * n_tags + 4
+    bits_at = after_ifd
+    extra = struct.pack("<3H", 16, 16, 16)  # out-of-line tag values follow the IFD
+    icc_at = after_ifd + len(extra)
+    if icc:
+        extra += icc + (b"\x00" if len(icc) % 2 else b"")
+    data_at = after_ifd + len(extra)
+    tags = [  # (tag, type, count, value); type 3 = SHORT, 4 = LONG, 7 = UNDEFINED
+        (256, 4, 1, w),
+        (257, 4, 1, h),
+        (258, 3, 3, bits_at),
+        (259, 3, 1, 1),  # no compression
+        (262, 3, 1, 2),  # RGB
+        (273, 4, 1, data_at),
+        (277, 3, 1, 3),
+        (278, 4, 1, h),
+        (279, 4, 1, len(pixels)),
+        (284, 3, 1, 1),  # chunky (interleaved) samples
+    ]
+    if icc:
+        tags.append((34675, 7, len(icc), icc_at))
+    tags.sort()
+    entries = b""
+    for tag, typ, count, value in tags:
+        if typ == 3 and count == 1:
+            entries += struct.pack("<HHIHH", tag, typ, count, value, 0)
+        else:
+            entries += struct.pack("<HHII", tag, typ, count, value)
+    ifd = struct.pack("<H", len(tags)) + entries + struct.pack("<I", 0)
+    return b"II*\x00" + struct.pack("<I", ifd_start) + ifd + extra + pixels
