@@ -7,8 +7,6 @@ index varies fastest in memory, which is the ``.cube`` file row order.
 from .builtin_looks import LOOKS as looks
 from .cube import CubeFormatError, CubeLUT, read_cube, write_cube
 from .functional import apply_lut, identity_lut
-from .regularizers import lut_regularizers, monotonicity, smoothness, total_variation
 
 __all__ = ["apply_lut", "identity_lut"]
 __all__ += ["looks", "CubeFormatError", "CubeLUT", "read_cube", "write_cube"]
-__all__ += ["smoothness", "total_variation", "monotonicity", "lut_regularizers"]
