@@ -7,6 +7,7 @@ index varies fastest in memory, which is the ``.cube`` file row order.
 from .builtin_looks import LOOKS as looks
 from .cube import CubeFormatError, CubeLUT, read_cube, write_cube
 from .functional import apply_lut, identity_lut
+from .hald import read_hald, write_hald
 
 __all__ = ["apply_lut", "identity_lut"]
-__all__ += ["looks", "CubeFormatError", "CubeLUT", "read_cube", "write_cube"]
+__all__ += ["looks", "CubeFormatError", "CubeLUT", "read_cube", "write_cube", "read_hald", "write_hald"]

@@ -179,7 +179,8 @@ def to_integer_array(pixels: torch.Tensor, bit_depth: int) -> np.ndarray:
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
     top = 255 if bit_depth == 8 else 65535
-    codes = (pixels.detach().to(torch.float32).clamp(0, 1) * top).round()
+    # float64: the product of a float32 sample and 65535 is exact there, so rounding is to the nearest code.
+    codes = (pixels.detach().to(torch.float64).clamp(0, 1) * top).round()
     codes = codes.to(torch.int32 if bit_depth == 16 else torch.uint8)
     dtype = np.uint8 if bit_depth == 8 else np.uint16
     return np.ascontiguousarray(codes.permute(1, 2, 0).cpu().numpy(), dtype=dtype)
