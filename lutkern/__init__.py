@@ -8,6 +8,8 @@ from .builtin_looks import LOOKS as looks
 from .cube import CubeFormatError, CubeLUT, read_cube, write_cube
 from .functional import apply_lut, identity_lut
 from .hald import read_hald, write_hald
+from .regularizers import lut_regularizers, monotonicity, smoothness, total_variation
 
 __all__ = ["apply_lut", "identity_lut"]
 __all__ += ["looks", "CubeFormatError", "CubeLUT", "read_cube", "write_cube", "read_hald", "write_hald"]
+__all__ += ["smoothness", "total_variation", "monotonicity", "lut_regularizers"]

@@ -1,0 +1,104 @@
+"""Plain-torch LUT regularizers: literal transcriptions (the test oracles) and the fused fallback.
+
+``lut`` is ``(B,D,D,D,3)`` indexed ``lut[n, b, g, r, c]`` (red index fastest, the ``.cube`` row order),
+D >= 2. Every "mean" is over all elements including the batch, as ``Tensor.mean()`` on a batched tensor
+does, so the value for a batch is the average of the per-LUT values.
+
+The oracles copy the published code line by line in its own layout, channel first
+``lut.permute(0, 4, 1, 2, 3) -> (B, 3, b, g, r)``:
+
+- :func:`smoothness_reference`: ``smoothness_regularization`` of the seed notebook without its
+  ``lambda_smooth`` factor. The notebook's ``diff_z`` line reads ``lut[:, :, :, :, 1:] - lut[:, :, :, :-1]``,
+  whose second operand slices the wrong axis (it only broadcasts for D=2); the comment and the two
+  other lines show the intent, the neighbour difference along the last axis, which is what is used here.
+- :func:`total_variation_reference`, :func:`monotonicity_reference`: ``TV_3D.forward`` of
+  Zeng et al., "Learning Image-adaptive 3D Lookup Tables for High Performance Photo Enhancement in
+  Real-time" (TPAMI 2020), whose ``LUT`` is ``(3, b, g, r)`` (file line ``b*D*D + g*D + r``), i.e. our
+  layout with the channel moved first; ``dif_r`` is along the red (last) axis.
+
+:func:`regularizer_terms_torch` is the fallback used when Triton cannot run: the same three values from
+one neighbour difference per axis, with the same subgradient choices at ties as the Triton kernels
+(``d|x|/dx = 0`` and ``d relu(x)/dx = 0`` at ``x = 0``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def smoothness_reference(lut: torch.Tensor) -> torch.Tensor:
+    """The seed's smoothness term (no ``lambda_smooth``) of ``lut`` ``(B,D,D,D,3)``; scalar."""
+    lut = lut.permute(0, 4, 1, 2, 3)
+    diff_x = torch.abs(lut[:, :, 1:, :, :] - lut[:, :, :-1, :, :])
+    diff_y = torch.abs(lut[:, :, :, 1:, :] - lut[:, :, :, :-1, :])
+    diff_z = torch.abs(lut[:, :, :, :, 1:] - lut[:, :, :, :, :-1])
+    local_var_x = torch.var(torch.stack([lut[:, :, :-1, :-1, :-1], lut[:, :, 1:, :-1, :-1]], dim=-1), dim=-1)
+    local_var_y = torch.var(torch.stack([lut[:, :, :-1, :-1, :-1], lut[:, :, :-1, 1:, :-1]], dim=-1), dim=-1)
+    local_var_z = torch.var(torch.stack([lut[:, :, :-1, :-1, :-1], lut[:, :, :-1, :-1, 1:]], dim=-1), dim=-1)
+    return (
+        diff_x.mean() + diff_y.mean() + diff_z.mean()
+        + local_var_x.mean() + local_var_y.mean() + local_var_z.mean()
+    )
+
+
+def _tpami_differences(lut: torch.Tensor):
+    """``dif_r, dif_g, dif_b`` of ``TV_3D.forward`` (``L[i] - L[i+1]``) and the matching TV weights."""
+    lut = lut.permute(0, 4, 1, 2, 3)
+    dim = lut.shape[-1]
+    weight_r = torch.ones(3, dim, dim, dim - 1, dtype=lut.dtype, device=lut.device)
+    weight_r[:, :, :, (0, dim - 2)] *= 2.0
+    weight_g = torch.ones(3, dim, dim - 1, dim, dtype=lut.dtype, device=lut.device)
+    weight_g[:, :, (0, dim - 2), :] *= 2.0
+    weight_b = torch.ones(3, dim - 1, dim, dim, dtype=lut.dtype, device=lut.device)
+    weight_b[:, (0, dim - 2), :, :] *= 2.0
+    dif_r = lut[:, :, :, :, :-1] - lut[:, :, :, :, 1:]
+    dif_g = lut[:, :, :, :-1, :] - lut[:, :, :, 1:, :]
+    dif_b = lut[:, :, :-1, :, :] - lut[:, :, 1:, :, :]
+    return (dif_r, dif_g, dif_b), (weight_r, weight_g, weight_b)
+
+
+def total_variation_reference(lut: torch.Tensor) -> torch.Tensor:
+    """TPAMI 3D-LUT total variation of ``lut`` ``(B,D,D,D,3)``; scalar."""
+    (dif_r, dif_g, dif_b), (weight_r, weight_g, weight_b) = _tpami_differences(lut)
+    return (
+        torch.mean(torch.mul(dif_r**2, weight_r))
+        + torch.mean(torch.mul(dif_g**2, weight_g))
+        + torch.mean(torch.mul(dif_b**2, weight_b))
+    )
+
+
+def monotonicity_reference(lut: torch.Tensor) -> torch.Tensor:
+    """TPAMI 3D-LUT monotonicity term of ``lut`` ``(B,D,D,D,3)``; scalar."""
+    (dif_r, dif_g, dif_b), _ = _tpami_differences(lut)
+    relu = torch.nn.functional.relu
+    return torch.mean(relu(dif_r)) + torch.mean(relu(dif_g)) + torch.mean(relu(dif_b))
+
+
+def regularizer_terms_torch(lut: torch.Tensor, which: tuple[bool, bool, bool] = (True,) * 3) -> torch.Tensor:
+    """``[smoothness, total_variation, monotonicity]`` of ``lut`` ``(B,D,D,D,3)`` as a ``(3,)`` tensor.
+
+    Terms not selected by ``which`` are 0 and cost nothing. Half-precision LUTs are computed in float32;
+    the result has ``lut``'s dtype.
+    """
+    x = lut if lut.dtype in (torch.float32, torch.float64) else lut.float()
+    n, d = x.shape[0], x.shape[1]
+    n_diff = n * 3 * d * d * (d - 1)  # differences along one axis
+    n_sub = n * 3 * (d - 1) ** 3  # the [:-1, :-1, :-1] sub-cube of the seed's variance terms
+    # TV weight per difference slice: 2 on the first and last slice (one slice for D=2), 1 elsewhere.
+    tv_weight = torch.ones(d - 1, dtype=x.dtype, device=x.device)
+    tv_weight[[0, -1]] = 2.0
+    zero = x.new_zeros(())
+    smooth, tv, mono = zero, zero, zero
+    for axis in (1, 2, 3):  # b, g, r
+        delta = x.diff(dim=axis)  # L[i+1] - L[i]
+        if which[0]:
+            sub = delta[:, : d - 1, : d - 1, : d - 1]
+            # torch.var of a 2-sample stack (unbiased) is half the squared difference.
+            smooth = smooth + delta.abs().sum() / n_diff + 0.5 * sub.square().sum() / n_sub
+        if which[1]:
+            shape = [1, 1, 1, 1, 1]
+            shape[axis] = d - 1
+            tv = tv + (delta.square() * tv_weight.view(shape)).sum() / n_diff
+        if which[2]:
+            mono = mono + torch.relu(-delta).sum() / n_diff
+    return torch.stack([smooth, tv, mono]).to(lut.dtype)
