@@ -99,19 +99,19 @@ def _read_16bit_rgb(path: Path, im: Image.Image) -> np.ndarray | None:
     return (hi << 8) | lo
 
 
-def _to_rgb_array(path: Path, im: Image.Image) -> tuple[np.ndarray, int, bool, bytes | None]:
-    """Decode ``im`` to ``(H,W,3)`` float32 in [0, 1]; returns (array, bit depth, dropped alpha, icc)."""
+def _rgb_codes(path: Path, im: Image.Image) -> tuple[np.ndarray, int, bool, bytes | None]:
+    """Decode ``im`` to ``(H,W,3)`` uint8 or uint16 codes; returns (codes, bit depth, dropped alpha, icc)."""
     icc = im.info.get("icc_profile") or None
     mode = im.mode
     wide = _read_16bit_rgb(path, im)
     if wide is not None:
-        return wide[..., :3].astype(np.float32) / 65535.0, 16, wide.shape[-1] == 4, icc
+        return wide[..., :3], 16, wide.shape[-1] == 4, icc
     if mode.startswith("I;16") or mode == "I":
         # Pillow uses "I" and "I;16*" for 16-bit greyscale; wider integer data is clipped to 16 bits.
-        grey = np.clip(np.asarray(im).astype(np.float32), 0, 65535) / 65535.0
+        grey = np.clip(np.asarray(im), 0, 65535).astype(np.uint16)
         return np.repeat(grey[..., None], 3, axis=-1), 16, False, icc
-    if mode == "F":
-        grey = np.clip(np.asarray(im, dtype=np.float32), 0, 1)
+    if mode == "F":  # float samples, nominally [0, 1]: kept at 16-bit precision
+        grey = np.round(np.clip(np.asarray(im, dtype=np.float64), 0, 1) * 65535).astype(np.uint16)
         return np.repeat(grey[..., None], 3, axis=-1), 16, False, icc
     dropped_alpha = mode in ("LA", "La", "PA", "RGBA", "RGBa") or (mode == "P" and "transparency" in im.info)
     if mode == "CMYK" and icc is not None:
@@ -125,8 +125,7 @@ def _to_rgb_array(path: Path, im: Image.Image) -> tuple[np.ndarray, int, bool, b
         im = im.convert("RGBA" if dropped_alpha else "RGB")
     elif mode != "RGB":
         im = im.convert("RGB")  # 1, L, LA, La, RGBA, RGBa, RGBX, YCbCr, ...: alpha is simply dropped
-    rgb = np.asarray(im)[..., :3]
-    return rgb.astype(np.float32) / 255.0, 8, dropped_alpha, icc
+    return np.asarray(im)[..., :3], 8, dropped_alpha, icc
 
 
 def _upright_exif(im: Image.Image) -> bytes | None:
@@ -138,40 +137,64 @@ def _upright_exif(im: Image.Image) -> bytes | None:
     return exif.tobytes()
 
 
-def read_image(path: str | os.PathLike) -> LoadedImage:
-    """Read a photo as :class:`LoadedImage` (``pixels`` ``(3,H,W)`` float32 RGB in [0, 1]).
+@dataclasses.dataclass
+class DecodedImage:
+    """A photo as integer codes: ``codes`` ``(H,W,3)`` uint8 (``bit_depth`` 8) or uint16 (16), upright and
+    C-contiguous; the other fields as in :class:`LoadedImage`. Holds no float copy of the image."""
 
-    Every Pillow mode is converted to RGB: greyscale is repeated on the three channels, palettes are
-    expanded, CMYK goes through its ICC profile when it has one, 16-bit PNG/TIFF keep 16 bits, alpha is
-    dropped (see :class:`LoadedImage`). EXIF orientation is applied. Raises :class:`ImageReadError` naming
-    the file when it is missing or not a readable image.
-    """
+    codes: np.ndarray
+    bit_depth: int
+    format: str
+    icc_profile: bytes | None
+    exif: bytes | None
+    dropped_alpha: bool = False
+
+
+def decode_image(path: str | os.PathLike) -> DecodedImage:
+    """Read a photo as integer RGB codes (see :func:`read_image` for the conversions)."""
     path = Path(path)
     try:
         with Image.open(path) as im:
             fmt = im.format or "unknown"
             # Decode before reading EXIF: Pillow loads a PNG to find its eXIf chunk, consuming the tile.
-            rgb, depth, dropped, icc = _to_rgb_array(path, im)
+            codes, depth, dropped, icc = _rgb_codes(path, im)
             orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
             exif = _upright_exif(im)
-    except ImageReadError:
-        raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, ImageCms.PyCMSError) as exc:
         raise ImageReadError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
-    pixels = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
-    pixels = _orient(pixels, orientation)
-    return LoadedImage(pixels.contiguous(), depth, fmt, icc, exif, dropped)
+    codes = np.ascontiguousarray(_orient(codes, orientation))
+    if not codes.flags.writeable:  # a view of Pillow's buffer: own the codes so they can be graded in place
+        codes = codes.copy()
+    return DecodedImage(codes, depth, fmt, icc, exif, dropped)
 
 
-def _orient(pixels: torch.Tensor, orientation: int) -> torch.Tensor:
-    """Apply EXIF orientation 1..8 to ``(C,H,W)``, as ``ImageOps.exif_transpose`` does."""
+def read_image(path: str | os.PathLike) -> LoadedImage:
+    """Read a photo as :class:`LoadedImage` (``pixels`` ``(3,H,W)`` float32 RGB in [0, 1]).
+
+    Every Pillow mode is converted to RGB: greyscale is repeated on the three channels, palettes are
+    expanded, CMYK goes through its ICC profile when it has one, 16-bit PNG/TIFF keep 16 bits (float
+    greyscale is quantised to 16 bits), alpha is dropped (see :class:`LoadedImage`). EXIF orientation is
+    applied. Raises :class:`ImageReadError` naming the file when it is missing or not a readable image.
+    """
+    d = decode_image(path)
+    pixels = codes_to_pixels(d.codes, d.bit_depth)
+    return LoadedImage(pixels, d.bit_depth, d.format, d.icc_profile, d.exif, d.dropped_alpha)
+
+
+def codes_to_pixels(codes: np.ndarray, bit_depth: int) -> torch.Tensor:
+    """``(H,W,3)`` uint8/uint16 codes -> ``(3,H,W)`` float32 in [0, 1]."""
+    top = 255.0 if bit_depth == 8 else 65535.0
+    return (torch.from_numpy(codes.astype(np.float32)) / top).permute(2, 0, 1).contiguous()
+
+
+def _orient(codes: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply EXIF orientation 1..8 to ``(H,W,C)``, as ``ImageOps.exif_transpose`` does (views, no copy)."""
     # 2: mirror; 3: rotate 180; 4: flip; 5: transpose; 6: rotate 270 (CW 90); 7: transverse; 8: rotate 90.
-    flip_w, flip_h = pixels.dim() - 1, pixels.dim() - 2
     if orientation in (5, 6, 7, 8):
-        pixels = pixels.transpose(flip_h, flip_w)
-    flips = {2: [flip_w], 3: [flip_h, flip_w], 4: [flip_h], 6: [flip_w], 7: [flip_h, flip_w], 8: [flip_h]}
-    dims = flips.get(orientation, [])
-    return pixels.flip(dims) if dims else pixels
+        codes = codes.transpose(1, 0, 2)
+    flips = {2: (1,), 3: (0, 1), 4: (0,), 6: (1,), 7: (0, 1), 8: (0,)}
+    axes = flips.get(orientation)
+    return np.flip(codes, axes) if axes else codes
 
 
 def to_integer_array(pixels: torch.Tensor, bit_depth: int) -> np.ndarray:
@@ -197,10 +220,19 @@ def write_image(
 ) -> None:
     """Write ``pixels`` ``(3,H,W)`` float RGB in [0, 1] (clamped) to ``path``, format chosen by extension.
 
-    ``.png`` 8/16-bit, ``.jpg``/``.jpeg`` 8-bit (``quality``), ``.tif``/``.tiff`` 8/16-bit (uncompressed
-    for 16-bit). Samples are rounded to the nearest integer code. ``icc_profile`` and ``exif`` are embedded
-    when given (EXIF is not written to 16-bit files).
+    ``.png`` 8/16-bit, ``.jpg``/``.jpeg`` 8-bit (``quality``, 4:4:4 chroma), ``.tif``/``.tiff`` 8/16-bit
+    (16-bit uncompressed). Samples are rounded to the nearest integer code. ``icc_profile`` and ``exif``
+    are embedded when given (EXIF is not written to 16-bit TIFF).
     """
+    if not isinstance(pixels, torch.Tensor) or pixels.dim() != 3 or pixels.shape[0] != 3:
+        raise ValueError(f"pixels must be a (3,H,W) tensor, got {getattr(pixels, 'shape', type(pixels))}")
+    output_format(path, bit_depth)  # check before converting
+    codes = to_integer_array(pixels, bit_depth)
+    write_codes(path, codes, icc_profile=icc_profile, exif=exif, quality=quality)
+
+
+def output_format(path: str | os.PathLike, bit_depth: int) -> str:
+    """The Pillow format written for ``path``'s extension; ValueError if it cannot hold ``bit_depth``."""
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in FORMATS:
@@ -208,12 +240,25 @@ def write_image(
     fmt, depths = FORMATS[ext]
     if bit_depth not in depths:
         raise ValueError(f"{path}: {fmt} holds bit depths {depths}, got {bit_depth}")
-    if not isinstance(pixels, torch.Tensor) or pixels.dim() != 3 or pixels.shape[0] != 3:
-        raise ValueError(f"pixels must be a (3,H,W) tensor, got {getattr(pixels, 'shape', type(pixels))}")
-    codes = to_integer_array(pixels, bit_depth)
+    return fmt
+
+
+def write_codes(
+    path: str | os.PathLike,
+    codes: np.ndarray,
+    *,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    quality: int = 95,
+) -> None:
+    """Write ``(H,W,3)`` uint8 or uint16 codes to ``path`` (format by extension, as :func:`write_image`)."""
+    if codes.ndim != 3 or codes.shape[2] != 3 or codes.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"codes must be (H,W,3) uint8 or uint16, got {codes.shape} {codes.dtype}")
+    bit_depth = 8 if codes.dtype == np.uint8 else 16
+    fmt = output_format(path, bit_depth)
     if bit_depth == 16:
-        data = _png16(codes, icc_profile) if fmt == "PNG" else _tiff16(codes, icc_profile)
-        path.write_bytes(data)
+        data = _png16(codes, icc_profile, exif) if fmt == "PNG" else _tiff16(codes, icc_profile)
+        Path(path).write_bytes(data)
         return
     options: dict = {}
     if icc_profile:
@@ -230,7 +275,7 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
 
-def _png16(codes: np.ndarray, icc: bytes | None) -> bytes:
+def _png16(codes: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
     """A 16-bit RGB PNG (filter type 0 on every row) from ``(H,W,3)`` uint16."""
     h, w, _ = codes.shape
     rows = np.empty((h, 1 + w * 6), dtype=np.uint8)
@@ -239,6 +284,8 @@ def _png16(codes: np.ndarray, icc: bytes | None) -> bytes:
     out = [b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))]
     if icc:
         out.append(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
+    if exif:  # the eXIf chunk holds the TIFF structure without the JPEG "Exif\0\0" marker
+        out.append(_png_chunk(b"eXIf", exif.removeprefix(b"Exif\x00\x00")))
     out += [_png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)), _png_chunk(b"IEND", b"")]
     return b"".join(out)
 

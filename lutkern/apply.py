@@ -1,0 +1,181 @@
+"""Apply a LUT to photos: ``python -m lutkern.apply --lut FILE.cube|HALD.png|LOOK IMAGES... --out DIR``.
+
+Each image is written to ``DIR`` under its own name, in its own format and bit depth (PNG 8/16-bit, JPEG,
+TIFF 8/16-bit), upright (EXIF orientation applied, the tag reset), with its ICC profile and EXIF carried
+over. The LUT is applied to the stored code values: no colour management, so the profile still describes
+the output. Inputs are never overwritten, existing outputs only with ``--overwrite``. An unreadable file
+gets a one-line error and the batch goes on; the exit status is 1 if any file failed, 2 for bad arguments.
+
+Memory: an image is decoded once to uint8/uint16 codes, graded in horizontal strips of about
+``--strip-pixels`` pixels (float32 input and output strips only), and each strip written back into the code
+array in place, so the peak is about one integer image plus two float strips (plus Pillow's own buffer
+while decoding and encoding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .builtin_looks import LOOKS
+from .cube import CubeFormatError, CubeLUT, read_cube
+from .hald import read_hald
+from .imageio import FORMATS, ImageReadError, decode_image, output_format, write_codes
+from .reference.apply import INTERPOLATIONS
+
+DEFAULT_STRIP_PIXELS = 1 << 20  # 1 Mpx: 12 MiB per float32 RGB strip (the torch path makes ~20 temporaries)
+
+
+def load_lut(spec: str, size: int = 33) -> CubeLUT:
+    """A ``.cube`` file, a Hald CLUT image (``.png``/``.tif``/``.tiff``) or the name of a built-in look."""
+    path = Path(spec)
+    if path.is_file():
+        ext = path.suffix.lower()
+        if ext == ".cube":
+            return read_cube(path)
+        if ext in (".png", ".tif", ".tiff"):
+            return CubeLUT(read_hald(path), title=path.stem)
+        raise ValueError(f"{spec}: unknown LUT file type {ext!r} (expected .cube, or a Hald CLUT .png/.tif)")
+    if spec in LOOKS:
+        return CubeLUT(LOOKS[spec](size), title=spec)
+    raise ValueError(f"{spec}: no such file, and not a built-in look (looks: {', '.join(sorted(LOOKS))})")
+
+
+def grade_codes(
+    codes: np.ndarray,
+    lut: CubeLUT,
+    *,
+    interpolation: str = "trilinear",
+    device: str | torch.device = "cpu",
+    backend: str | None = None,
+    strip_pixels: int = DEFAULT_STRIP_PIXELS,
+    on_strip=None,
+) -> np.ndarray:
+    """Grade ``codes`` ``(H,W,3)`` uint8/uint16 in place, strip by strip, and return it.
+
+    Output codes are the LUT output clamped to [0, 1] and rounded to the nearest code.
+    """
+    top = 255.0 if codes.dtype == np.uint8 else 65535.0
+    h, w, _ = codes.shape
+    rows = max(1, strip_pixels // max(w, 1))
+    for y in range(0, h, rows):
+        strip = torch.from_numpy(codes[y : y + rows]).to(device)
+        x = strip.permute(2, 0, 1).unsqueeze(0).to(torch.float32) / top
+        out = lut.apply(x, interpolation=interpolation, backend=backend)
+        # float64 for the last step so that rounding is to the nearest code at 16 bits too.
+        q = (out[0].permute(1, 2, 0).to(torch.float64).clamp(0, 1) * top).round()
+        codes[y : y + rows] = q.to(torch.int32).cpu().numpy()
+        if on_strip is not None:
+            on_strip(min(rows, h - y) / h)
+    return codes
+
+
+def _profile_name(icc: bytes) -> str:
+    try:
+        from PIL import ImageCms
+
+        return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip() or "unnamed"
+    except Exception:  # an unparsable profile is still carried over byte for byte
+        return "unparsable"
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lutkern.apply", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--lut", required=True, help="a .cube file, a Hald CLUT .png/.tif, or a look: " + ", ".join(LOOKS)
+    )
+    p.add_argument("--interpolation", default="trilinear", choices=INTERPOLATIONS)
+    p.add_argument("--size", type=int, default=33, help="LUT size for a built-in look (default 33)")
+    p.add_argument("--out", required=True, type=Path, help="output directory (created if missing)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--backend", choices=("triton", "torch"), help="apply_lut backend (default: automatic)")
+    p.add_argument("--strip-pixels", type=int, default=DEFAULT_STRIP_PIXELS, help=argparse.SUPPRESS)
+    p.add_argument("images", nargs="+", type=Path)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)  # soft wrap: one error, one line
+    try:
+        lut = load_lut(args.lut, args.size)
+        args.out.mkdir(parents=True, exist_ok=True)
+    except (ValueError, OSError) as exc:  # CubeFormatError is a ValueError
+        err.print(f"error: {exc}", markup=False)
+        return 2
+    failed = 0
+    seen: dict[Path, Path] = {}
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+    ) as progress:
+        task = progress.add_task("grading", total=len(args.images))
+        for src in args.images:
+            progress.update(task, description=f"grading {src.name}")
+            done_before = progress.tasks[task].completed
+            try:
+                note = _grade_file(src, args, lut, seen, lambda f: progress.advance(task, f))
+                if note:
+                    progress.console.print(f"{src}: {note}", markup=False, highlight=False)
+            except (ImageReadError, CubeFormatError, ValueError, OSError) as exc:
+                failed += 1
+                message = str(exc) if str(src) in str(exc) else f"{src}: {exc}"
+                progress.console.print(f"error: {message}", markup=False, highlight=False)
+            progress.update(task, completed=done_before + 1)
+    ok = len(args.images) - failed
+    err.print(f"{ok} graded into {args.out}, {failed} failed", markup=False)
+    return 1 if failed else 0
+
+
+def _grade_file(src: Path, args, lut: CubeLUT, seen: dict[Path, Path], on_strip) -> str:
+    """Grade one file into ``args.out``; returns a note for the console (ICC profile, alpha) or ''."""
+    dst = args.out / src.name
+    if src.suffix.lower() not in FORMATS:
+        raise ValueError(f"unsupported image type {src.suffix!r} (PNG, JPEG or TIFF)")
+    if dst in seen:
+        raise ValueError(f"same output name as {seen[dst]}: {dst} would be written twice")
+    if any(_same_file(dst, other) for other in args.images):
+        raise ValueError(f"refusing to overwrite an input: {dst}")
+    if dst.exists() and not args.overwrite:
+        raise ValueError(f"{dst} exists (use --overwrite to replace it)")
+    seen[dst] = src
+    img = decode_image(src)
+    output_format(dst, img.bit_depth)
+    codes = grade_codes(
+        img.codes,
+        lut,
+        interpolation=args.interpolation,
+        device=args.device,
+        backend=args.backend,
+        strip_pixels=args.strip_pixels,
+        on_strip=on_strip,
+    )
+    write_codes(dst, codes, icc_profile=img.icc_profile, exif=img.exif, quality=args.quality)
+    notes = []
+    if img.icc_profile:
+        notes.append(
+            f"ICC profile '{_profile_name(img.icc_profile)}' carried over (LUT applied to stored values)"
+        )
+    if img.dropped_alpha:
+        notes.append("alpha channel dropped")
+    return "; ".join(notes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

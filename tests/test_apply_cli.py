@@ -1,0 +1,152 @@
+"""``python -m lutkern.apply``: formats and bit depths kept, strips, EXIF/ICC, refusals, per-file errors."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageCms
+
+from lutkern import apply_lut, write_cube
+from lutkern.apply import main
+from lutkern.builtin_looks import LOOKS
+from lutkern.hald import write_hald
+from lutkern.imageio import read_image, write_image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _photo(h: int = 12, w: int = 17, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(3, h, w, generator=gen)
+
+
+def _expected_codes(pixels: torch.Tensor, lut: torch.Tensor, top: int) -> np.ndarray:
+    out = apply_lut(pixels[None], lut, backend="torch")[0]
+    return (out.double().clamp(0, 1) * top).round().permute(1, 2, 0).numpy()
+
+
+def _codes(path: Path, top: int) -> np.ndarray:
+    return np.round(read_image(path).pixels.double().permute(1, 2, 0).numpy() * top)
+
+
+@pytest.mark.parametrize("name,depth", [("a.png", 8), ("b.png", 16), ("c.tif", 8), ("d.tiff", 16)])
+def test_lossless_formats_keep_depth_and_match_apply_lut(tmp_path, name, depth):
+    src = tmp_path / "in" / name
+    src.parent.mkdir()
+    write_image(src, _photo(), bit_depth=depth)
+    # A strip of 40 pixels is 2 rows here: several strips, the last one short.
+    assert (
+        main(["--lut", "teal_orange", str(src), "--out", str(tmp_path / "out"), "--strip-pixels", "40"]) == 0
+    )
+    dst = tmp_path / "out" / name
+    loaded = read_image(dst)
+    assert loaded.bit_depth == depth and loaded.format == read_image(src).format
+    top = 2**depth - 1
+    expected = _expected_codes(read_image(src).pixels, LOOKS["teal_orange"](33), top)
+    # Strips vs the whole image may round a float32 differently (vectorised vs scalar loop tails): at
+    # most one code, rarely.
+    diff = np.abs(_codes(dst, top) - expected)
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.99
+
+
+def test_jpeg_in_jpeg_out(tmp_path):
+    src = tmp_path / "p.jpg"
+    write_image(src, _photo(16, 16))
+    assert (
+        main(["--lut", "bw", "--interpolation", "tetrahedral", str(src), "--out", str(tmp_path / "o")]) == 0
+    )
+    out = read_image(tmp_path / "o" / "p.jpg")
+    assert out.format == "JPEG" and out.bit_depth == 8
+    expected = apply_lut(
+        read_image(src).pixels, LOOKS["bw"](33), interpolation="tetrahedral", backend="torch"
+    )
+    assert (out.pixels - expected).abs().mean() < 0.01  # JPEG re-encoding
+
+
+@pytest.mark.parametrize("kind", ["cube", "hald"])
+def test_lut_files(tmp_path, kind):
+    look = LOOKS["cool_contrast"]
+    if kind == "cube":
+        lut_path, lut = tmp_path / "look.cube", look(17)
+        write_cube(lut_path, lut, precision=7)
+    else:
+        lut_path, lut = tmp_path / "look_hald.png", look(16)
+        write_hald(lut_path, lut, bit_depth=16)
+    src = tmp_path / "x.png"
+    write_image(src, _photo(), bit_depth=16)
+    assert main(["--lut", str(lut_path), str(src), "--out", str(tmp_path / "o")]) == 0
+    got = _codes(tmp_path / "o" / "x.png", 65535)
+    expected = _expected_codes(read_image(src).pixels, lut, 65535)
+    assert np.abs(got - expected).max() <= 2  # stored LUT rounded to 7 decimals / 16 bits
+
+
+def test_exif_orientation_and_icc_profile(tmp_path, capsys):
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: shown rotated 90 degrees clockwise
+    src = tmp_path / "r.png"
+    Image.new("RGB", (8, 5), (200, 30, 40)).save(src, exif=exif.tobytes(), icc_profile=icc)
+    assert main(["--lut", "faded_warm", str(src), "--out", str(tmp_path / "o")]) == 0
+    with Image.open(tmp_path / "o" / "r.png") as out:
+        assert out.size == (5, 8)
+        assert out.getexif().get(0x0112) == 1
+        assert out.info.get("icc_profile") == icc
+    assert "ICC profile" in capsys.readouterr().err
+
+
+def test_refusals_and_per_file_errors(tmp_path, capsys):
+    good1, bad, good2 = tmp_path / "g1.png", tmp_path / "broken.png", tmp_path / "g2.jpg"
+    write_image(good1, _photo())
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    write_image(good2, _photo())
+    before = good1.read_bytes()
+    # Writing next to the inputs would overwrite them: refused even with --overwrite.
+    assert main(["--lut", "bw", str(good1), "--out", str(tmp_path), "--overwrite"]) == 1
+    assert good1.read_bytes() == before
+    assert "refusing to overwrite an input" in capsys.readouterr().err
+
+    out = tmp_path / "out"
+    code = main(
+        ["--lut", "bw", str(good1), str(bad), str(good2), str(tmp_path / "missing.png"), "--out", str(out)]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert (out / "g1.png").exists() and (out / "g2.jpg").exists() and not (out / "broken.png").exists()
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and "broken.png" in errors[0] and "missing.png" in errors[1]
+    assert "Traceback" not in err and "2 graded" in err
+
+    # Existing outputs: refused without --overwrite, replaced with it.
+    assert main(["--lut", "bw", str(good1), "--out", str(out)]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["--lut", "teal_orange", str(good1), "--out", str(out), "--overwrite"]) == 0
+
+    # Two inputs with the same name would collide in the output directory.
+    other = tmp_path / "sub" / "g1.png"
+    other.parent.mkdir()
+    write_image(other, _photo(seed=1))
+    assert main(["--lut", "bw", str(good1), str(other), "--out", str(tmp_path / "o2")]) == 1
+    assert "written twice" in capsys.readouterr().err
+
+
+def test_bad_lut_is_one_line_exit_2(tmp_path, capsys):
+    src = tmp_path / "x.png"
+    write_image(src, _photo())
+    assert main(["--lut", "no_such_look", str(src), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no_such_look") and "bw" in err and "\n" not in err
+    (tmp_path / "bad.cube").write_text("LUT_3D_SIZE 2\n0 0 0\n")
+    assert main(["--lut", str(tmp_path / "bad.cube"), str(src), "--out", str(tmp_path / "o")]) == 2
+    assert "bad.cube:2: expected 8 table rows" in capsys.readouterr().err
+
+
+def test_module_entry_point(tmp_path):
+    src = tmp_path / "x.png"
+    write_image(src, _photo(4, 4))
+    cmd = [sys.executable, "-m", "lutkern.apply", "--lut", "bw", str(src), "--out", str(tmp_path / "o")]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "o" / "x.png").exists()
