@@ -22,7 +22,7 @@ def interpreter_enabled() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def triton_import_error() -> str | None:
     """Why Triton cannot be imported, or None when it can (computed once)."""
     try:
@@ -48,7 +48,7 @@ def _triton_unusable_reason(device: torch.device) -> str | None:
     return f"Triton does not support device {device}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _log_fallback_once(reason: str) -> None:
     _log.info("lutkern: using the torch backend because %s", reason)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from ._backend import resolve_backend
-from .reference.apply import INTERPOLATIONS, apply_lut_reference
+from .ops.apply_lut_torch import apply_lut_torch
+from .reference.apply import INTERPOLATIONS
 
 MIN_LUT_SIZE, MAX_LUT_SIZE = 2, 256
 _IMAGE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -34,7 +35,9 @@ def check_lut(lut: torch.Tensor, name: str = "lut") -> None:
     if lut.shape[-4] != d or lut.shape[-3] != d:
         raise ValueError(f"{name} must be cubic (D,D,D,3), got shape {tuple(lut.shape)}")
     if not MIN_LUT_SIZE <= d <= MAX_LUT_SIZE:
-        raise ValueError(f"{name} size D must be in [{MIN_LUT_SIZE}, {MAX_LUT_SIZE}], got shape {tuple(lut.shape)}")
+        raise ValueError(
+            f"{name} size D must be in [{MIN_LUT_SIZE}, {MAX_LUT_SIZE}], got shape {tuple(lut.shape)}"
+        )
 
 
 def _check_inputs(image: torch.Tensor, lut: torch.Tensor, interpolation: str) -> None:
@@ -46,11 +49,14 @@ def _check_inputs(image: torch.Tensor, lut: torch.Tensor, interpolation: str) ->
         raise ValueError(f"image must have shape (3,H,W) or (B,3,H,W), got {tuple(image.shape)}")
     check_lut(lut)
     if lut.dim() == 5 and image.dim() == 3:
-        raise ValueError(f"a batch of LUTs {tuple(lut.shape)} needs a batch of images (B,3,H,W), got {tuple(image.shape)}")
+        raise ValueError(
+            f"a batch of LUTs {tuple(lut.shape)} needs a batch of images (B,3,H,W), got {tuple(image.shape)}"
+        )
     if lut.dim() == 5 and lut.shape[0] != image.shape[0]:
         raise ValueError(
-            f"batch mismatch: image {tuple(image.shape)} has {image.shape[0]} images, lut {tuple(lut.shape)} has "
-            f"{lut.shape[0]} LUTs (pass one LUT per image, or a single (D,D,D,3) LUT to share)"
+            f"batch mismatch: image {tuple(image.shape)} has {image.shape[0]} images, "
+            f"lut {tuple(lut.shape)} has {lut.shape[0]} LUTs "
+            "(pass one LUT per image, or a single (D,D,D,3) LUT to share)"
         )
     if image.device != lut.device:
         raise ValueError(f"image is on {image.device} but lut is on {lut.device}")
@@ -58,7 +64,9 @@ def _check_inputs(image: torch.Tensor, lut: torch.Tensor, interpolation: str) ->
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
 
 
-def apply_lut(image: torch.Tensor, lut: torch.Tensor, *, interpolation: str = "trilinear", backend: str | None = None):
+def apply_lut(
+    image: torch.Tensor, lut: torch.Tensor, *, interpolation: str = "trilinear", backend: str | None = None
+):
     """Apply a 3D LUT to an image batch, differentiably with respect to both.
 
     image: ``(B,3,H,W)`` or ``(3,H,W)`` RGB, float16/bfloat16/float32 (float64 on the torch backend),
@@ -79,5 +87,5 @@ def apply_lut(image: torch.Tensor, lut: torch.Tensor, *, interpolation: str = "t
 
         out = apply_lut_triton(img, lut5, interpolation)
     else:
-        out = apply_lut_reference(img, lut5, interpolation)
+        out = apply_lut_torch(img, lut5, interpolation)
     return out.squeeze(0) if unbatched else out

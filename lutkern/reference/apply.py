@@ -4,6 +4,7 @@ Conventions (shared by the whole project): ``image`` is ``(B,3,H,W)`` RGB; ``lut
 or ``(1,D,D,D,3)`` indexed ``lut[n, b, g, r, c]`` (red index varies fastest in memory, the ``.cube`` row
 order). Lattice point ``(r, g, b)`` sits at colour ``(r, g, b) / (D - 1)``. Inputs are clamped to
 [0, 1] (the LUT edge is extended); a NaN channel makes the whole output pixel NaN.
+Computation runs in float32 (float64 when the image or the LUT is float64) whatever the input dtypes.
 Gradients come from autograd, so this module is slow but obviously right.
 """
 
@@ -14,16 +15,22 @@ import torch
 INTERPOLATIONS = ("trilinear", "tetrahedral", "nearest")
 
 
-def _gather(lut_flat: torch.Tensor, r: torch.Tensor, g: torch.Tensor, b: torch.Tensor, d: int) -> torch.Tensor:
+def _gather(
+    lut_flat: torch.Tensor, r: torch.Tensor, g: torch.Tensor, b: torch.Tensor, d: int
+) -> torch.Tensor:
     """Values ``lut[n, b, g, r, :]`` as ``(N,3,H*W)`` for integer index maps of shape ``(N,H*W)``."""
     idx = (b * d + g) * d + r
     return torch.gather(lut_flat, 2, idx.unsqueeze(1).expand(-1, 3, -1))
 
 
-def apply_lut_reference(image: torch.Tensor, lut: torch.Tensor, interpolation: str = "trilinear") -> torch.Tensor:
+def apply_lut_reference(
+    image: torch.Tensor, lut: torch.Tensor, interpolation: str = "trilinear"
+) -> torch.Tensor:
     """Apply ``lut`` ``(N|1,D,D,D,3)`` to ``image`` ``(N,3,H,W)``; returns ``(N,3,H,W)`` in image's dtype."""
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+    dtype = torch.promote_types(torch.promote_types(image.dtype, lut.dtype), torch.float32)
+    out_dtype, image, lut = image.dtype, image.to(dtype), lut.to(dtype)
     n, _, h, w = image.shape
     d = lut.shape[1]
     lut_flat = lut.reshape(lut.shape[0], d * d * d, 3).transpose(1, 2).expand(n, 3, d * d * d)
@@ -55,7 +62,7 @@ def apply_lut_reference(image: torch.Tensor, lut: torch.Tensor, interpolation: s
         else:
             out = _tetrahedral(fr, fg, fb, c)
     out = torch.where(nan, torch.full_like(out, float("nan")), out)
-    return out.reshape(n, 3, h, w).to(image.dtype)
+    return out.reshape(n, 3, h, w).to(out_dtype)
 
 
 def _tetrahedral(fr, fg, fb, c) -> torch.Tensor:

@@ -1,0 +1,227 @@
+"""Fast pure-torch LUT application: the fallback when Triton cannot run (CPU without the interpreter).
+
+Same function as :func:`lutkern.reference.apply.apply_lut_reference` (same clamping, NaN and tie rules),
+built for speed on a few CPU cores:
+
+- Pixels are processed in chunks of ``CHUNK`` so that temporaries stay in cache and peak memory is
+  bounded by the chunk, not by the batch. Chunks are spread over ``torch.get_num_threads()`` Python
+  threads (torch releases the GIL inside ops); chunk ``j`` always goes to worker ``j % workers`` and
+  each worker owns its LUT-gradient accumulator, so results are deterministic.
+- Everything is channel-first ``(3, P)``: a corner of the cell is one ``index_select`` along the
+  lattice axis of the channel-first LUT ``(3, D^3)``, and the blends are contiguous elementwise ops.
+- The backward is written by hand and recomputes the cell per chunk (only the inputs are saved): the
+  LUT gradient is a ``scatter_add_`` per corner, the image gradient the dot product of the upstream
+  gradient with the cell's edge differences (the true derivative of the piecewise-linear map).
+
+Computation runs in float32 (float64 when the image or the LUT is float64); the output has the image's
+dtype. First-order gradients only (no double backward).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+CHUNK = 1 << 14  # pixels per chunk: a (3, CHUNK) fp32 temporary is 192 KiB, a few dozen fit in L2
+
+
+def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def _channel_first(lut: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``(M,D,D,D,3)`` -> ``(M,3,D^3)`` with flat index ``(b*D + g)*D + r``."""
+    m, d = lut.shape[0], lut.shape[1]
+    return lut.reshape(m, d * d * d, 3).transpose(1, 2).to(dtype).contiguous()
+
+
+def _scaled(x: torch.Tensor, d: int):
+    """Chunk ``(3,P)`` -> (lattice coordinates in [0, D-1], NaN-pixel mask ``(P,)``, clamp-pass mask).
+
+    NaN channels are replaced by 0 so no index is out of range (the pixel is set to NaN afterwards);
+    +-inf clamp to the edges. The clamp-pass mask is where ``torch.clamp`` passes the gradient.
+    """
+    nan = torch.isnan(x).any(0)
+    inside = (x >= 0) & (x <= 1)
+    return torch.nan_to_num(x, nan=0.0).clamp_(0, 1).mul_(d - 1), nan, inside
+
+
+class _Cell:
+    """The lattice cell of every pixel of a chunk: corner indices and interpolation weights.
+
+    ``s`` are lattice coordinates ``(3,P)`` (rows r, g, b); ``out = sum_k weights[k] * lut[idx[k]]``.
+    Trilinear and tetrahedral use the cell with origin ``min(floor(s), D-2)``, so a coordinate exactly
+    at the top edge uses the last cell's slope (the one-sided derivative).
+    """
+
+    def __init__(self, s: torch.Tensor, d: int, interpolation: str):
+        self.interpolation = interpolation
+        if interpolation == "nearest":
+            q = torch.round(s)  # ties to even, as the reference
+            self.idx = [((q[2] * d + q[1]) * d + q[0]).int()]
+            self.weights = [None]
+            return
+        i0 = s.floor().clamp_(max=d - 2)
+        fr, fg, fb = (s - i0).unbind(0)
+        # Float arithmetic on integers < 2^24 is exact, and one conversion is cheaper than int64 maths.
+        base = ((i0[2] * d + i0[1]) * d + i0[0]).int()
+        if interpolation == "trilinear":
+            self.f = (fr, fg, fb)
+            w_r, w_g, w_b = (1 - fr, fr), (1 - fg, fg), (1 - fb, fb)
+            # Corner k = dr + 2*dg + 4*db.
+            self.idx = [base + (dr + dg * d + db * d * d) for db in (0, 1) for dg in (0, 1) for dr in (0, 1)]
+            self.weights = [w_r[dr] * w_g[dg] * w_b[db] for db in (0, 1) for dg in (0, 1) for dr in (0, 1)]
+            return
+        # Tetrahedral: walk c000 -> (largest step) -> (two largest steps) -> c111. Ties are ordered r, g, b
+        # (a stable descending sort): the same six tetrahedra, boundaries included, as the reference.
+        big_r = (fr >= fg) & (fr >= fb)
+        big_g = ~big_r & (fg >= fb)
+        small_b = (fb <= fg) & (fb <= fr)
+        small_g = ~small_b & (fg <= fr)
+        self.big = (big_r, big_g, ~(big_r | big_g))
+        self.small = (~(small_b | small_g), small_g, small_b)
+        self.mid = tuple(~(b | m) for b, m in zip(self.big, self.small, strict=True))
+
+        def pick(masks):
+            return torch.where(masks[0], fr, torch.where(masks[1], fg, fb))
+
+        f_max, f_mid, f_min = pick(self.big), pick(self.mid), pick(self.small)
+        strides = (1, d, d * d)
+        off_a = sum(m.int() * st for m, st in zip(self.big, strides, strict=True))
+        off_b = sum(strides) - sum(m.int() * st for m, st in zip(self.small, strides, strict=True))
+        self.idx = [base, base + off_a, base + off_b, base + sum(strides)]
+        self.weights = [1 - f_max, f_max - f_mid, f_mid - f_min, f_min]
+
+    def corners(self, lut_cf: torch.Tensor) -> list[torch.Tensor]:
+        """Corner values ``(3,P)`` from a channel-first LUT ``(3,D^3)``."""
+        return [lut_cf.index_select(1, i) for i in self.idx]
+
+    def blend(self, c: list[torch.Tensor]) -> torch.Tensor:
+        """Interpolated ``(3,P)``."""
+        if self.interpolation == "nearest":
+            return c[0]
+        out = c[0] * self.weights[0]
+        for ck, wk in zip(c[1:], self.weights[1:], strict=True):
+            out.addcmul_(ck, wk)
+        return out
+
+    def coordinate_grad(self, c: list[torch.Tensor], go: torch.Tensor) -> torch.Tensor:
+        """d(loss)/d(lattice coordinate) ``(3,P)`` for upstream gradient ``go`` ``(3,P)``."""
+        if self.interpolation == "trilinear":
+            fr, fg, fb = self.f
+            a = [torch.lerp(c[k], c[k + 1], fr) for k in (0, 2, 4, 6)]  # along r, at (g,b) = 00,10,01,11
+            d_r = torch.lerp(
+                torch.lerp(c[1] - c[0], c[3] - c[2], fg), torch.lerp(c[5] - c[4], c[7] - c[6], fg), fb
+            )
+            d_g = torch.lerp(a[1] - a[0], a[3] - a[2], fb)
+            d_b = torch.lerp(a[2], a[3], fg) - torch.lerp(a[0], a[1], fg)
+            return torch.stack([(go * t).sum(0) for t in (d_r, d_g, d_b)])
+        # Tetrahedral: the largest fraction moves along c000->ca, the middle ca->cb, the smallest cb->c111.
+        step_max, step_mid, step_min = ((go * (c[k + 1] - c[k])).sum(0) for k in range(3))
+        pairs = zip(self.big, self.mid, strict=True)
+        return torch.stack([torch.where(b, step_max, torch.where(m, step_mid, step_min)) for b, m in pairs])
+
+
+def _schedule(n: int, m: int, pixels: int) -> list[list[tuple[int, int, slice]]]:
+    """Chunks ``(image, LUT index, pixel slice)`` per worker, in a fixed order (so results are deterministic).
+
+    With one LUT per image, whole images go to one worker, so each LUT's gradient has a single writer.
+    With a shared LUT, chunks are dealt round-robin and every worker accumulates its own LUT gradient.
+    """
+    jobs = [
+        (i, i if m > 1 else 0, slice(p, min(p + CHUNK, pixels)))
+        for i in range(n)
+        for p in range(0, pixels, CHUNK)
+    ]
+    workers = max(1, min(torch.get_num_threads(), n if m > 1 else len(jobs)))
+    if m > 1:
+        return [[job for job in jobs if job[0] % workers == w] for w in range(workers)]
+    return [jobs[w::workers] for w in range(workers)]
+
+
+def _run(fn, plan: list[list]) -> None:
+    """Call ``fn(worker, job)`` for every job of every worker, workers in parallel threads."""
+    if len(plan) == 1:
+        for job in plan[0]:
+            fn(0, job)
+        return
+
+    def worker(w: int) -> None:
+        # Ops inside a worker run single-threaded (a per-thread setting): the parallelism is across chunks.
+        torch.set_num_threads(1)
+        for job in plan[w]:
+            fn(w, job)
+
+    with ThreadPoolExecutor(len(plan)) as pool:
+        for fut in [pool.submit(worker, w) for w in range(len(plan))]:
+            fut.result()
+
+
+class ApplyLutTorch(torch.autograd.Function):
+    """``image (N,3,H,W)``, ``lut (N|1,D,D,D,3)`` -> ``(N,3,H,W)`` in the image's dtype."""
+
+    @staticmethod
+    def forward(ctx, image: torch.Tensor, lut: torch.Tensor, interpolation: str) -> torch.Tensor:
+        n, _, h, w = image.shape
+        d = lut.shape[1]
+        dtype = _compute_dtype(image, lut)
+        lut_cf = _channel_first(lut, dtype)
+        src = image.reshape(n, 3, h * w)
+        out = torch.empty_like(src)
+
+        def chunk(_, job):
+            i, m, sl = job
+            s, nan, _ = _scaled(src[i, :, sl].to(dtype), d)
+            cell = _Cell(s, d, interpolation)
+            out[i, :, sl] = cell.blend(cell.corners(lut_cf[m])).masked_fill_(nan, float("nan"))
+
+        _run(chunk, _schedule(n, lut.shape[0], h * w))
+        ctx.save_for_backward(image, lut)
+        ctx.interpolation = interpolation
+        return out.view(n, 3, h, w)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        image, lut = ctx.saved_tensors
+        interpolation = ctx.interpolation
+        need_image, need_lut = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        n, _, h, w = image.shape
+        m, d = lut.shape[0], lut.shape[1]
+        dtype = _compute_dtype(image, lut)
+        lut_cf = _channel_first(lut, dtype)
+        src = image.reshape(n, 3, h * w)
+        gsrc = grad_out.reshape(n, 3, h * w)
+        plan = _schedule(n, m, h * w)
+        # LUT gradient in fp32/fp64, channel-first; a shared LUT gets one accumulator per worker (summed in a
+        # fixed order afterwards): deterministic without atomics or locks.
+        acc = torch.zeros(len(plan) if m == 1 else 1, m, 3, d * d * d, dtype=dtype) if need_lut else None
+        grad_image = torch.zeros_like(src) if need_image and interpolation != "nearest" else None
+
+        def chunk(wk, job):
+            i, mi, sl = job
+            s, nan, inside = _scaled(src[i, :, sl].to(dtype), d)
+            go = gsrc[i, :, sl].to(dtype).masked_fill(nan, 0.0)  # NaN pixels contribute nothing
+            cell = _Cell(s, d, interpolation)
+            if need_lut:
+                for idx, wgt in zip(cell.idx, cell.weights, strict=True):
+                    acc[wk if m == 1 else 0, mi].scatter_add_(
+                        1, idx.long().expand(3, -1), go if wgt is None else go * wgt
+                    )
+            if grad_image is not None:
+                gcoord = cell.coordinate_grad(cell.corners(lut_cf[mi]), go).mul_(d - 1)
+                grad_image[i, :, sl] = gcoord.masked_fill_(~inside, 0.0)
+
+        _run(chunk, plan)
+        grad_lut = None
+        if need_lut:
+            grad_lut = acc.sum(0).transpose(1, 2).reshape(lut.shape).to(lut.dtype)
+        if need_image:
+            grad_image = torch.zeros_like(image) if grad_image is None else grad_image.view(image.shape)
+        return grad_image if need_image else None, grad_lut, None
+
+
+def apply_lut_torch(image: torch.Tensor, lut: torch.Tensor, interpolation: str = "trilinear") -> torch.Tensor:
+    """Apply ``lut`` ``(N|1,D,D,D,3)`` to ``image`` ``(N,3,H,W)`` (validated by the caller)."""
+    return ApplyLutTorch.apply(image.contiguous(), lut.contiguous(), interpolation)
