@@ -41,6 +41,10 @@ _CORNERS = {0: 8, 1: 4, 2: 1}  # lattice points read per pixel, by interpolation
 _MAX_GRID_Y = 65535  # CUDA limit on the batch grid axis
 _SHARED_LUT_REPLICAS = 8  # gradient buffers a shared LUT's atomics are spread over
 _FIXED_POINT_BITS = 62  # int64 headroom: sum of P terms of magnitude <= 2^K stays below 2^62
+# (BLOCK, num_warps) on GPU. About 1-4 pixels per thread: more pixels per thread give more loads in
+# flight per thread but more registers (sm_90: ~110 per thread for 4 trilinear pixels forward, ~120 for
+# 2 backward), hence fewer resident warps. bench/gpu_bench.py sweeps alternatives.
+GPU_LAUNCH = {"forward": (1024, 8), "backward": (256, 8)}
 
 
 @triton.jit
@@ -101,7 +105,8 @@ def _corner(K: tl.constexpr, fr, fg, fb, D, INTERP: tl.constexpr):
         wg = (1 - dg) + (2 * dg - 1) * fg
         wb = (1 - db) + (2 * db - 1) * fb
         off = dr * sr + dg * sg + db * sb
-        return off, wr * wg * wb, (2 * dr - 1) * wg * wb, wr * (2 * dg - 1) * wb, wr * wg * (2 * db - 1)
+        w = wr * wg * wb
+        dwr, dwg, dwb = (2 * dr - 1) * wg * wb, wr * (2 * dg - 1) * wb, wr * wg * (2 * db - 1)
     elif INTERP == 1:
         # The axis stepped first (r1/g1/b1) and second (r2/g2/b2); the third is the remaining one.
         r1 = (fr >= fg) & (fr >= fb)
@@ -110,23 +115,26 @@ def _corner(K: tl.constexpr, fr, fg, fb, D, INTERP: tl.constexpr):
         r2 = (g1 & (fr >= fb)) | (b1 & (fr >= fg))
         g2 = (r1 & (fg >= fb)) | (b1 & (fr < fg))
         b2 = ~r2 & ~g2 & ~b1
+        # e[j][axis]: 1.0 when the j-th step is along that axis; e[0] and e[4] are zero.
         e1r, e1g, e1b = r1.to(tl.float32), g1.to(tl.float32), b1.to(tl.float32)
         e2r, e2g, e2b = r2.to(tl.float32), g2.to(tl.float32), b2.to(tl.float32)
-        f1 = e1r * fr + e1g * fg + e1b * fb
-        if K == 0:
-            return 0, 1.0 - f1, -e1r, -e1g, -e1b
-        s1 = r1.to(tl.int32) * sr + g1.to(tl.int32) * sg + b1.to(tl.int32) * sb
-        f2 = e2r * fr + e2g * fg + e2b * fb
-        if K == 1:
-            return s1, f1 - f2, e1r - e2r, e1g - e2g, e1b - e2b
         e3r, e3g, e3b = 1.0 - e1r - e2r, 1.0 - e1g - e2g, 1.0 - e1b - e2b
+        f1 = e1r * fr + e1g * fg + e1b * fb
+        f2 = e2r * fr + e2g * fg + e2b * fb
         f3 = e3r * fr + e3g * fg + e3b * fb
-        if K == 2:
-            s2 = r2.to(tl.int32) * sr + g2.to(tl.int32) * sg + b2.to(tl.int32) * sb
-            return s1 + s2, f2 - f3, e2r - e3r, e2g - e3g, e2b - e3b
-        return sr + sg + sb, f3, e3r, e3g, e3b
+        s1 = r1.to(tl.int32) * sr + g1.to(tl.int32) * sg + b1.to(tl.int32) * sb
+        s2 = r2.to(tl.int32) * sr + g2.to(tl.int32) * sg + b2.to(tl.int32) * sb
+        if K == 0:
+            off, w, dwr, dwg, dwb = 0, 1.0 - f1, -e1r, -e1g, -e1b
+        elif K == 1:
+            off, w, dwr, dwg, dwb = s1, f1 - f2, e1r - e2r, e1g - e2g, e1b - e2b
+        elif K == 2:
+            off, w, dwr, dwg, dwb = s1 + s2, f2 - f3, e2r - e3r, e2g - e3g, e2b - e3b
+        else:
+            off, w, dwr, dwg, dwb = sr + sg + sb, f3, e3r, e3g, e3b
     else:
-        return 0, 1.0, 0.0, 0.0, 0.0
+        off, w, dwr, dwg, dwb = 0, 1.0, 0.0, 0.0, 0.0
+    return off, w, dwr, dwg, dwb
 
 
 @triton.jit
@@ -253,12 +261,12 @@ def _apply_lut_bwd_kernel(
         tl.store(dimg_n + 2 * HW + pix, tl.where(keep_b, gb * scale, 0.0).to(dtype), mask=mask)
 
 
-def _launch_settings(hw: int, gpu_block: int) -> tuple[int, int]:
+def _launch_settings(hw: int, kernel: str) -> tuple[int, int]:
     """(BLOCK, num_warps). The interpreter's cost grows with the number of programs, so there one
     program takes a whole small image."""
     if interpreter_enabled():
         return min(triton.next_power_of_2(hw), 4096), 4
-    return gpu_block, 4
+    return GPU_LAUNCH[kernel]
 
 
 def _check(img: torch.Tensor, lut: torch.Tensor, interpolation: str) -> None:
@@ -283,7 +291,7 @@ def _apply_lut_fwd(img: torch.Tensor, lut: torch.Tensor, interp: int) -> torch.T
     n, _, h, w = img.shape
     d = lut.shape[1]
     out = torch.empty_like(img)
-    block, num_warps = _launch_settings(h * w, gpu_block=1024)
+    block, num_warps = _launch_settings(h * w, "forward")
     _apply_lut_fwd_kernel[(triton.cdiv(h * w, block), n)](
         img, lut, out, h * w, 0 if lut.shape[0] == 1 else d**3 * 3, d,
         INTERP=interp, CORNERS=_CORNERS[interp], BLOCK=block, num_warps=num_warps,
@@ -303,7 +311,7 @@ def _apply_lut_bwd(img, lut, dout, interp: int, need_dimg: bool, need_dlut: bool
     inv_max = torch.ones(n_buffers, dtype=torch.float32, device=img.device)
     two_k = 1.0
     if need_dlut:
-        peak = dout.abs().amax(dim=(1, 2, 3)).double()
+        peak = torch.linalg.vector_norm(dout.flatten(1), float("inf"), dim=1).double()  # max|dout|, NaN kept
         peak = peak.amax().expand(n_buffers) if shared else peak
         # K such that the P pixels summed into one LUT, each term <= 2^K, stay below 2^62.
         pixels = n * h * w if shared else h * w
@@ -313,7 +321,7 @@ def _apply_lut_bwd(img, lut, dout, interp: int, need_dimg: bool, need_dlut: bool
     acc = torch.zeros(n_buffers if need_dlut else 1, d**3 * 3, dtype=torch.int64 if fixed else torch.float32,
                       device=img.device)
     if need_dimg or need_dlut:
-        block, num_warps = _launch_settings(h * w, gpu_block=512)
+        block, num_warps = _launch_settings(h * w, "backward")
         _apply_lut_bwd_kernel[(triton.cdiv(h * w, block), n)](
             img, lut, dout, dimg, acc, inv_max, h * w, 0 if shared else d**3 * 3, n_buffers, d, two_k,
             INTERP=interp, CORNERS=_CORNERS[interp], FIXED_POINT=fixed, NEED_DIMG=need_dimg,
