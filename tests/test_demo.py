@@ -1,0 +1,87 @@
+"""img2lut.demo: the built-in pairs, on a tiny variant of the builder."""
+
+import json
+
+import pytest
+import torch
+
+import lutkern
+from img2lut.data import DataError, load_pairs, pair_files
+from img2lut.demo import SYNTHETIC_KINDS, DemoSpec, ensure_demo, synthetic_image
+from img2lut.metrics import covered_lattice_points
+
+TINY = DemoSpec(image_size=16, crops_per_photo=1, val_crops_per_photo=2, synthetic=4, val_synthetic=2,
+                lut_size=5)
+
+
+@pytest.fixture(autouse=True)
+def _torch_backend(monkeypatch):
+    monkeypatch.setenv("LUTKERN_BACKEND", "torch")  # the kernels are tested elsewhere; keep this fast
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LUTKERN_BACKEND", "torch")
+        return ensure_demo(tmp_path_factory.mktemp("cache") / "demo", TINY)
+
+
+def test_layout_and_counts(demo):
+    train = pair_files(demo.inputs, demo.targets)
+    val = pair_files(demo.val_inputs, demo.val_targets)
+    assert len(train) == 4 * TINY.crops_per_photo + TINY.synthetic
+    assert len(val) == TINY.val_crops_per_photo + TINY.val_synthetic
+    # Validation photos are a source photo training never saw.
+    train_sources = {p.name.split("-")[0] for p in train}
+    val_sources = {p.name.split("-")[1] for p in val}
+    assert "coffee" in val_sources and "coffee" not in train_sources
+    info = json.loads((demo.root / "demo.json").read_text())
+    assert info["spec"]["lut_size"] == 5
+
+
+def test_targets_are_the_true_lut_applied_to_the_inputs(demo):
+    truth = lutkern.read_cube(demo.truth).lut3d
+    torch.testing.assert_close(truth, lutkern.looks["bw"](size=5), atol=1e-6, rtol=0)
+    for ins, outs in ((demo.inputs, demo.targets), (demo.val_inputs, demo.val_targets)):
+        pairs = load_pairs(pair_files(ins, outs), image_size=TINY.image_size)
+        graded = lutkern.apply_lut(pairs.inputs, truth)
+        # Targets are stored as 8-bit PNG: rounding is the only difference.
+        torch.testing.assert_close(pairs.targets, graded, atol=0.5 / 255 + 1e-6, rtol=0)
+        # Black and white: the three channels are equal.
+        torch.testing.assert_close(pairs.targets[:, 0], pairs.targets[:, 2], atol=0, rtol=0)
+
+
+def test_build_is_deterministic(demo, tmp_path):
+    again = ensure_demo(tmp_path / "again", TINY)
+    for folder in ("inputs", "targets", "val-inputs", "val-targets"):
+        first = sorted((demo.root / folder).iterdir())
+        second = sorted((again.root / folder).iterdir())
+        assert [p.name for p in first] == [p.name for p in second]
+        assert all(a.read_bytes() == b.read_bytes() for a, b in zip(first, second, strict=True))
+
+
+def test_existing_demo_is_reused_and_foreign_folders_refused(demo, tmp_path):
+    assert ensure_demo(demo.root, TINY) == demo
+    with pytest.raises(DataError, match="other settings"):
+        ensure_demo(demo.root, DemoSpec(image_size=16, crops_per_photo=2, lut_size=5))
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    with pytest.raises(DataError, match="not a complete demo"):
+        ensure_demo(foreign, TINY)
+
+
+def test_synthetic_images_cover_the_colour_cube():
+    gen = torch.Generator().manual_seed(0)
+    images = torch.stack([synthetic_image(SYNTHETIC_KINDS[i % 4], 64, gen) for i in range(32)])
+    assert images.min() >= 0 and images.max() <= 1
+    assert covered_lattice_points(images, 5).float().mean() > 0.95
+
+
+def test_default_folder_honours_the_environment(monkeypatch, tmp_path):
+    from img2lut.demo import DEMO_VERSION, default_demo_dir
+
+    monkeypatch.delenv("IMG2LUT_DEMO_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_demo_dir() == tmp_path / "img2lut" / DEMO_VERSION
+    monkeypatch.setenv("IMG2LUT_DEMO_DIR", str(tmp_path / "x"))
+    assert default_demo_dir() == tmp_path / "x"
