@@ -93,10 +93,10 @@ def _read_16bit_rgb(path: Path, im: Image.Image) -> np.ndarray | None:
     with Image.open(path) as low:
         low.tile = [_with_rawmode(t, swapped) for t in low.tile]
         low.load()
-        lo = np.asarray(low, dtype=np.uint16)
+        wide = np.asarray(low, dtype=np.uint16)
     im.load()
-    hi = np.asarray(im, dtype=np.uint16)
-    return (hi << 8) | lo
+    wide |= np.asarray(im, dtype=np.uint16) << 8  # in place: one uint16 image plus the high bytes' temporary
+    return wide
 
 
 def _rgb_codes(path: Path, im: Image.Image) -> tuple[np.ndarray, int, bool, bytes | None]:
