@@ -1,0 +1,458 @@
+"""apply_lut on the torch backend: the fast fallback against the plain reference, against the seed's
+``F.grid_sample`` formula (trilinear) and against an independent per-pixel evaluation of the six
+tetrahedra in plain Python; forward, image gradient and LUT gradient; edge values; dtypes; input errors.
+
+LUTs here are "graded" (a gamma, a colour mix and a gentle wave on top of the identity), not random
+noise. Implementations compute the lattice coordinate with different float operations (``x*(D-1)`` vs
+grid_sample's ``((2x-1)+1)/2*(D-1)``), which differ by about one ulp of the coordinate; the output then
+differs by that times the LUT's slope per cell. A real grade keeps that slope small, so 1e-6 in fp32
+is a meaningful bound; a random-valued LUT (slope ~1 per cell) would make it meaningless.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lutkern.ops.apply_lut_torch as fast_mod
+from lutkern import apply_lut, identity_lut
+from lutkern.ops.apply_lut_torch import apply_lut_torch
+from lutkern.reference.apply import apply_lut_reference
+
+INTERPOLATIONS = ("trilinear", "tetrahedral", "nearest")
+SIZES = (2, 3, 17, 33)
+FP32 = {"atol": 1e-6, "rtol": 1e-6}
+# Per-dtype tolerances of a half-precision result against the fp32 result of the same (rounded) inputs:
+# the output is rounded once to the dtype (half an ulp at 1.0 is 4.9e-4 for fp16, 3.9e-3 for bf16).
+HALF = {torch.float16: {"atol": 1e-3, "rtol": 1e-3}, torch.bfloat16: {"atol": 8e-3, "rtol": 8e-3}}
+
+
+def graded_lut(d: int, n: int | None = None, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
+    """``(n,D,D,D,3)`` (or ``(D,D,D,3)`` for n=None) smooth, different LUTs with realistic slopes."""
+    g = torch.Generator().manual_seed(seed)
+    ident = identity_lut(d, dtype=torch.float64)
+    luts = []
+    for _ in range(n or 1):
+        gamma = 0.7 + 0.6 * torch.rand(3, generator=g, dtype=torch.float64)
+        mix = torch.eye(3, dtype=torch.float64) + 0.2 * torch.randn(3, 3, generator=g, dtype=torch.float64)
+        freq = torch.rand(3, 3, generator=g, dtype=torch.float64)
+        luts.append(ident**gamma @ mix.T + 0.05 * torch.sin(2 * math.pi * ident @ freq))
+    out = torch.stack(luts).to(dtype)
+    return out if n is not None else out[0]
+
+
+def interior_image(n: int, h: int, w: int, d: int, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
+    """Pixels inside cells, at least 0.05 cell from every lattice plane and with distinct fractions, so
+    that the piecewise derivatives are unambiguous and finite differences / gradcheck are valid."""
+    g = torch.Generator().manual_seed(seed)
+    cell = torch.randint(0, d - 1, (n, 3, h, w), generator=g).to(dtype)
+    frac = 0.05 + 0.9 * torch.rand(n, 3, h, w, generator=g, dtype=dtype)
+    # Keep the three fractions of a pixel apart too (tetrahedron boundaries are where two are equal).
+    frac[:, 1] = torch.where(
+        (frac[:, 1] - frac[:, 0]).abs() < 0.05, (frac[:, 1] + 0.3) % 0.9 + 0.05, frac[:, 1]
+    )
+    for other in (0, 1):
+        close = (frac[:, 2] - frac[:, other]).abs() < 0.05
+        frac[:, 2] = torch.where(close, (frac[:, 2] + 0.3) % 0.9 + 0.05, frac[:, 2])
+    return (cell + frac) / (d - 1)
+
+
+def grads(fn, image, lut, go):
+    """(output, d loss/d image, d loss/d lut) of ``(fn(image, lut) * go).sum()``."""
+    image = image.detach().clone().requires_grad_()
+    lut = lut.detach().clone().requires_grad_()
+    out = fn(image, lut)
+    gi, gl = torch.autograd.grad(out, (image, lut), go, materialize_grads=True)
+    return out.detach(), gi, gl
+
+
+def seed_grid_sample(image: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+    """The seed experiment's trilinear interpolation, verbatim in substance."""
+    grid = ((image - 0.5) * 2.0).permute(0, 2, 3, 1).unsqueeze(1)
+    out = F.grid_sample(
+        lut.permute(0, 4, 1, 2, 3), grid, mode="bilinear", padding_mode="border", align_corners=True
+    )
+    return out.squeeze(2)
+
+
+def tetra_python(rgb, lut, d):
+    """One pixel by the six-tetrahedra rule in plain Python floats.
+
+    Returns (value [3], {(r, g, b) lattice point: weight}). The vertices follow the path from the cell
+    origin stepping the axes in order of decreasing fraction.
+    """
+    coords = [min(max(v, 0.0), 1.0) * (d - 1) for v in rgb]
+    base = [min(int(math.floor(c)), d - 2) for c in coords]
+    frac = [c - b for c, b in zip(coords, base, strict=True)]
+    order = sorted(range(3), key=lambda a: -frac[a])
+    vertex = list(base)
+    path = [tuple(vertex)]
+    for axis in order:
+        vertex[axis] += 1
+        path.append(tuple(vertex))
+    f_sorted = [frac[a] for a in order]
+    weights = [1 - f_sorted[0], f_sorted[0] - f_sorted[1], f_sorted[1] - f_sorted[2], f_sorted[2]]
+    value = [0.0, 0.0, 0.0]
+    for (r, g, b), wgt in zip(path, weights, strict=True):
+        for c in range(3):
+            value[c] += wgt * float(lut[b, g, r, c])
+    return value, dict(zip(path, weights, strict=True))
+
+
+# ----------------------------------------------------------------------------------------- forward
+
+
+@pytest.mark.parametrize("d", SIZES)
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+@pytest.mark.parametrize("hw", [(1, 1), (17, 23)])
+def test_fallback_matches_reference(d, interpolation, hw):
+    torch.manual_seed(d)
+    image = torch.rand(3, 3, *hw)
+    lut = graded_lut(d, 3, seed=d)
+    go = torch.randn(3, 3, *hw)
+    ref = grads(lambda i, t: apply_lut_reference(i, t, interpolation), image, lut, go)
+    got = grads(lambda i, t: apply_lut(i, t, interpolation=interpolation, backend="torch"), image, lut, go)
+    tol = {"atol": 0, "rtol": 0} if interpolation == "nearest" else FP32
+    torch.testing.assert_close(got[0], ref[0], **tol)
+    # Gradients sum many terms (LUT) or are slopes times D-1 (image): relative tolerance.
+    torch.testing.assert_close(got[1], ref[1], atol=1e-5 * (d - 1), rtol=1e-5)
+    torch.testing.assert_close(got[2], ref[2], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("d", SIZES)
+def test_trilinear_matches_seed_grid_sample(d):
+    image = interior_image(2, 17, 23, d).float()
+    lut = graded_lut(d, 2, seed=10 + d)
+    go = torch.randn(2, 3, 17, 23, generator=torch.Generator().manual_seed(d))
+    want = grads(seed_grid_sample, image, lut, go)
+    for fn in (lambda i, t: apply_lut(i, t, backend="torch"), lambda i, t: apply_lut_reference(i, t)):
+        got = grads(fn, image, lut, go)
+        torch.testing.assert_close(got[0], want[0], **FP32)
+        torch.testing.assert_close(got[1], want[1], atol=1e-5 * (d - 1), rtol=1e-5)
+        torch.testing.assert_close(got[2], want[2], atol=1e-5, rtol=1e-5)
+
+
+def test_trilinear_matches_grid_sample_on_edges_forward():
+    """Forward only: at 0, 1 and outside, grid_sample's border padding clamps like we do (its image gradient
+    is zero exactly at the border, where torch.clamp semantics use the edge cell's slope instead)."""
+    d = 9
+    vals = torch.tensor(
+        [-0.5, -1e-9, 0.0, 1e-7, 0.5, 1 - 1e-7, 1.0, 1.0 + 1e-6, 3.0, float("inf"), -float("inf")]
+    )
+    g = torch.Generator().manual_seed(1)
+    image = vals[torch.randint(0, len(vals), (2, 3, 6, 7), generator=g)]
+    lut = graded_lut(d, 2, seed=3)
+    torch.testing.assert_close(apply_lut(image, lut, backend="torch"), seed_grid_sample(image, lut), **FP32)
+
+
+@pytest.mark.parametrize("d", [2, 3, 17, 33])
+def test_tetrahedral_matches_python_six_tetrahedra(d):
+    g = torch.Generator().manual_seed(d)
+    image = interior_image(2, 2, 3, d, seed=d)
+    # A few pixels on the edges and outside too (forward is continuous, so no tie ambiguity).
+    image[0, :, 0, 0] = torch.tensor([0.0, 1.0, 0.5])
+    image[1, :, 1, 2] = torch.tensor([-0.2, 1.3, 1.0])
+    lut = graded_lut(d, 2, seed=20 + d, dtype=torch.float64)
+    go = torch.randn(2, 3, 2, 3, generator=g, dtype=torch.float64)
+    out, g_img, g_lut = grads(
+        lambda i, t: apply_lut(i, t, interpolation="tetrahedral", backend="torch"), image, lut, go
+    )
+    want_lut = torch.zeros_like(lut)
+    for n in range(2):
+        for y in range(2):
+            for x in range(3):
+                rgb = image[n, :, y, x].tolist()
+                value, weights = tetra_python(rgb, lut[n], d)
+                torch.testing.assert_close(out[n, :, y, x], torch.tensor(value, dtype=torch.float64))
+                for (r, gg, b), wgt in weights.items():
+                    want_lut[n, b, gg, r] += wgt * go[n, :, y, x]
+                if (n, y, x) in ((0, 0, 0), (1, 1, 2)):
+                    continue  # edge pixels: derivative checked in test_edge_gradients_are_one_sided
+                # Image gradient by central differences of the Python evaluation (pixels are interior).
+                h = 1e-7
+                for c in range(3):
+                    hi, lo = list(rgb), list(rgb)
+                    hi[c] += h
+                    lo[c] -= h
+                    vh, _ = tetra_python(hi, lut[n], d)
+                    vl, _ = tetra_python(lo, lut[n], d)
+                    fd = sum(go[n, k, y, x].item() * (vh[k] - vl[k]) / (2 * h) for k in range(3))
+                    assert g_img[n, c, y, x].item() == pytest.approx(fd, rel=1e-5, abs=1e-6)
+    torch.testing.assert_close(g_lut, want_lut)
+    # fp32 forward against the same Python evaluation.
+    out32 = apply_lut(image.float(), lut.float(), interpolation="tetrahedral", backend="torch")
+    torch.testing.assert_close(out32, out.float(), **FP32)
+
+
+@pytest.mark.parametrize("fn", [apply_lut_reference, apply_lut_torch], ids=["reference", "fallback"])
+@pytest.mark.parametrize("interpolation", ["trilinear", "tetrahedral"])
+def test_gradcheck_float64(fn, interpolation):
+    d = 4
+    image = interior_image(2, 3, 4, d, seed=5).requires_grad_()
+    lut = graded_lut(d, 2, seed=6, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(lambda i, t: fn(i, t, interpolation), (image, lut), eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("fn", [apply_lut_reference, apply_lut_torch], ids=["reference", "fallback"])
+def test_gradcheck_float64_nearest_lut(fn):
+    d = 5
+    image = interior_image(2, 3, 4, d, seed=7)
+    lut = graded_lut(d, 2, seed=8, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: fn(image, t, "nearest"), (lut,), eps=1e-6, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------- edge semantics
+
+
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+def test_edges_outside_nan_inf_match_reference(interpolation):
+    d = 5
+    vals = [0.0, 1.0, -0.25, 1.5, float("nan"), float("inf"), -float("inf"), 0.37, 0.5, 0.999]
+    g = torch.Generator().manual_seed(2)
+    image = torch.tensor(vals)[torch.randint(0, len(vals), (3, 3, 9, 11), generator=g)]
+    lut = graded_lut(d, 3, seed=4)
+    go = torch.randn(3, 3, 9, 11, generator=g)
+    ref = grads(lambda i, t: apply_lut_reference(i, t, interpolation), image, lut, go)
+    got = grads(lambda i, t: apply_lut(i, t, interpolation=interpolation, backend="torch"), image, lut, go)
+    torch.testing.assert_close(got[0], ref[0], **FP32, equal_nan=True)
+    torch.testing.assert_close(got[1], ref[1], atol=1e-5 * (d - 1), rtol=1e-5)
+    torch.testing.assert_close(got[2], ref[2], atol=1e-5, rtol=1e-5)
+    nan_pixel = torch.isnan(image).any(1, keepdim=True).expand_as(image)
+    assert torch.isnan(got[0][nan_pixel]).all() and not torch.isnan(got[0][~nan_pixel]).any()
+    assert not torch.isnan(got[1]).any() and not torch.isnan(got[2]).any()
+    # Image gradient vanishes outside [0, 1] (and at inf/NaN), as torch.clamp's.
+    outside = ~((image >= 0) & (image <= 1))
+    assert (got[1][outside] == 0).all()
+
+
+@pytest.mark.parametrize("interpolation", ["trilinear", "tetrahedral"])
+def test_edge_gradients_are_one_sided(interpolation):
+    """At exactly 0 and 1 the image gradient is the slope of the edge cell (torch.clamp passes it there)."""
+    d = 4
+    lut = graded_lut(d, seed=9, dtype=torch.float64)
+    image = torch.tensor([0.0, 1.0, 0.5], dtype=torch.float64).view(1, 3, 1, 1).requires_grad_()
+    out = apply_lut(image, lut, interpolation=interpolation, backend="torch")
+    out[0, 0].sum().backward()  # d(red output)/d(rgb)
+    # One-sided slopes by hand. r=0: the first cell along r; g=1: the last cell along g; blue 0.5 sits in
+    # cell 1 at fraction 0.5, so along r and g the trilinear slope mixes the two b-planes equally.
+    # Tetrahedral: fractions (0, 1, 0.5) order g > b > r, path (0,g,b) +g -> +b -> +r.
+    r0, g1, b1 = 0, d - 2, 1
+    lr = lut[..., 0].double()
+    if interpolation == "trilinear":
+        want_r = 0.5 * (
+            (lr[b1, g1 + 1, r0 + 1] - lr[b1, g1 + 1, r0])
+            + (lr[b1 + 1, g1 + 1, r0 + 1] - lr[b1 + 1, g1 + 1, r0])
+        )
+        want_g = 0.5 * ((lr[b1, g1 + 1, r0] - lr[b1, g1, r0]) + (lr[b1 + 1, g1 + 1, r0] - lr[b1 + 1, g1, r0]))
+        want_b = lr[b1 + 1, g1 + 1, r0] - lr[b1, g1 + 1, r0]
+    else:
+        want_g = lr[b1, g1 + 1, r0] - lr[b1, g1, r0]
+        want_b = lr[b1 + 1, g1 + 1, r0] - lr[b1, g1 + 1, r0]
+        want_r = lr[b1 + 1, g1 + 1, r0 + 1] - lr[b1 + 1, g1 + 1, r0]
+    want = torch.stack([want_r, want_g, want_b]) * (d - 1)
+    torch.testing.assert_close(image.grad.view(3), want)
+    # Same from the reference.
+    image2 = image.detach().clone().requires_grad_()
+    apply_lut_reference(image2, lut[None], interpolation)[0, 0].sum().backward()
+    torch.testing.assert_close(image2.grad, image.grad)
+
+
+def test_nan_pixel_does_not_touch_lut_gradient():
+    d = 5
+    g = torch.Generator().manual_seed(3)
+    image = torch.rand(1, 3, 4, 5, generator=g)
+    lut = graded_lut(d, 1, seed=1)
+    go = torch.randn(1, 3, 4, 5, generator=g)
+    poisoned = image.clone()
+    poisoned[0, 1, 2, 3] = float("nan")
+    go_without = go.clone()
+    go_without[..., 2, 3] = 0
+    for interpolation in INTERPOLATIONS:
+
+        def run(i, t, interpolation=interpolation):
+            return apply_lut(i, t, interpolation=interpolation, backend="torch")
+
+        _, _, g_nan = grads(run, poisoned, lut, go)
+        _, _, g_ref = grads(run, image, lut, go_without)
+        torch.testing.assert_close(g_nan, g_ref)
+
+
+def test_nearest_rounds_to_closest_point_and_has_zero_image_gradient():
+    d = 5
+    lut = graded_lut(d, seed=2)
+    # 0.3*(D-1)=1.2 -> 1, 0.6*4=2.4 -> 2, 0.9*4=3.6 -> 4.
+    image = torch.tensor([0.3, 0.6, 0.9]).view(1, 3, 1, 1).requires_grad_()
+    out = apply_lut(image, lut, interpolation="nearest", backend="torch")
+    torch.testing.assert_close(out.view(3), lut[4, 2, 1], atol=0, rtol=0)
+    lut_p = lut.clone().requires_grad_()
+    out = apply_lut(image, lut_p, interpolation="nearest", backend="torch")
+    go = torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
+    gi, gl = torch.autograd.grad(out, (image, lut_p), go)
+    assert (gi == 0).all()
+    want = torch.zeros_like(lut)
+    want[4, 2, 1] = go.view(3)
+    torch.testing.assert_close(gl, want, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("interpolation", ["trilinear", "nearest"])
+def test_identity_lut_is_identity(interpolation):
+    d = 17
+    # Lattice points are exact for both; trilinear is exact everywhere on the identity.
+    image = (
+        torch.randint(0, d, (2, 3, 5, 6)).float() / (d - 1)
+        if interpolation == "nearest"
+        else torch.rand(2, 3, 5, 6)
+    )
+    torch.testing.assert_close(
+        apply_lut(image, identity_lut(d), interpolation=interpolation, backend="torch"), image
+    )
+
+
+# ------------------------------------------------------------------------------ batching and shapes
+
+
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+def test_batch_of_different_luts_is_indexed_per_image(interpolation):
+    d = 9
+    g = torch.Generator().manual_seed(4)
+    image = torch.rand(4, 3, 7, 8, generator=g)
+    luts = graded_lut(d, 4, seed=11)
+    go = torch.randn(4, 3, 7, 8, generator=g)
+    out, gi, gl = grads(
+        lambda i, t: apply_lut(i, t, interpolation=interpolation, backend="torch"), image, luts, go
+    )
+    for n in range(4):
+        o1, gi1, gl1 = grads(
+            lambda i, t: apply_lut(i, t, interpolation=interpolation, backend="torch"),
+            image[n : n + 1],
+            luts[n : n + 1],
+            go[n : n + 1],
+        )
+        torch.testing.assert_close(out[n : n + 1], o1, atol=0, rtol=0)
+        torch.testing.assert_close(gi[n : n + 1], gi1, atol=0, rtol=0)
+        torch.testing.assert_close(gl[n : n + 1], gl1, atol=0, rtol=0)
+    # The LUTs differ, so swapping them changes the result (the test above would catch a mix-up).
+    assert not torch.equal(apply_lut(image, luts.flip(0), backend="torch"), out)
+
+
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+def test_shared_lut_and_unbatched_image(interpolation):
+    d = 6
+    g = torch.Generator().manual_seed(5)
+    image = torch.rand(3, 3, 5, 4, generator=g)
+    lut = graded_lut(d, seed=12)
+    go = torch.randn(3, 3, 5, 4, generator=g)
+
+    def run(i, t):
+        return apply_lut(i, t, interpolation=interpolation, backend="torch")
+
+    out, gi, gl = grads(run, image, lut, go)
+    assert gl.shape == lut.shape
+    out_e, gi_e, gl_e = grads(lambda i, t: run(i, t.expand(3, -1, -1, -1, -1)), image, lut, go)
+    torch.testing.assert_close(out, out_e, atol=0, rtol=0)
+    torch.testing.assert_close(gi, gi_e, atol=0, rtol=0)
+    torch.testing.assert_close(gl, gl_e, **FP32)
+    single = run(image[1], lut)
+    assert single.shape == (3, 5, 4)
+    torch.testing.assert_close(single, out[1], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-lut", "per-image-luts"])
+def test_many_chunks_and_workers_match_reference_and_are_deterministic(monkeypatch, shared):
+    """Tiny chunks so every image spans several chunks spread over the worker threads."""
+    monkeypatch.setattr(fast_mod, "CHUNK", 37)
+    d = 7
+    g = torch.Generator().manual_seed(6)
+    image = torch.rand(3, 3, 13, 17, generator=g)
+    lut = graded_lut(d, None if shared else 3, seed=13)
+    lut5 = lut.expand(1, -1, -1, -1, -1) if shared else lut
+    go = torch.randn(3, 3, 13, 17, generator=g)
+    ref = grads(lambda i, t: apply_lut_reference(i, t.expand_as(lut5)), image, lut, go)
+    first = grads(lambda i, t: apply_lut(i, t, backend="torch"), image, lut, go)
+    again = grads(lambda i, t: apply_lut(i, t, backend="torch"), image, lut, go)
+    for a, b, r in zip(first, again, ref, strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+        torch.testing.assert_close(a, r, atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------ dtypes
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+def test_half_precision_computes_in_fp32(dtype, interpolation):
+    d = 17
+    g = torch.Generator().manual_seed(7)
+    image = torch.rand(2, 3, 9, 10, generator=g).to(dtype)
+    lut = graded_lut(d, 2, seed=14).to(dtype)
+    go = torch.randn(2, 3, 9, 10, generator=g).to(dtype)
+    out, gi, gl = grads(
+        lambda i, t: apply_lut(i, t, interpolation=interpolation, backend="torch"), image, lut, go
+    )
+    assert out.dtype == gi.dtype == gl.dtype == dtype
+    # The fp32 result of the same rounded inputs: the half path must only round at the end.
+    want = grads(
+        lambda i, t: apply_lut_reference(i, t, interpolation), image.float(), lut.float(), go.float()
+    )
+    torch.testing.assert_close(out.float(), want[0], **HALF[dtype])
+    if interpolation != "nearest":
+        scale = want[1].abs().max().item()
+        torch.testing.assert_close(
+            gi.float(), want[1], atol=HALF[dtype]["atol"] * scale, rtol=HALF[dtype]["rtol"]
+        )
+    # LUT gradient: accumulated in fp32 and rounded once, so it stays within the output tolerance.
+    scale = want[2].abs().max().item()
+    torch.testing.assert_close(
+        gl.float(), want[2], atol=HALF[dtype]["atol"] * scale, rtol=HALF[dtype]["rtol"]
+    )
+
+
+def test_float64_supported_on_torch_backend():
+    d = 5
+    image = torch.rand(2, 3, 4, 4, dtype=torch.float64)
+    lut = graded_lut(d, 2, seed=15, dtype=torch.float64)
+    out = apply_lut(image, lut, interpolation="tetrahedral", backend="torch")
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, apply_lut_reference(image, lut, "tetrahedral"), atol=1e-12, rtol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------ errors
+
+_IMG = torch.rand(2, 3, 4, 4)
+_LUT = identity_lut(3)
+
+
+@pytest.mark.parametrize(
+    ("image", "lut", "kwargs", "exc", "words"),
+    [
+        (torch.rand(3, 4), _LUT, {}, ValueError, "(3,H,W) or (B,3,H,W)"),
+        (torch.rand(1, 2, 3, 4, 4), _LUT, {}, ValueError, "(3,H,W) or (B,3,H,W)"),
+        (torch.rand(2, 4, 4, 4), _LUT, {}, ValueError, "(2, 4, 4, 4)"),
+        (_IMG, torch.rand(3, 3, 3), {}, ValueError, "(D,D,D,3) or (B,D,D,D,3)"),
+        (_IMG, torch.rand(3, 3, 4, 3), {}, ValueError, "cubic"),
+        (_IMG, torch.rand(3, 3, 3, 4), {}, ValueError, "last dimension must be 3"),
+        (_IMG, torch.rand(1, 1, 1, 3), {}, ValueError, "size D"),
+        (_IMG, torch.zeros(1, 1, 1, 3).expand(257, 257, 257, 3), {}, ValueError, "size D"),
+        (_IMG, _LUT.expand(3, -1, -1, -1, -1), {}, ValueError, "batch mismatch"),
+        (_IMG[0], _LUT.expand(1, -1, -1, -1, -1), {}, ValueError, "batch of LUTs"),
+        ((_IMG * 255).to(torch.uint8), _LUT, {}, TypeError, "torch.uint8"),
+        (_IMG, _LUT.to(torch.int32), {}, TypeError, "torch.int32"),
+        (_IMG.numpy(), _LUT, {}, TypeError, "ndarray"),
+        (_IMG, _LUT, {"interpolation": "cubic"}, ValueError, "'cubic'"),
+        (_IMG, _LUT, {"backend": "cuda"}, ValueError, "'cuda'"),
+    ],
+)
+def test_bad_inputs_raise_naming_the_problem(image, lut, kwargs, exc, words):
+    with pytest.raises(exc) as info:
+        apply_lut(image, lut, **kwargs)
+    assert words in str(info.value)
+
+
+def test_device_mismatch_raises():
+    image = torch.empty(1, 3, 2, 2, device="meta")
+    with pytest.raises(ValueError, match="meta") as info:
+        apply_lut(image, identity_lut(3), backend="torch")
+    assert "cpu" in str(info.value)
