@@ -83,6 +83,21 @@ def test_fused_matches_published_formulas_at_size_33(dtype, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_terms_sum_gradient(backend):
+    """``terms.sum()`` hands the backward an expanded (stride 0) upstream gradient."""
+    luts = random_luts(2, 4, torch.float64, seed=9)
+    def terms_sum(x):
+        return lutkern.lut_regularizers(x, return_terms=True, backend=backend)[1].sum()
+
+    value, grad = value_and_grad(terms_sum, luts)
+    expected, expected_grad = value_and_grad(
+        lambda x: smoothness_reference(x) + total_variation_reference(x) + monotonicity_reference(x), luts
+    )
+    torch.testing.assert_close(value, expected, **TOL[torch.float64])
+    assert_grad_close(grad, expected_grad)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("size", [2, 3])
 def test_gradcheck(size, backend):
     luts = random_luts(2 if size == 2 else 1, size, torch.float64, seed=7).requires_grad_(True)

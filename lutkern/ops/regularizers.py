@@ -11,11 +11,11 @@ LUT ``n``, so the neighbour along red/green/blue is ``e + 3``, ``e + 3*D``, ``e 
 summed over p and the three axes, with ``N = B*3*D*D*(D-1)`` and ``S = B*3*(D-1)**3`` (see
 :mod:`lutkern.reference.regularizers` for the published formulas these come from).
 
-Forward: each program reads its block of LUT elements and their three upper neighbours and writes four
-partial sums; torch adds the partials, so the result is deterministic. Backward: each program gathers, for
-its own elements, the derivatives of the (up to) six differences an element takes part in; every gradient
-element is written once, so there are no atomics either. fp16/bf16/fp32 LUTs are computed in fp32, fp64 in
-fp64; outputs have the LUT's dtype.
+Forward: each program reads its block of LUT elements and their three upper neighbours and writes its
+share of the three terms; torch adds the shares, so the result is deterministic. Backward: each program
+gathers, for its own elements, the derivatives of the (up to) six differences an element takes part in;
+every gradient element is written once, so there are no atomics either. fp16/bf16/fp32 LUTs are computed
+in fp32, fp64 in fp64; outputs have the LUT's dtype.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ import triton
 import triton.language as tl
 
 from .._backend import interpreter_enabled
-
-_PARTIALS = 4  # |d| sum, sub-cube d^2 sum, TV-weighted d^2 sum, relu(-d) sum
 
 
 @triton.jit
@@ -40,9 +38,11 @@ def _upper_difference(base, offs, x, idx, stride, D, mask):
 @triton.jit
 def _regularizers_fwd_kernel(
     lut_ptr,  # (B, D, D, D, 3) contiguous, any float dtype
-    part_ptr,  # (B, num_blocks, 4) partial sums, fp32 (fp64 for an fp64 LUT)
+    part_ptr,  # (B, num_blocks, 3) this program's share of each term; fp32 (fp64 for an fp64 LUT)
     D,  # lattice size
     numel,  # elements per LUT, 3*D^3 (< 2^31 since D <= 256)
+    n_diff,  # N: differences along one axis, B*3*D*D*(D-1)
+    n_sub,  # S: differences along one axis inside the [:-1,:-1,:-1] sub-cube, B*3*(D-1)^3
     BLOCK: tl.constexpr,  # elements per program
 ):
     pid = tl.program_id(0)
@@ -71,11 +71,11 @@ def _regularizers_fwd_kernel(
     )
     mono_sum = tl.maximum(-d_r, 0.0) + tl.maximum(-d_g, 0.0) + tl.maximum(-d_b, 0.0)
 
-    out = part_ptr + (n * tl.num_programs(0) + pid) * 4
-    tl.store(out, tl.sum(abs_sum, axis=0))
-    tl.store(out + 1, tl.sum(sub_sum, axis=0))
-    tl.store(out + 2, tl.sum(tv_sum, axis=0))
-    tl.store(out + 3, tl.sum(mono_sum, axis=0))
+    # Scaled here rather than after the reduction, so that the terms need no further torch launches.
+    out = part_ptr + (n * tl.num_programs(0) + pid) * 3
+    tl.store(out, tl.sum(abs_sum, axis=0) / n_diff + 0.5 * tl.sum(sub_sum, axis=0) / n_sub)
+    tl.store(out + 1, tl.sum(tv_sum, axis=0) / n_diff)
+    tl.store(out + 2, tl.sum(mono_sum, axis=0) / n_diff)
 
 
 @triton.jit
@@ -105,10 +105,14 @@ def _axis_grad(base, offs, x, idx, stride, D, mask, up_in_sub, down_in_sub, c_ab
 @triton.jit
 def _regularizers_bwd_kernel(
     lut_ptr,  # (B, D, D, D, 3) contiguous, any float dtype
-    coef_ptr,  # (4,) upstream-scaled coefficients: |d|, sub-cube d^2/2, TV w*d^2, relu(-d); fp32 or fp64
+    gterms_ptr,  # (3,) upstream gradient of [smoothness, total_variation, monotonicity], any float dtype
+    gterms_stride,  # its stride (0 when autograd expanded a scalar gradient)
     grad_ptr,  # (B, D, D, D, 3) output, LUT dtype
     D,  # lattice size
     numel,  # elements per LUT, 3*D^3
+    n_diff,  # N, as in the forward kernel
+    n_sub,  # S, as in the forward kernel
+    ACC: tl.constexpr,  # compute dtype: fp32, or fp64 for an fp64 LUT
     BLOCK: tl.constexpr,  # elements per program
 ):
     pid = tl.program_id(0)
@@ -116,11 +120,15 @@ def _regularizers_bwd_kernel(
     base = lut_ptr + n.to(tl.int64) * numel
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     mask = offs < numel
-    x = tl.load(base + offs, mask=mask, other=0.0).to(coef_ptr.dtype.element_ty)
-    c_abs = tl.load(coef_ptr)
-    c_sub = tl.load(coef_ptr + 1)
-    c_tv = tl.load(coef_ptr + 2)
-    c_mono = tl.load(coef_ptr + 3)
+    x = tl.load(base + offs, mask=mask, other=0.0).to(ACC)
+    g_smooth = tl.load(gterms_ptr).to(ACC)
+    g_tv = tl.load(gterms_ptr + gterms_stride).to(ACC)
+    g_mono = tl.load(gterms_ptr + 2 * gterms_stride).to(ACC)
+    # d(d^2/2)/dd = d and d(w d^2)/dd = 2 w d: the 1/2 and the 2 are folded in here.
+    c_abs = g_smooth / n_diff
+    c_sub = g_smooth / n_sub
+    c_tv = 2 * g_tv / n_diff
+    c_mono = g_mono / n_diff
     p = offs // 3
     r = p % D
     g = (p // D) % D
@@ -141,35 +149,35 @@ def _launch_config(numel: int) -> tuple[int, int]:
     return 2048, 8
 
 
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _counts(lut: torch.Tensor) -> tuple[int, int]:
-    """(N, S): number of differences along one axis, number of sub-cube differences along one axis."""
+def _sizes(lut: torch.Tensor) -> tuple[int, int, int, int, int]:
+    """(B, D, elements per LUT, N, S) of ``lut`` ``(B,D,D,D,3)``; N and S as in the kernels."""
     n, d = lut.shape[0], lut.shape[1]
-    return n * 3 * d * d * (d - 1), n * 3 * (d - 1) ** 3
+    return n, d, 3 * d**3, n * 3 * d * d * (d - 1), n * 3 * (d - 1) ** 3
 
 
-def regularizer_partials_triton(lut: torch.Tensor) -> torch.Tensor:
-    """``[sum |d|, sum_sub d^2, sum w d^2, sum relu(-d)]`` of a contiguous ``lut`` ``(B,D,D,D,3)``."""
-    n, d = lut.shape[0], lut.shape[1]
-    numel = 3 * d**3
+def regularizer_terms_forward(lut: torch.Tensor) -> torch.Tensor:
+    """``[smoothness, total_variation, monotonicity]`` of a contiguous ``lut`` ``(B,D,D,D,3)``."""
+    n, d, numel, n_diff, n_sub = _sizes(lut)
     block, num_warps = _launch_config(numel)
     grid = (triton.cdiv(numel, block), n)
-    partials = torch.empty(n, grid[0], _PARTIALS, dtype=_acc_dtype(lut.dtype), device=lut.device)
-    _regularizers_fwd_kernel[grid](lut, partials, d, numel, BLOCK=block, num_warps=num_warps)
-    return partials.sum(dim=(0, 1))
+    acc = torch.float64 if lut.dtype == torch.float64 else torch.float32
+    partials = torch.empty(n, grid[0], 3, dtype=acc, device=lut.device)
+    _regularizers_fwd_kernel[grid](lut, partials, d, numel, n_diff, n_sub, BLOCK=block, num_warps=num_warps)
+    return partials.sum(dim=(0, 1)).to(lut.dtype)
 
 
-def regularizer_grad_triton(lut: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
-    """Gradient w.r.t. ``lut`` of ``coef . [sum|d|, sum_sub d^2/2, sum w d^2, sum relu(-d)]``."""
-    n, d = lut.shape[0], lut.shape[1]
-    numel = 3 * d**3
+def regularizer_terms_backward(lut: torch.Tensor, grad_terms: torch.Tensor) -> torch.Tensor:
+    """Gradient w.r.t. a contiguous ``lut`` of ``grad_terms . [smoothness, total_variation, monotonicity]``
+    (``grad_terms``: ``(3,)``, any stride)."""
+    n, d, numel, n_diff, n_sub = _sizes(lut)
     block, num_warps = _launch_config(numel)
+    grid = (triton.cdiv(numel, block), n)
+    acc = tl.float64 if lut.dtype == torch.float64 else tl.float32
     grad = torch.empty_like(lut)
-    grid = (triton.cdiv(numel, block), n)
-    _regularizers_bwd_kernel[grid](lut, coef, grad, d, numel, BLOCK=block, num_warps=num_warps)
+    _regularizers_bwd_kernel[grid](
+        lut, grad_terms, grad_terms.stride(0), grad, d, numel, n_diff, n_sub, ACC=acc, BLOCK=block,
+        num_warps=num_warps,
+    )
     return grad
 
 
@@ -179,21 +187,14 @@ class _RegularizerTerms(torch.autograd.Function):
     @staticmethod
     def forward(ctx, lut: torch.Tensor) -> torch.Tensor:
         lut = lut.contiguous()
-        n_diff, n_sub = _counts(lut)
-        s = regularizer_partials_triton(lut)
-        terms = torch.stack([s[0] / n_diff + 0.5 * s[1] / n_sub, s[2] / n_diff, s[3] / n_diff])
         ctx.save_for_backward(lut)
-        return terms.to(lut.dtype)
+        return regularizer_terms_forward(lut)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_terms: torch.Tensor) -> torch.Tensor:
         (lut,) = ctx.saved_tensors
-        n_diff, n_sub = _counts(lut)
-        g = grad_terms.to(_acc_dtype(lut.dtype))
-        # d(0.5 d^2)/dd = d, d(w d^2)/dd = 2 w d: the 2 goes into the TV coefficient.
-        coef = torch.stack([g[0] / n_diff, g[0] / n_sub, 2 * g[1] / n_diff, g[2] / n_diff])
-        return regularizer_grad_triton(lut, coef)
+        return regularizer_terms_backward(lut, grad_terms)
 
 
 def regularizer_terms_triton(lut: torch.Tensor) -> torch.Tensor:
