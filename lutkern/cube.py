@@ -27,7 +27,8 @@ MAX_1D_SIZE = 65536
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _ROW = re.compile(rf"({_NUMBER})[ \t]+({_NUMBER})[ \t]+({_NUMBER})")
 _NUMBER_RE = re.compile(_NUMBER)
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# A line with its end (LF, CRLF or CR), or the last line without one.
+_LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 _KEYWORDS = (
     "TITLE",
     "LUT_1D_SIZE",
@@ -244,23 +245,32 @@ def _row_error(source: str, lineno: int, line: str) -> CubeFormatError:
     return CubeFormatError(source, lineno, f"{bad[:40]!r} is not a number")
 
 
+def _lines(content: bytes, source: str):
+    """Yield ``(line number, text)`` lazily (no list of all lines), each line decoded on its own so that a
+    UTF-8 error names its line. Line ends: LF, CRLF or CR."""
+    for lineno, m in enumerate(_LINE.finditer(content), start=1):
+        raw = m.group().rstrip(b"\r\n")
+        if lineno == 1:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")  # UTF-8 byte-order mark
+        try:
+            yield lineno, raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CubeFormatError(source, lineno, "not UTF-8 text") from None
+
+
 def parse_cube(
     content: str | bytes, source: str = "<string>", *, dtype: torch.dtype = torch.float32
 ) -> CubeLUT:
     """Parse the text of a ``.cube`` file (``source`` names it in errors). See :func:`read_cube`."""
-    if isinstance(content, bytes):
-        try:
-            content = content.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            line = content.count(b"\n", 0, exc.start) + 1
-            raise CubeFormatError(source, line, "not UTF-8 text") from None
+    if isinstance(content, str):
+        content = content.encode("utf-8", errors="surrogatepass")
     head = _Header()
     comments: list[str] = []
-    rows: list[str] = []
+    values = array("d")  # flat table, 8 bytes per number: no per-row Python objects are kept
     row_lines = array("l")
     expected: int | None = None
     last = 1  # the last non-blank line: where errors found at the end of the file point
-    for lineno, raw in enumerate(_LINE_BREAK.split(content), start=1):
+    for lineno, raw in _lines(content, source):
         line = raw.strip(" \t")
         if not line:
             continue
@@ -279,30 +289,28 @@ def parse_cube(
             raise CubeFormatError(
                 source, lineno, f"keyword {line.split()[0][:40]!r} after the table data began"
             )
-        if not _ROW.fullmatch(line):
+        row = _ROW.fullmatch(line)
+        if row is None:
             raise _row_error(source, lineno, line)
-        if len(rows) == expected:
+        if len(row_lines) == expected:
             raise CubeFormatError(source, lineno, f"more than the {expected} table rows the sizes announce")
-        rows.append(line)
+        values.extend((float(row[1]), float(row[2]), float(row[3])))
         row_lines.append(lineno)
     if head.size1d is None and head.size3d is None:
         raise CubeFormatError(source, last, "missing LUT_3D_SIZE (or LUT_1D_SIZE)")
     shaper_domain, lut3d_domain = _domains(source, head)
     expected = (head.size1d or 0) + (head.size3d or 0) ** 3
-    if len(rows) != expected:
-        raise CubeFormatError(source, last, f"expected {expected} table rows, found {len(rows)}")
-    values = np.array(" ".join(rows).split(), dtype=np.float64).reshape(-1, 3)
-    finite = np.isfinite(values).all(axis=1)
-    if not finite.all():
+    if len(row_lines) != expected:
+        raise CubeFormatError(source, last, f"expected {expected} table rows, found {len(row_lines)}")
+    table = np.frombuffer(values, dtype=np.float64).reshape(-1, 3)
+    finite = np.isfinite(table).all(axis=1)
+    if not finite.all():  # a decimal that overflows, like 1e999
         raise CubeFormatError(source, row_lines[int(np.argmin(finite))], "value is not finite")
-    table = torch.from_numpy(values).to(dtype)
-    shaper = lut3d = None
+    table = torch.from_numpy(table.copy()).to(dtype)
     n1 = head.size1d or 0
-    if head.size1d is not None:
-        shaper = table[:n1].clone()
-    if head.size3d is not None:
-        d = head.size3d
-        lut3d = table[n1:].reshape(d, d, d, 3).clone()
+    shaper = table[:n1].clone() if head.size1d is not None else None
+    d = head.size3d
+    lut3d = table[n1:].reshape(d, d, d, 3).clone() if d is not None else None
     return CubeLUT(lut3d, shaper, shaper_domain, lut3d_domain, head.title, comments)
 
 
