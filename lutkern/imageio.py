@@ -13,7 +13,6 @@ write 16-bit RGB either, so 16-bit RGB PNG and TIFF are encoded here with numpy 
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import struct
 import zlib
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageCms
+from PIL import Image
 
 # Extension -> (Pillow format, bit depths it can hold).
 FORMATS = {
@@ -45,8 +44,8 @@ class LoadedImage:
     pixels: ``(3,H,W)`` float32 RGB in [0, 1], EXIF orientation already applied.
     bit_depth: 8 or 16, the precision of the stored samples (16 for 16-bit, 32-bit int and float files).
     format: Pillow's format name (``"PNG"``, ``"JPEG"``, ``"TIFF"``, ...).
-    icc_profile: the embedded ICC profile describing ``pixels`` (None when absent). For CMYK files with a
-        profile the pixels are converted to sRGB and this is the sRGB profile.
+    icc_profile: the embedded ICC profile (None when absent, and for CMYK files, whose profile describes
+        CMYK, not the converted RGB).
     exif: raw EXIF bytes with the orientation tag reset to 1 (pixels are already upright), or None.
     dropped_alpha: True when the file had an alpha channel (or a transparent palette entry). Alpha is
         dropped, not composited: each pixel keeps its stored colour, whatever its opacity.
@@ -114,13 +113,9 @@ def _rgb_codes(path: Path, im: Image.Image) -> tuple[np.ndarray, int, bool, byte
         grey = np.round(np.clip(np.asarray(im, dtype=np.float64), 0, 1) * 65535).astype(np.uint16)
         return np.repeat(grey[..., None], 3, axis=-1), 16, False, icc
     dropped_alpha = mode in ("LA", "La", "PA", "RGBA", "RGBa") or (mode == "P" and "transparency" in im.info)
-    if mode == "CMYK" and icc is not None:
-        # Pillow's own CMYK->RGB ignores the profile; with one embedded, convert colorimetrically.
-        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
-        im = ImageCms.profileToProfile(im, ImageCms.ImageCmsProfile(io.BytesIO(icc)), srgb, outputMode="RGB")
-        icc = srgb.tobytes()
-    elif mode == "CMYK":
-        im = im.convert("RGB")
+    if mode == "CMYK":
+        # Pillow's formula, without colour management: a CMYK profile does not describe the RGB result.
+        im, icc = im.convert("RGB"), None
     elif mode in ("P", "PA"):
         im = im.convert("RGBA" if dropped_alpha else "RGB")
     elif mode != "RGB":
@@ -160,7 +155,7 @@ def decode_image(path: str | os.PathLike) -> DecodedImage:
             codes, depth, dropped, icc = _rgb_codes(path, im)
             orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
             exif = _upright_exif(im)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, ImageCms.PyCMSError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
     codes = np.ascontiguousarray(_orient(codes, orientation))
     if not codes.flags.writeable:  # a view of Pillow's buffer: own the codes so they can be graded in place
@@ -172,7 +167,7 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     """Read a photo as :class:`LoadedImage` (``pixels`` ``(3,H,W)`` float32 RGB in [0, 1]).
 
     Every Pillow mode is converted to RGB: greyscale is repeated on the three channels, palettes are
-    expanded, CMYK goes through its ICC profile when it has one, 16-bit PNG/TIFF keep 16 bits (float
+    expanded, CMYK uses Pillow's conversion (no colour management), 16-bit PNG/TIFF keep 16 bits (float
     greyscale is quantised to 16 bits), alpha is dropped (see :class:`LoadedImage`). EXIF orientation is
     applied. Raises :class:`ImageReadError` naming the file when it is missing or not a readable image.
     """

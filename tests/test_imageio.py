@@ -144,11 +144,12 @@ def test_8bit_modes(tmp_path, rng):
 
 def test_cmyk_and_float_and_int_modes(tmp_path, rng):
     cmyk = rng.integers(0, 256, size=(3, 4, 4)).astype(np.uint8)
-    Image.fromarray(cmyk, "CMYK").save(tmp_path / "c.tif")
-    # Without a profile: naive conversion, R = (255 - C) * (255 - K) / 255 as Pillow does.
+    Image.fromarray(cmyk, "CMYK").save(tmp_path / "c.tif", icc_profile=b"a CMYK profile")
+    # Pillow's formula, R = (255 - C) * (255 - K) / 255; the CMYK profile does not describe the RGB result.
     expected = np.round((255 - cmyk[..., :3].astype(np.float64)) * (255 - cmyk[..., 3:4]) / 255)
-    got = read_image(tmp_path / "c.tif").pixels.permute(1, 2, 0).numpy() * 255
-    np.testing.assert_allclose(got, expected, atol=1.0)
+    loaded = read_image(tmp_path / "c.tif")
+    np.testing.assert_allclose(loaded.pixels.permute(1, 2, 0).numpy() * 255, expected, atol=1.0)
+    assert loaded.icc_profile is None
 
     f = rng.random((3, 4)).astype(np.float32) * 1.2 - 0.1
     Image.fromarray(f, "F").save(tmp_path / "f.tif")
@@ -183,6 +184,15 @@ def test_icc_profile_and_exif_carried(tmp_path, rng):
     for name, depth in (("a.png", 8), ("a.png", 16), ("a.jpg", 8), ("a.tif", 8), ("a.tif", 16)):
         write_image(tmp_path / name, pixels, bit_depth=depth, icc_profile=icc)
         assert read_image(tmp_path / name).icc_profile == icc, (name, depth)
+
+
+@pytest.mark.parametrize("name,depth", [("e.png", 8), ("e.png", 16), ("e.jpg", 8), ("e.tif", 8)])
+def test_exif_written(tmp_path, name, depth):
+    exif = Image.Exif()
+    exif[0x010F] = "lutkern test camera"  # Make
+    write_image(tmp_path / name, torch.rand(3, 4, 4), bit_depth=depth, exif=exif.tobytes())
+    with Image.open(tmp_path / name) as im:
+        assert im.getexif().get(0x010F) == "lutkern test camera"
 
 
 def test_jpeg_is_close(tmp_path):
