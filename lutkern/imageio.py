@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -60,7 +61,9 @@ class LoadedImage:
 
 
 def _swap_byte_order(rawmode: str) -> str | None:
-    for a, b in ((";16B", ";16L"), (";16L", ";16B")):
+    """The raw mode that unpacks the other byte of each 16-bit sample (None if not a 16-bit raw mode)."""
+    native = ";16L" if sys.byteorder == "little" else ";16B"  # libtiff hands over native-order samples
+    for a, b in ((";16B", ";16L"), (";16L", ";16B"), (";16N", ";16B" if native == ";16L" else ";16L")):
         if rawmode.endswith(a):
             return rawmode[: -len(a)] + b
     return None

@@ -60,6 +60,24 @@ def _png16_filtered(rgb: np.ndarray, filters: list[int]) -> bytes:
     )
 
 
+def _tiff16(codes: np.ndarray, order: str, deflate: bool) -> bytes:
+    """A 16-bit RGB TIFF encoded independently of lutkern: byte order ``"<"`` or ``">"``, raw or deflate."""
+    h, w, _ = codes.shape
+    data = codes.astype(order + "u2").tobytes()
+    data = zlib.compress(data) if deflate else data
+    tags = [(256, 4, 1, w), (257, 4, 1, h), (258, 3, 3, "bits"), (259, 3, 1, 8 if deflate else 1)]
+    tags += [(262, 3, 1, 2), (273, 4, 1, "data"), (277, 3, 1, 3), (278, 4, 1, h), (279, 4, 1, len(data))]
+    bits_at = 8 + 2 + 12 * len(tags) + 4
+    entries = b""
+    for tag, typ, count, value in tags:
+        value = {"bits": bits_at, "data": bits_at + 6}.get(value, value)
+        layout = "HHIHH" if typ == 3 and count == 1 else "HHII"
+        entries += struct.pack(order + layout, tag, typ, count, value, *([0] if layout == "HHIHH" else []))
+    head = (b"II*\x00" if order == "<" else b"MM\x00*") + struct.pack(order + "I", 8)
+    ifd = struct.pack(order + "H", len(tags)) + entries + struct.pack(order + "I", 0)
+    return head + ifd + struct.pack(order + "3H", 16, 16, 16) + data
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
@@ -102,6 +120,16 @@ def test_16bit_png_from_another_encoder(tmp_path, rng, channels, filters):
     loaded = read_image(tmp_path / "w.png")
     assert loaded.bit_depth == 16 and loaded.dropped_alpha == (channels == 4)
     torch.testing.assert_close(loaded.pixels, _expected(codes[..., :3], 65535), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("deflate", [False, True])  # deflate goes through libtiff, raw through Pillow
+def test_16bit_tiff_from_another_encoder(tmp_path, rng, order, deflate):
+    codes = rng.integers(0, 65536, size=(5, 7, 3))
+    (tmp_path / "w.tif").write_bytes(_tiff16(codes, order, deflate))
+    loaded = read_image(tmp_path / "w.tif")
+    assert loaded.bit_depth == 16
+    torch.testing.assert_close(loaded.pixels, _expected(codes, 65535), rtol=0, atol=0)
 
 
 def test_16bit_grey_png_and_tiff_keep_precision(tmp_path, rng):
