@@ -62,23 +62,26 @@ class LoadedImage:
 
 def _swap_byte_order(rawmode: str) -> str | None:
     """The raw mode that unpacks the other byte of each 16-bit sample (None if not a 16-bit raw mode)."""
-    native = ";16L" if sys.byteorder == "little" else ";16B"  # libtiff hands over native-order samples
-    for a, b in ((";16B", ";16L"), (";16L", ";16B"), (";16N", ";16B" if native == ";16L" else ";16L")):
+    native_swapped = ";16B" if sys.byteorder == "little" else ";16L"  # libtiff hands over native order
+    for a, b in ((";16B", ";16L"), (";16L", ";16B"), (";16N", native_swapped)):
         if rawmode.endswith(a):
             return rawmode[: -len(a)] + b
     return None
 
 
 def _tile_rawmode(tile) -> str | None:
-    args = tile.args
-    raw = args if isinstance(args, str) else (args[0] if args and isinstance(args[0], str) else None)
-    return raw
+    """The raw mode of a Pillow tile ``(codec, extents, offset, args)``: ``args`` or ``args[0]``."""
+    args = tile[3]
+    if isinstance(args, str):
+        return args
+    return args[0] if args and isinstance(args[0], str) else None
 
 
 def _with_rawmode(tile, rawmode: str):
-    args = tile.args if isinstance(tile.args, str) else tuple(tile.args)
-    new = rawmode if isinstance(args, str) else (rawmode, *args[1:])
-    return tile._replace(args=new)
+    """The tile with its raw mode replaced (a named tuple since Pillow 11, a plain tuple before)."""
+    args = tile[3]
+    args = rawmode if isinstance(args, str) else (rawmode, *args[1:])
+    return tile._replace(args=args) if hasattr(tile, "_replace") else (*tile[:3], args)
 
 
 def _read_16bit_rgb(path: Path, im: Image.Image) -> np.ndarray | None:
