@@ -36,15 +36,15 @@ def _channel_first(lut: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return lut.reshape(m, d * d * d, 3).transpose(1, 2).to(dtype).contiguous()
 
 
-def _scaled(x: torch.Tensor, d: int):
-    """Chunk ``(3,P)`` -> (lattice coordinates in [0, D-1], NaN-pixel mask ``(P,)``, clamp-pass mask).
+def _scaled(x: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Chunk ``(3,P)`` -> (lattice coordinates in [0, D-1], NaN-pixel mask ``(P,)`` or None if no NaN).
 
     NaN channels are replaced by 0 so no index is out of range (the pixel is set to NaN afterwards);
-    +-inf clamp to the edges. The clamp-pass mask is where ``torch.clamp`` passes the gradient.
+    +-inf clamp to the edges. The per-pixel mask costs as much as the interpolation's index maths, so it
+    is only built when the chunk's sum is NaN (a NaN, or inf - inf).
     """
-    nan = torch.isnan(x).any(0)
-    inside = (x >= 0) & (x <= 1)
-    return torch.nan_to_num(x, nan=0.0).clamp_(0, 1).mul_(d - 1), nan, inside
+    nan = torch.isnan(x).any(0) if torch.isnan(x.sum()) else None
+    return torch.nan_to_num(x, nan=0.0).clamp_(0, 1).mul_(d - 1), nan
 
 
 class _Cell:
@@ -60,38 +60,44 @@ class _Cell:
         if interpolation == "nearest":
             q = torch.round(s)  # ties to even, as the reference
             self.idx = [((q[2] * d + q[1]) * d + q[0]).int()]
-            self.weights = [None]
             return
         i0 = s.floor().clamp_(max=d - 2)
         fr, fg, fb = (s - i0).unbind(0)
         # Float arithmetic on integers < 2^24 is exact, and one conversion is cheaper than int64 maths.
         base = ((i0[2] * d + i0[1]) * d + i0[0]).int()
+        self.f = (fr, fg, fb)
         if interpolation == "trilinear":
-            self.f = (fr, fg, fb)
-            w_r, w_g, w_b = (1 - fr, fr), (1 - fg, fg), (1 - fb, fb)
-            # Corner k = dr + 2*dg + 4*db.
+            # Corner k = dr + 2*dg + 4*db. The eight weights are only needed by the backward (see weights).
             self.idx = [base + (dr + dg * d + db * d * d) for db in (0, 1) for dg in (0, 1) for dr in (0, 1)]
-            self.weights = [w_r[dr] * w_g[dg] * w_b[db] for db in (0, 1) for dg in (0, 1) for dr in (0, 1)]
             return
         # Tetrahedral: walk c000 -> (largest step) -> (two largest steps) -> c111. Ties are ordered r, g, b
         # (a stable descending sort): the same six tetrahedra, boundaries included, as the reference.
-        big_r = (fr >= fg) & (fr >= fb)
-        big_g = ~big_r & (fg >= fb)
-        small_b = (fb <= fg) & (fb <= fr)
-        small_g = ~small_b & (fg <= fr)
-        self.big = (big_r, big_g, ~(big_r | big_g))
-        self.small = (~(small_b | small_g), small_g, small_b)
-        self.mid = tuple(~(b | m) for b, m in zip(self.big, self.small, strict=True))
+        # Selections are min/max (exact) and 0/1 float masks: measured ~2x cheaper than bool masks + where.
+        f_max = torch.maximum(torch.maximum(fr, fg), fb)
+        f_min = torch.minimum(torch.minimum(fr, fg), fb)
+        f_mid = torch.maximum(torch.minimum(fr, fg), torch.minimum(torch.maximum(fr, fg), fb))
+        big_r = (fr == f_max).to(fr.dtype)
+        big_g = (fg == f_max).to(fr.dtype) * (1 - big_r)
+        small_b = (fb == f_min).to(fr.dtype)
+        small_g = (fg == f_min).to(fr.dtype) * (1 - small_b)
+        self.big = (big_r, big_g, 1 - big_r - big_g)  # per axis r, g, b: 1 where it is the largest
+        self.small = (1 - small_b - small_g, small_g, small_b)
+        self.mid = tuple(1 - b - m for b, m in zip(self.big, self.small, strict=True))
+        base_f = (i0[2] * d + i0[1]) * d + i0[0]
+        off_a = self.big[0] + self.big[1] * d + self.big[2] * (d * d)
+        off_b = (1 + d + d * d) - (self.small[0] + self.small[1] * d + self.small[2] * (d * d))
+        self.idx = [base, (base_f + off_a).int(), (base_f + off_b).int(), base + (1 + d + d * d)]
+        self.tetra_weights = [1 - f_max, f_max - f_mid, f_mid - f_min, f_min]
 
-        def pick(masks):
-            return torch.where(masks[0], fr, torch.where(masks[1], fg, fb))
-
-        f_max, f_mid, f_min = pick(self.big), pick(self.mid), pick(self.small)
-        strides = (1, d, d * d)
-        off_a = sum(m.int() * st for m, st in zip(self.big, strides, strict=True))
-        off_b = sum(strides) - sum(m.int() * st for m, st in zip(self.small, strides, strict=True))
-        self.idx = [base, base + off_a, base + off_b, base + sum(strides)]
-        self.weights = [1 - f_max, f_max - f_mid, f_mid - f_min, f_min]
+    def weights(self) -> list[torch.Tensor | None]:
+        """Weight ``(P,)`` of each corner in ``idx`` (None: weight 1)."""
+        if self.interpolation == "nearest":
+            return [None]
+        if self.interpolation == "tetrahedral":
+            return self.tetra_weights
+        w_r, w_g, w_b = ((1 - f, f) for f in self.f)
+        w_rg = [w_r[dr] * w_g[dg] for dg in (0, 1) for dr in (0, 1)]
+        return [w * w_b[db] for db in (0, 1) for w in w_rg]
 
     def corners(self, lut_cf: torch.Tensor) -> list[torch.Tensor]:
         """Corner values ``(3,P)`` from a channel-first LUT ``(3,D^3)``."""
@@ -101,8 +107,13 @@ class _Cell:
         """Interpolated ``(3,P)``."""
         if self.interpolation == "nearest":
             return c[0]
-        out = c[0] * self.weights[0]
-        for ck, wk in zip(c[1:], self.weights[1:], strict=True):
+        if self.interpolation == "trilinear":  # seven lerps: cheaper than eight weights and products
+            fr, fg, fb = self.f
+            a = [torch.lerp(c[k], c[k + 1], fr) for k in (0, 2, 4, 6)]
+            return torch.lerp(torch.lerp(a[0], a[1], fg), torch.lerp(a[2], a[3], fg), fb)
+        w = self.tetra_weights
+        out = c[0] * w[0]
+        for ck, wk in zip(c[1:], w[1:], strict=True):
             out.addcmul_(ck, wk)
         return out
 
@@ -119,8 +130,8 @@ class _Cell:
             return torch.stack([(go * t).sum(0) for t in (d_r, d_g, d_b)])
         # Tetrahedral: the largest fraction moves along c000->ca, the middle ca->cb, the smallest cb->c111.
         step_max, step_mid, step_min = ((go * (c[k + 1] - c[k])).sum(0) for k in range(3))
-        pairs = zip(self.big, self.mid, strict=True)
-        return torch.stack([torch.where(b, step_max, torch.where(m, step_mid, step_min)) for b, m in pairs])
+        masks = zip(self.big, self.mid, self.small, strict=True)
+        return torch.stack([b * step_max + m * step_mid + sm * step_min for b, m, sm in masks])
 
 
 def _schedule(n: int, m: int, pixels: int) -> list[list[tuple[int, int, slice]]]:
@@ -148,10 +159,12 @@ def _run(fn, plan: list[list]) -> None:
         return
 
     def worker(w: int) -> None:
-        # Ops inside a worker run single-threaded (a per-thread setting): the parallelism is across chunks.
+        # Grad mode and the intra-op thread count are per-thread settings: a new thread records autograd
+        # history by default, and its ops run single-threaded here because the parallelism is across chunks.
         torch.set_num_threads(1)
-        for job in plan[w]:
-            fn(w, job)
+        with torch.no_grad():
+            for job in plan[w]:
+                fn(w, job)
 
     with ThreadPoolExecutor(len(plan)) as pool:
         for fut in [pool.submit(worker, w) for w in range(len(plan))]:
@@ -172,9 +185,10 @@ class ApplyLutTorch(torch.autograd.Function):
 
         def chunk(_, job):
             i, m, sl = job
-            s, nan, _ = _scaled(src[i, :, sl].to(dtype), d)
+            s, nan = _scaled(src[i, :, sl].to(dtype), d)
             cell = _Cell(s, d, interpolation)
-            out[i, :, sl] = cell.blend(cell.corners(lut_cf[m])).masked_fill_(nan, float("nan"))
+            res = cell.blend(cell.corners(lut_cf[m]))
+            out[i, :, sl] = res if nan is None else res.masked_fill(nan, float("nan"))
 
         _run(chunk, _schedule(n, lut.shape[0], h * w))
         ctx.save_for_backward(image, lut)
@@ -201,17 +215,21 @@ class ApplyLutTorch(torch.autograd.Function):
 
         def chunk(wk, job):
             i, mi, sl = job
-            s, nan, inside = _scaled(src[i, :, sl].to(dtype), d)
-            go = gsrc[i, :, sl].to(dtype).masked_fill(nan, 0.0)  # NaN pixels contribute nothing
+            x = src[i, :, sl].to(dtype)
+            s, nan = _scaled(x, d)
+            go = gsrc[i, :, sl].to(dtype)
+            if nan is not None:
+                go = go.masked_fill(nan, 0.0)  # NaN pixels contribute nothing
             cell = _Cell(s, d, interpolation)
             if need_lut:
-                for idx, wgt in zip(cell.idx, cell.weights, strict=True):
+                for idx, wgt in zip(cell.idx, cell.weights(), strict=True):
                     acc[wk if m == 1 else 0, mi].scatter_add_(
                         1, idx.long().expand(3, -1), go if wgt is None else go * wgt
                     )
             if grad_image is not None:
                 gcoord = cell.coordinate_grad(cell.corners(lut_cf[mi]), go).mul_(d - 1)
-                grad_image[i, :, sl] = gcoord.masked_fill_(~inside, 0.0)
+                # torch.clamp's gradient mask: passes where 0 <= x <= 1 (not at NaN or beyond the edges).
+                grad_image[i, :, sl] = gcoord.mul_(x.clamp(0, 1) == x)
 
         _run(chunk, plan)
         grad_lut = None
