@@ -185,7 +185,10 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
 def codes_to_pixels(codes: np.ndarray, bit_depth: int) -> torch.Tensor:
     """``(H,W,3)`` uint8/uint16 codes -> ``(3,H,W)`` float32 in [0, 1]."""
     top = 255.0 if bit_depth == 8 else 65535.0
-    return (torch.from_numpy(codes.astype(np.float32)) / top).permute(2, 0, 1).contiguous()
+    h, w, _ = codes.shape
+    pixels = torch.empty(3, h, w, dtype=torch.float32)
+    pixels.copy_(torch.from_numpy(codes).permute(2, 0, 1))  # one float copy, converted while transposing
+    return pixels.div_(top)
 
 
 def _orient(codes: np.ndarray, orientation: int) -> np.ndarray:
