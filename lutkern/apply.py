@@ -22,13 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import ImageCms
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .builtin_looks import LOOKS
-from .cube import CubeFormatError, CubeLUT, read_cube
+from .cube import CubeLUT, read_cube
 from .hald import read_hald
-from .imageio import FORMATS, ImageReadError, decode_image, output_format, write_codes
+from .imageio import FORMATS, codes_to_pixels, decode_image, output_format, to_integer_array, write_codes
 from .reference.apply import INTERPOLATIONS
 
 DEFAULT_STRIP_PIXELS = 1 << 20  # 1 Mpx: 12 MiB per float32 RGB strip (the torch path makes ~20 temporaries)
@@ -63,16 +64,13 @@ def grade_codes(
 
     Output codes are the LUT output clamped to [0, 1] and rounded to the nearest code.
     """
-    top = 255.0 if codes.dtype == np.uint8 else 65535.0
+    depth = 8 if codes.dtype == np.uint8 else 16
     h, w, _ = codes.shape
     rows = max(1, strip_pixels // max(w, 1))
     for y in range(0, h, rows):
-        strip = torch.from_numpy(codes[y : y + rows]).to(device)
-        x = strip.permute(2, 0, 1).unsqueeze(0).to(torch.float32) / top
-        out = lut.apply(x, interpolation=interpolation, backend=backend)
-        # float64 for the last step so that rounding is to the nearest code at 16 bits too.
-        q = (out[0].permute(1, 2, 0).to(torch.float64).clamp(0, 1) * top).round()
-        codes[y : y + rows] = q.to(torch.int32).cpu().numpy()
+        x = codes_to_pixels(codes[y : y + rows], depth).to(device)
+        out = lut.apply(x.unsqueeze(0), interpolation=interpolation, backend=backend)[0]
+        codes[y : y + rows] = to_integer_array(out, depth)
         if on_strip is not None:
             on_strip(min(rows, h - y) / h)
     return codes
@@ -80,8 +78,6 @@ def grade_codes(
 
 def _profile_name(icc: bytes) -> str:
     try:
-        from PIL import ImageCms
-
         return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip() or "unnamed"
     except Exception:  # an unparsable profile is still carried over byte for byte
         return "unparsable"
@@ -133,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 note = _grade_file(src, args, lut, seen, lambda f: progress.advance(task, f))
                 if note:
                     progress.console.print(f"{src}: {note}", markup=False, highlight=False)
-            except (ImageReadError, CubeFormatError, ValueError, OSError) as exc:
+            except (ValueError, OSError) as exc:  # ImageReadError and CubeFormatError are ValueErrors
                 failed += 1
                 message = str(exc) if str(src) in str(exc) else f"{src}: {exc}"
                 progress.console.print(f"error: {message}", markup=False, highlight=False)
