@@ -15,8 +15,13 @@ TINY = DemoSpec(image_size=16, crops_per_photo=1, val_crops_per_photo=2, synthet
 
 
 @pytest.fixture(autouse=True)
-def _torch_backend(monkeypatch):
+def _fast_small_tensors(monkeypatch):
     monkeypatch.setenv("LUTKERN_BACKEND", "torch")  # the kernels are tested elsewhere; keep this fast
+    # Tiny tensors gain nothing from a second thread, and spinning threads crawl on a busy machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,93 @@
+"""Pictures drawn with Pillow: the loss curve and the input | target | output preview grid."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40))
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """``(3,H,W)`` float in [0,1] (clamped) -> 8-bit RGB Pillow image."""
+    codes = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return Image.fromarray(codes.permute(1, 2, 0).cpu().numpy(), "RGB")
+
+
+def _save(image: Image.Image, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+
+
+def preview_grid(path: str | Path, rows: list[tuple[torch.Tensor, ...]],
+                 titles: tuple[str, ...] = ("input", "target", "output")) -> None:
+    """Save a grid with one row per example and one column per title; each cell ``(3,H,W)`` in [0,1]."""
+    font = ImageFont.load_default()
+    h, w = rows[0][0].shape[-2:]
+    header, pad = 16, 2
+    grid = Image.new("RGB", (len(titles) * (w + pad) + pad, header + len(rows) * (h + pad) + pad), "white")
+    draw = ImageDraw.Draw(grid)
+    for col, title in enumerate(titles):
+        draw.text((pad + col * (w + pad) + 4, 2), title, fill="black", font=font)
+    for r, cells in enumerate(rows):
+        for col, cell in enumerate(cells):
+            grid.paste(to_pil(cell), (pad + col * (w + pad), header + pad + r * (h + pad)))
+    _save(grid, Path(path))
+
+
+def _nice_decades(lo: float, hi: float) -> list[int]:
+    return list(range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1))
+
+
+def loss_plot(path: str | Path, epochs: list[int], series: dict[str, list[float]],
+              title: str = "loss per epoch (log scale)", size: tuple[int, int] = (720, 420)) -> None:
+    """Save a line plot of ``series`` (name -> one positive value per epoch) on a log10 y axis.
+
+    Non-positive or non-finite values (e.g. an epoch without validation) are left out of the line.
+    """
+    width, height = size
+    left, right, top, bottom = 70, 20, 30, 45
+    img = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    values = [v for ys in series.values() for v in ys if v > 0 and math.isfinite(v)]
+    draw.text((left, 8), title, fill="black", font=font)
+    if not epochs or not values:
+        _save(img, Path(path))
+        return
+    decades = _nice_decades(min(values), max(values))
+    y_lo, y_hi = decades[0], max(decades[-1], decades[0] + 1)
+    x_lo, x_hi = min(epochs), max(max(epochs), min(epochs) + 1)
+
+    def xy(epoch: float, value: float) -> tuple[float, float]:
+        x = left + (epoch - x_lo) / (x_hi - x_lo) * (width - left - right)
+        y = top + (y_hi - math.log10(value)) / (y_hi - y_lo) * (height - top - bottom)
+        return x, y
+
+    draw.rectangle((left, top, width - right, height - bottom), outline="black")
+    for d in range(y_lo, y_hi + 1):
+        _, y = xy(x_lo, 10.0**d)
+        draw.line((left, y, width - right, y), fill=(225, 225, 225))
+        draw.text((8, y - 6), f"1e{d}", fill="black", font=font)
+    for i in range(6):
+        epoch = x_lo + (x_hi - x_lo) * i / 5
+        x, _ = xy(epoch, 10.0**y_lo)
+        draw.line((x, height - bottom, x, height - bottom + 4), fill="black")
+        draw.text((x - 8, height - bottom + 8), f"{epoch:g}", fill="black", font=font)
+    draw.text(((width - left) // 2 + left - 15, height - 18), "epoch", fill="black", font=font)
+    for k, (name, ys) in enumerate(series.items()):
+        colour = _COLOURS[k % len(_COLOURS)]
+        points = [xy(e, v) for e, v in zip(epochs, ys, strict=True) if v > 0 and math.isfinite(v)]
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=2)
+        elif points:
+            x, y = points[0]
+            draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=colour)
+        lx = width - right - 130
+        ly = top + 8 + 14 * k
+        draw.line((lx, ly + 6, lx + 20, ly + 6), fill=colour, width=2)
+        draw.text((lx + 26, ly), name, fill="black", font=font)
+    _save(img, Path(path))

@@ -1,0 +1,499 @@
+"""Train the LUT-predicting CNN on (original, graded) pairs: ``python -m img2lut.train``.
+
+With no arguments it trains on the built-in demo data (built on first use, see :mod:`img2lut.demo`) with
+the ``default`` preset, sized for a 2-core CPU; ``--inputs DIR --targets DIR`` trains on your own pairs
+with the same preset; ``--preset seed`` reproduces the original experiment's settings. Every
+hyperparameter has a flag; explicit flags override the preset.
+
+Outputs, in ``<out>/models/<experiment>/``: ``checkpoint.pt`` (see :mod:`img2lut.checkpoint`),
+``metrics.csv``, ``loss.png``, ``previews/epoch_NNNN.png``, ``lut.cube`` (the mean of the LUTs predicted
+for the validation images) and ``summary.json``. Ctrl-C stops after the current step and saves a
+checkpoint from which ``--resume`` continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+import lutkern
+
+from . import checkpoint as ckpt
+from .data import DataError, PairedImages, load_pairs, pair_files, resize, split_names
+from .demo import ensure_demo
+from .losses import LossWeights, total_loss
+from .metrics import covered_lattice_points, lut_rmse, psnr_from_mse, ssim_value
+from .model import INITS, ResNetLUTGenerator
+from .plots import loss_plot, preview_grid
+
+PROG = "python -m img2lut.train"
+SCHEDULERS = ("plateau", "cosine")
+PREVIEW_ROWS = 4
+# Exit status after Ctrl-C, as a shell reports a process stopped by SIGINT.
+INTERRUPTED = 130
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run; saved in the checkpoint. ``cnn_size``/``crop_size`` 0 = ``image_size``."""
+
+    preset: str = "default"
+    inputs: str | None = None  # None: the built-in demo data
+    targets: str | None = None
+    val_inputs: str | None = None  # explicit validation pairs; otherwise split by --val-fraction
+    val_targets: str | None = None
+    truth: str | None = None  # the true LUT, if known; default: truth.cube beside the inputs folder
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 1e-3
+    scheduler: str = "cosine"
+    plateau_factor: float = 0.1
+    plateau_patience: int = 10
+    lut_size: int = 33
+    interpolation: str = "trilinear"
+    init: str = "identity"
+    image_size: int = 256
+    cnn_size: int = 64
+    crop_size: int = 128
+    ssim_weight: float = 0.0
+    smooth_weight: float = 0.0
+    tv_weight: float = 0.0
+    mono_weight: float = 0.0
+    val_fraction: float = 0.1
+    preview_every: int = 5
+    checkpoint_every: int = 1
+    seed: int = 0
+    device: str = "cpu"
+    experiment: str | None = None  # default: "demo" on the demo data, else "pairs"
+    out: str = "runs"
+
+
+PRESETS: dict[str, dict] = {
+    # Sized by measurement for a 2-core CPU: see docs/training.md.
+    "default": {},
+    # The seed experiment: batch 64, LUT 33, lr 1e-2, 500 epochs, 256x256, Adam,
+    # ReduceLROnPlateau(factor=0.1, patience=10) on the epoch loss, MSE, PyTorch's initialisation.
+    "seed": dict(epochs=500, batch_size=64, lr=1e-2, scheduler="plateau", lut_size=33, image_size=256,
+                 cnn_size=0, crop_size=0, init="default", preview_every=50),
+}
+# Settings that may differ when resuming; anything else must match the checkpoint.
+RESUMABLE_CHANGES = ("epochs", "device", "preview_every", "checkpoint_every")
+
+
+class UsageError(ValueError):
+    """A bad command line; printed as one line."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # Every default is None so that an explicit flag can be told apart from the preset's value.
+    add = p.add_argument
+    add("--preset", choices=sorted(PRESETS), help="settings to start from (default: default)")
+    add("--inputs", help="folder of original images (default: the built-in demo data)")
+    add("--targets", help="folder of graded images, paired with --inputs by file name")
+    add("--val-inputs", help="folder of validation originals (default: split off --inputs)")
+    add("--val-targets", help="folder of validation graded images")
+    add("--truth", help="the true LUT (.cube) to compare the learned one with "
+        "(default: truth.cube in the folder holding --inputs)")
+    add("--epochs", type=int)
+    add("--batch-size", type=int)
+    add("--lr", type=float, help="Adam learning rate")
+    add("--scheduler", choices=SCHEDULERS,
+        help="cosine decay over the run, or ReduceLROnPlateau on the epoch loss")
+    add("--plateau-factor", type=float)
+    add("--plateau-patience", type=int)
+    add("--lut-size", type=int, help="LUT lattice size S (the CNN emits S^3*3 values)")
+    add("--interpolation", choices=lutkern.reference.apply.INTERPOLATIONS)
+    add("--init", choices=INITS, help="last layer: start at the identity LUT, or PyTorch's default")
+    add("--image-size", type=int, help="pairs are resized to this square size")
+    add("--cnn-size", type=int, help="the CNN sees a thumbnail of this size (0: the whole image)")
+    add("--crop-size", type=int, help="the loss is computed on a random crop of this size (0: whole image)")
+    add("--ssim-weight", type=float, help="weight of 1-SSIM (data_range=1)")
+    add("--smooth-weight", type=float, help="weight of lutkern.smoothness")
+    add("--tv-weight", type=float, help="weight of lutkern.total_variation")
+    add("--mono-weight", type=float, help="weight of lutkern.monotonicity")
+    add("--val-fraction", type=float, help="share of pairs held out for validation")
+    add("--preview-every", type=int, help="write previews/epoch_NNNN.png every N epochs")
+    add("--checkpoint-every", type=int, help="write the checkpoint every N epochs (and at the end)")
+    add("--seed", type=int)
+    add("--device", help="cpu, cuda, cuda:1, ...")
+    add("--experiment", help="run name: outputs go to <out>/models/<experiment>/")
+    add("--out", help="output root (default: runs)")
+    add("--resume", nargs="?", const="", metavar="CHECKPOINT",
+        help="continue a run: its checkpoint.pt, or the run of --out/--experiment when no path is given")
+    return p
+
+
+def _explicit(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
+
+
+def validate(config: TrainConfig) -> None:
+    """UsageError naming the flag for any setting out of range."""
+    def need(ok: bool, flag: str, what: str, value) -> None:
+        if not ok:
+            raise UsageError(f"{flag} must be {what}, got {value!r}")
+
+    c = config
+    need(2 <= c.lut_size <= 256, "--lut-size", "between 2 and 256", c.lut_size)
+    need(c.epochs >= 1, "--epochs", ">= 1", c.epochs)
+    need(c.batch_size >= 1, "--batch-size", ">= 1", c.batch_size)
+    need(c.lr > 0 and math.isfinite(c.lr), "--lr", "a positive number", c.lr)
+    need(c.image_size >= 16, "--image-size", ">= 16", c.image_size)
+    # Three stride-2 blocks: below 16 px the last BatchNorm sees too few values per channel.
+    need(c.cnn_size == 0 or c.cnn_size >= 16, "--cnn-size", "0 or >= 16", c.cnn_size)
+    need(0 <= c.crop_size <= c.image_size, "--crop-size", f"between 0 and --image-size ({c.image_size})",
+         c.crop_size)
+    need(c.crop_size == 0 or c.crop_size >= 11 or c.ssim_weight == 0, "--crop-size",
+         ">= 11 with --ssim-weight (the SSIM window)", c.crop_size)
+    for name in ("ssim_weight", "smooth_weight", "tv_weight", "mono_weight"):
+        value = getattr(c, name)
+        need(value >= 0 and math.isfinite(value), "--" + name.replace("_", "-"), ">= 0", value)
+    need(0 < c.val_fraction < 1, "--val-fraction", "between 0 and 1 (exclusive)", c.val_fraction)
+    need(c.preview_every >= 1, "--preview-every", ">= 1", c.preview_every)
+    need(c.checkpoint_every >= 1, "--checkpoint-every", ">= 1", c.checkpoint_every)
+    need(0 < c.plateau_factor < 1, "--plateau-factor", "between 0 and 1", c.plateau_factor)
+    need(c.plateau_patience >= 0, "--plateau-patience", ">= 0", c.plateau_patience)
+    need((c.inputs is None) == (c.targets is None), "--inputs/--targets", "given together",
+         c.inputs or c.targets)
+    need((c.val_inputs is None) == (c.val_targets is None), "--val-inputs/--val-targets", "given together",
+         c.val_inputs or c.val_targets)
+    try:
+        device = torch.device(c.device)
+    except RuntimeError as exc:
+        raise UsageError(f"--device: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {c.device}: CUDA is not available on this machine")
+
+
+def _default_experiment(inputs: str | None) -> str:
+    return "demo" if inputs is None else "pairs"
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    given = _explicit(args)
+    preset = given.get("preset", "default")
+    config = TrainConfig(**{**PRESETS[preset], **given, "preset": preset})
+    if config.experiment is None:
+        config.experiment = _default_experiment(config.inputs)
+    validate(config)
+    return config
+
+
+def resume_config(args: argparse.Namespace, payload: dict) -> TrainConfig:
+    """The checkpoint's config with the allowed changes; UsageError for any other differing flag."""
+    saved = TrainConfig(**payload["config"])
+    changes = {}
+    for key, value in _explicit(args).items():
+        if key in RESUMABLE_CHANGES:
+            changes[key] = value
+        elif key not in ("out", "experiment") and getattr(saved, key) != value:
+            flag = "--" + key.replace("_", "-")
+            allowed = ", ".join("--" + k.replace("_", "-") for k in RESUMABLE_CHANGES)
+            raise UsageError(f"{flag} {value} differs from the resumed run's {getattr(saved, key)!r}; "
+                             f"only {allowed} may change")
+    config = dataclasses.replace(saved, **changes)
+    validate(config)
+    return config
+
+
+@dataclass
+class Data:
+    train: PairedImages
+    val: PairedImages
+    train_thumbs: torch.Tensor
+    val_thumbs: torch.Tensor
+    source: str
+    truth: torch.Tensor | None  # (S,S,S,3) sampled at the learned LUT's lattice
+    truth_path: str | None
+
+
+def _truth_at_lattice(path: Path, lut_size: int) -> torch.Tensor:
+    """The true LUT resampled to the learned LUT's lattice (exact when the sizes agree)."""
+    cube = lutkern.read_cube(path)
+    if cube.lut3d is None:
+        raise DataError(f"{path}: holds no 3D LUT")
+    points = lutkern.identity_lut(lut_size).reshape(-1, 3).T.reshape(3, 1, -1)
+    values = lutkern.apply_lut(points, cube.lut3d.float()).reshape(3, -1).T
+    return values.reshape(lut_size, lut_size, lut_size, 3)
+
+
+def load_data(config: TrainConfig, console: Console) -> Data:
+    inputs, targets = config.inputs, config.targets
+    val_inputs, val_targets, truth = config.val_inputs, config.val_targets, config.truth
+    if inputs is None:
+        with console.status("building the demo data set (first run only)..."):
+            demo = ensure_demo()
+        inputs, targets = demo.inputs, demo.targets
+        val_inputs, val_targets = demo.val_inputs, demo.val_targets
+        source = f"demo data in {demo.root}"
+    else:
+        source = f"{inputs} + {targets}"
+    with console.status("decoding images..."):
+        pairs = load_pairs(pair_files(inputs, targets), config.image_size)
+        if val_inputs is not None:
+            train, val = pairs, load_pairs(pair_files(val_inputs, val_targets), config.image_size)
+        else:
+            train_idx, val_idx = split_names(pairs.names, config.val_fraction)
+            train, val = pairs.subset(train_idx), pairs.subset(val_idx)
+    if truth is None and (Path(inputs).parent / "truth.cube").is_file():
+        truth = str(Path(inputs).parent / "truth.cube")
+    truth_lut = _truth_at_lattice(Path(truth), config.lut_size) if truth is not None else None
+    cnn = config.cnn_size or config.image_size
+    return Data(train, val, resize(train.inputs, cnn), resize(val.inputs, cnn), source, truth_lut, truth)
+
+
+def _make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device):
+    # The fused Adam is ~7x faster on CPU for the 55M-parameter last layer (S=33), same update rule.
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, fused=device.type in ("cpu", "cuda"))
+    if config.scheduler == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=config.plateau_factor, patience=config.plateau_patience)
+    else:
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
+    return opt, sched
+
+
+@torch.no_grad()
+def evaluate(model: ResNetLUTGenerator, images: PairedImages, thumbs: torch.Tensor, batch_size: int,
+             device: torch.device) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """``(mse over all pixels, mean LUT (S,S,S,3), outputs (N,3,H,W))`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    outputs, lut_sum, sq = [], 0.0, 0.0
+    for start in range(0, len(images), batch_size):
+        sl = slice(start, start + batch_size)
+        out, lut = model(thumbs[sl].to(device), full=images.inputs[sl].to(device))
+        sq += float((out - images.targets[sl].to(device)).square().sum())
+        lut_sum = lut_sum + lut.sum(0)
+        outputs.append(out.cpu())
+    model.train(was_training)
+    return sq / images.targets.numel(), (lut_sum / len(images)).cpu(), torch.cat(outputs)
+
+
+def _write_metrics(run_dir: Path, history: list[dict]) -> None:
+    fields = ["epoch", "train_loss", "train_mse", "val_mse", "val_psnr", "lr", "seconds"]
+    tmp = run_dir / ".metrics.csv.tmp"
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in fields})
+    tmp.replace(run_dir / "metrics.csv")
+    epochs = [r["epoch"] for r in history]
+    loss_plot(run_dir / "loss.png", epochs, {"train loss": [r["train_loss"] for r in history],
+                                             "val MSE": [r["val_mse"] for r in history]})
+
+
+def _write_preview(path: Path, data: Data, outputs: torch.Tensor) -> None:
+    n = min(PREVIEW_ROWS, len(data.val))
+    preview_grid(path, [(data.val.inputs[i], data.val.targets[i], outputs[i]) for i in range(n)])
+
+
+class _StopFlag:
+    """SIGINT sets a flag the loop checks between steps (a half-done optimizer step is never saved);
+    a second Ctrl-C interrupts immediately."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+
+def _rng_state(order: torch.Generator, aug: torch.Generator) -> dict:
+    return {"torch": torch.get_rng_state(), "order": order.get_state(), "aug": aug.get_state()}
+
+
+def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
+          payload: dict | None = None) -> int:
+    """Run (or continue from ``payload``) the training loop; returns the exit status."""
+    device = torch.device(config.device)
+    torch.manual_seed(config.seed)
+    model = ResNetLUTGenerator(config.lut_size, config.interpolation, config.init).to(device)
+    opt, sched = _make_optimizer(model, config, device)
+    order, aug = torch.Generator(), torch.Generator()
+    order.manual_seed(config.seed)
+    aug.manual_seed(config.seed + 1)
+    # Progress: `epoch` is the epoch in progress, `step` the steps of it already done, `epoch_start`
+    # the order generator's state before that epoch's shuffle (so a resumed epoch replays its order).
+    state = {"epoch": 0, "step": 0, "epoch_start": order.get_state(), "loss_sum": 0.0, "mse_sum": 0.0,
+             "seconds": 0.0, "history": []}
+    if payload is not None:
+        ckpt.check_architecture(payload, model.config())
+        model.load_state_dict(payload["model"])
+        saved = payload["state"]
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        if config.scheduler == "cosine":
+            sched.T_max = config.epochs
+        torch.set_rng_state(saved["rng"]["torch"])
+        aug.set_state(saved["rng"]["aug"])
+        state = {k: saved[k] for k in state}
+    weights = LossWeights(config.ssim_weight, config.smooth_weight, config.tv_weight, config.mono_weight)
+    n = len(data.train)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    image, crop = config.image_size, config.crop_size
+    ckpt_path = run_dir / ckpt.CHECKPOINT_NAME
+
+    def save() -> None:
+        full = {**state, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "rng": _rng_state(order, aug)}
+        ckpt.save_checkpoint(ckpt_path, model=model, config=dataclasses.asdict(config), state=full)
+
+    model.train()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]}  val PSNR {task.fields[psnr]}"), TimeRemainingColumn())
+    last = state["history"][-1] if state["history"] else None
+    psnr_text = f"{last['val_psnr']:.2f} dB" if last else "-"
+    stopped = False
+    with _StopFlag() as stop, Progress(*columns, console=console) as progress:
+        task = progress.add_task("training", total=config.epochs * steps_per_epoch,
+                                 completed=state["epoch"] * steps_per_epoch + state["step"],
+                                 loss="-", psnr=psnr_text)
+        while state["epoch"] < config.epochs and not stopped:
+            tick = time.perf_counter()
+            order.set_state(state["epoch_start"])
+            perm = torch.randperm(n, generator=order)
+            for step in range(state["step"], steps_per_epoch):
+                idx = perm[step * config.batch_size:(step + 1) * config.batch_size]
+                x, y = data.train.inputs[idx], data.train.targets[idx]
+                if crop:
+                    top = int(torch.randint(0, image - crop + 1, (1,), generator=aug))
+                    left = int(torch.randint(0, image - crop + 1, (1,), generator=aug))
+                    x, y = x[..., top:top + crop, left:left + crop], y[..., top:top + crop, left:left + crop]
+                out, lut = model(data.train_thumbs[idx].to(device), full=x.to(device))
+                loss, parts = total_loss(out, y.to(device), lut, weights)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                state["loss_sum"] += float(loss.detach())
+                state["mse_sum"] += parts["mse"]
+                state["step"] = step + 1
+                progress.update(task, advance=1, loss=f"{float(loss.detach()):.2e}")
+                if stop.requested:
+                    stopped = True
+                    break
+            state["seconds"] += time.perf_counter() - tick
+            if stopped:
+                break
+            epoch = state["epoch"] + 1
+            train_loss = state["loss_sum"] / steps_per_epoch
+            val_mse, _, outputs = evaluate(model, data.val, data.val_thumbs, config.batch_size, device)
+            lr = opt.param_groups[0]["lr"]
+            if config.scheduler == "plateau":
+                sched.step(train_loss)
+            else:
+                sched.step()
+            state["history"].append({"epoch": epoch, "train_loss": train_loss,
+                                     "train_mse": state["mse_sum"] / steps_per_epoch, "val_mse": val_mse,
+                                     "val_psnr": psnr_from_mse(val_mse), "lr": lr,
+                                     "seconds": state["seconds"]})
+            state.update(epoch=epoch, step=0, epoch_start=order.get_state(), loss_sum=0.0, mse_sum=0.0)
+            _write_metrics(run_dir, state["history"])
+            if epoch % config.preview_every == 0 or epoch == config.epochs:
+                _write_preview(run_dir / "previews" / f"epoch_{epoch:04d}.png", data, outputs)
+            if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
+                save()
+            psnr_text = f"{psnr_from_mse(val_mse):.2f} dB"
+            progress.update(task, psnr=psnr_text)
+            progress.console.log(f"epoch {epoch}/{config.epochs}  train loss {train_loss:.3e}  "
+                                 f"val PSNR {psnr_text}  lr {lr:.2e}  {state['seconds']:.0f} s")
+    if stopped:
+        save()
+        console.print(f"stopped at epoch {state['epoch'] + 1}, step {state['step']}; saved {ckpt_path}; "
+                      f"continue with: {PROG} --resume {ckpt_path}")
+        return INTERRUPTED
+    _finish(model, config, data, run_dir, state, device, console)
+    return 0
+
+
+def _finish(model: ResNetLUTGenerator, config: TrainConfig, data: Data, run_dir: Path, state: dict,
+            device: torch.device, console: Console) -> None:
+    """Write lut.cube (the mean LUT over the validation images) and summary.json."""
+    val_mse, mean_lut, outputs = evaluate(model, data.val, data.val_thumbs, config.batch_size, device)
+    title = f"img2lut {config.experiment}: mean predicted LUT over {len(data.val)} validation images"
+    lutkern.write_cube(run_dir / "lut.cube", mean_lut, title=title)
+    summary = {
+        "experiment": config.experiment,
+        "data": data.source,
+        "train_pairs": len(data.train),
+        "val_pairs": len(data.val),
+        "epochs": state["epoch"],
+        "train_seconds": round(state["seconds"], 1),
+        "val_mse": val_mse,
+        "val_psnr": psnr_from_mse(val_mse),
+        "val_ssim": ssim_value(outputs, data.val.targets),
+        "lut_cube": "lut.cube: the mean of the LUTs predicted for the validation images",
+    }
+    if data.truth is not None:
+        covered = covered_lattice_points(data.train.inputs, config.lut_size)
+        summary.update({
+            "truth": data.truth_path,
+            "lut_rmse_all": lut_rmse(mean_lut, data.truth),
+            "lut_rmse_covered": lut_rmse(mean_lut, data.truth, covered),
+            "covered_fraction": float(covered.float().mean()),
+        })
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    line = f"done: val PSNR {summary['val_psnr']:.2f} dB, SSIM {summary['val_ssim']:.4f}"
+    if data.truth is not None:
+        line += (f", LUT RMSE {summary['lut_rmse_all']:.4f} (all) / {summary['lut_rmse_covered']:.4f} "
+                 f"(covered, {100 * summary['covered_fraction']:.0f}% of the lattice)")
+    console.print(line)
+    console.print(f"outputs in {run_dir}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        if args.resume is not None:
+            out = Path(args.out or TrainConfig.out)
+            experiment = args.experiment or _default_experiment(args.inputs)
+            path = Path(args.resume) if args.resume else out / "models" / experiment / ckpt.CHECKPOINT_NAME
+            payload = ckpt.load_checkpoint(path)
+            config = resume_config(args, payload)
+            run_dir = path.parent
+        else:
+            payload = None
+            config = config_from_args(args)
+            run_dir = Path(config.out) / "models" / config.experiment
+            if (run_dir / ckpt.CHECKPOINT_NAME).exists():
+                raise UsageError(f"{run_dir} already holds a run: add --resume to continue it, "
+                                 "or --experiment NAME for a new one")
+        data = load_data(config, console)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        console.print(f"{len(data.train)} training / {len(data.val)} validation pairs from {data.source}; "
+                      f"preset {config.preset}, {config.epochs} epochs on {config.device}; "
+                      f"outputs in {run_dir}")
+        return train(config, data, run_dir, console, payload)
+    except (UsageError, DataError, ckpt.CheckpointError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""python -m img2lut.train: a tiny end-to-end run, exact resume, presets and one-line CLI errors."""
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import img2lut.train as train_mod
+import lutkern
+from img2lut import checkpoint
+from img2lut.train import PRESETS, build_parser, config_from_args, main
+
+LUT = 5  # small LUT, small images: the whole run takes about a second
+
+
+@pytest.fixture(autouse=True)
+def _fast_small_tensors(monkeypatch):
+    monkeypatch.setenv("LUTKERN_BACKEND", "torch")  # the kernels are tested elsewhere; keep this fast
+    # Tiny tensors gain nothing from a second thread, and spinning threads crawl on a busy machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    """Eight 32x32 pairs graded by the bw look, with truth.cube beside the two folders."""
+    root = tmp_path_factory.mktemp("pairs")
+    (root / "inputs").mkdir()
+    (root / "targets").mkdir()
+    truth = lutkern.looks["bw"](size=LUT)
+    gen = torch.Generator().manual_seed(0)
+    for i in range(8):
+        blocks = torch.rand(3, 4, 4, generator=gen)  # 8x8-pixel patches of random colours
+        img = (blocks.repeat_interleave(8, 1).repeat_interleave(8, 2) * 255).round()
+        graded = (lutkern.apply_lut(img / 255, truth, backend="torch") * 255).round()
+        for folder, pixels in (("inputs", img), ("targets", graded)):
+            codes = pixels.permute(1, 2, 0).to(torch.uint8).numpy()
+            Image.fromarray(codes, "RGB").save(root / folder / f"p{i}.png")
+    lutkern.write_cube(root / "truth.cube", truth)
+    return root
+
+
+def _args(pairs: Path, out: Path, *extra: str) -> list[str]:
+    return ["--inputs", str(pairs / "inputs"), "--targets", str(pairs / "targets"), "--out", str(out),
+            "--image-size", "32", "--cnn-size", "16", "--crop-size", "16", "--lut-size", str(LUT),
+            "--batch-size", "3", "--epochs", "2", "--val-fraction", "0.25", "--lr", "1e-3", *extra]
+
+
+def _rows(run: Path) -> list[dict]:
+    with (run / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_tiny_run_writes_every_artifact(pairs, tmp_path):
+    weights = ["--ssim-weight", "0.1", "--smooth-weight", "0.01", "--tv-weight", "0.01",
+               "--mono-weight", "0.01"]
+    assert main(_args(pairs, tmp_path, "--preview-every", "1", "--experiment", "tiny", *weights)) == 0
+    run = tmp_path / "models" / "tiny"
+    rows = _rows(run)
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert set(rows[0]) == {"epoch", "train_loss", "train_mse", "val_mse", "val_psnr", "lr", "seconds"}
+    for name in ("loss.png", "previews/epoch_0001.png", "previews/epoch_0002.png"):
+        with Image.open(run / name) as im:
+            assert im.size[0] > 50 and im.size[1] > 50
+    with Image.open(run / "previews/epoch_0002.png") as im:  # input | target | output columns of 32 px
+        assert im.size[0] == 3 * 32 + 4 * 2
+
+    payload = checkpoint.load_checkpoint(run / "checkpoint.pt")
+    assert payload["config"]["lut_size"] == LUT and payload["state"]["epoch"] == 2
+    model = checkpoint.model_from_checkpoint(payload)
+
+    # lut.cube is the mean of the LUTs the saved model predicts for the validation pairs (2 of 8).
+    from img2lut.data import load_pairs, pair_files, resize, split_names
+
+    data = load_pairs(pair_files(pairs / "inputs", pairs / "targets"), 32)
+    _, val_idx = split_names(data.names, 0.25)
+    val = data.subset(val_idx)
+    with torch.no_grad():
+        luts = model.predict_lut(resize(val.inputs, 16))
+        out, _ = model(resize(val.inputs, 16), full=val.inputs)
+    cube = lutkern.read_cube(run / "lut.cube").lut3d
+    torch.testing.assert_close(cube, luts.mean(0), atol=1e-6, rtol=0)  # .cube keeps 6+ decimals
+
+    summary = json.loads((run / "summary.json").read_text())
+    mse = float((out - val.targets).square().mean())
+    assert summary["val_psnr"] == pytest.approx(10 * torch.log10(torch.tensor(1 / mse)).item(), abs=1e-4)
+    assert summary["val_psnr"] == pytest.approx(float(rows[-1]["val_psnr"]), abs=1e-3)
+    truth = lutkern.read_cube(pairs / "truth.cube").lut3d
+    assert summary["lut_rmse_all"] == pytest.approx(float((cube - truth).square().mean().sqrt()), abs=1e-5)
+    assert 0 < summary["covered_fraction"] <= 1 and "lut_rmse_covered" in summary
+
+
+def _interrupt_at_call(monkeypatch, n: int) -> None:
+    """Make the n-th loss evaluation deliver a SIGINT, as a Ctrl-C during that step would."""
+    calls = {"n": 0}
+    real = train_mod.total_loss
+
+    def loss_with_ctrl_c(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            signal.raise_signal(signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "total_loss", loss_with_ctrl_c)
+
+
+@pytest.mark.parametrize("scheduler", ["cosine", "plateau"])
+def test_ctrl_c_then_resume_equals_an_uninterrupted_run(pairs, tmp_path, monkeypatch, scheduler):
+    """Bitwise equal on CPU: RNG states, data order, optimizer and scheduler all continue exactly."""
+    extra = ("--epochs", "3", "--scheduler", scheduler, "--plateau-patience", "0", "--checkpoint-every", "2")
+    assert main(_args(pairs, tmp_path, "--experiment", "straight", *extra)) == 0
+    # 6 training pairs, batch 3: 2 steps per epoch; stop during the first step of epoch 2.
+    _interrupt_at_call(monkeypatch, 3)
+    assert main(_args(pairs, tmp_path, "--experiment", "stopped", *extra)) == train_mod.INTERRUPTED
+    monkeypatch.undo()
+    monkeypatch.setenv("LUTKERN_BACKEND", "torch")
+    saved = checkpoint.load_checkpoint(tmp_path / "models" / "stopped" / "checkpoint.pt")
+    assert (saved["state"]["epoch"], saved["state"]["step"]) == (1, 1)
+    assert main(["--resume", str(tmp_path / "models" / "stopped" / "checkpoint.pt")]) == 0
+
+    a = checkpoint.load_checkpoint(tmp_path / "models" / "straight" / "checkpoint.pt")
+    b = checkpoint.load_checkpoint(tmp_path / "models" / "stopped" / "checkpoint.pt")
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    def without_time(run):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in _rows(tmp_path / "models" / run)]
+
+    assert without_time("straight") == without_time("stopped")
+
+
+def test_resume_may_extend_the_run_but_not_change_the_architecture(pairs, tmp_path, capsys):
+    assert main(_args(pairs, tmp_path, "--epochs", "1", "--scheduler", "plateau")) == 0
+    assert main(_args(pairs, tmp_path, "--epochs", "1")) == 2  # the run exists: no silent overwrite
+    assert "--resume" in capsys.readouterr().err
+    assert main(["--resume", "--out", str(tmp_path), "--experiment", "pairs", "--lut-size", "9"]) == 2
+    assert "--lut-size 9 differs" in capsys.readouterr().err
+    assert main(["--resume", "--out", str(tmp_path), "--experiment", "pairs", "--epochs", "2"]) == 0
+    assert [r["epoch"] for r in _rows(tmp_path / "models" / "pairs")] == ["1", "2"]
+
+
+def test_seed_preset_is_the_seed_experiment():
+    config = config_from_args(build_parser().parse_args(["--preset", "seed"]))
+    seed = (config.batch_size, config.lut_size, config.lr, config.epochs, config.image_size)
+    assert seed == (64, 33, 1e-2, 500, 256)
+    assert (config.scheduler, config.plateau_factor, config.plateau_patience) == ("plateau", 0.1, 10)
+    # The CNN sees the whole 256x256 image, the loss is plain MSE on the whole image, default init.
+    assert (config.cnn_size, config.crop_size, config.init) == (0, 0, "default")
+    assert config.ssim_weight == config.smooth_weight == config.tv_weight == config.mono_weight == 0
+    # Explicit flags override the preset.
+    config = config_from_args(build_parser().parse_args(["--preset", "seed", "--epochs", "7"]))
+    assert config.epochs == 7 and set(PRESETS) == {"default", "seed"}
+
+
+CASES = ["missing", "empty", "lut_size_1", "unmatched", "inputs_only", "bad_fraction"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_arguments_are_one_line_errors(pairs, tmp_path, capsys, case):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    Image.new("RGB", (8, 8)).save(lonely / "p0.png")
+    Image.new("RGB", (8, 8)).save(lonely / "stray.png")
+    argv = {
+        "missing": _args(pairs, tmp_path) + ["--inputs", str(tmp_path / "nope")],
+        "empty": _args(pairs, tmp_path) + ["--targets", str(empty)],
+        "lut_size_1": _args(pairs, tmp_path) + ["--lut-size", "1"],
+        "unmatched": _args(pairs, tmp_path) + ["--targets", str(lonely)],
+        "inputs_only": ["--inputs", str(pairs / "inputs"), "--out", str(tmp_path)],
+        "bad_fraction": _args(pairs, tmp_path) + ["--val-fraction", "1.5"],
+    }[case]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("python -m img2lut.train: error:")
+    if case == "unmatched":
+        assert "stray" in err and "p1" in err
+    assert not (tmp_path / "models").exists()
+
+
+def test_command_line_exit_status_and_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "img2lut.train", "--lut-size", "1", "--out", str(tmp_path)],
+                          capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "--lut-size must be between 2 and 256" in proc.stderr
