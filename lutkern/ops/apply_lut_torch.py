@@ -30,10 +30,23 @@ def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
-def _channel_first(lut: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``(M,D,D,D,3)`` -> ``(M,3,D^3)`` with flat index ``(b*D + g)*D + r``."""
-    m, d = lut.shape[0], lut.shape[1]
-    return lut.reshape(m, d * d * d, 3).transpose(1, 2).to(dtype).contiguous()
+class _ChannelFirst:
+    """LUT ``m`` of ``(M,D,D,D,3)`` as ``(3,D^3)`` (flat index ``(b*D + g)*D + r``) in the compute dtype.
+
+    Converted per LUT when first needed and kept per worker (a worker's chunks of one image are
+    consecutive), so the copies take a few LUTs of memory instead of a whole batch of them.
+    """
+
+    def __init__(self, lut: torch.Tensor, dtype: torch.dtype):
+        self.lut, self.dtype, self.cache = lut, dtype, {}
+
+    def __call__(self, worker: int, m: int) -> torch.Tensor:
+        held = self.cache.get(worker)
+        if held is None or held[0] != m:
+            d3 = self.lut.shape[1] ** 3
+            held = (m, self.lut[m].reshape(d3, 3).t().to(self.dtype).contiguous())
+            self.cache[worker] = held
+        return held[1]
 
 
 def _scaled(x: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -179,15 +192,15 @@ class ApplyLutTorch(torch.autograd.Function):
         n, _, h, w = image.shape
         d = lut.shape[1]
         dtype = _compute_dtype(image, lut)
-        lut_cf = _channel_first(lut, dtype)
+        lut_cf = _ChannelFirst(lut, dtype)
         src = image.reshape(n, 3, h * w)
         out = torch.empty_like(src)
 
-        def chunk(_, job):
+        def chunk(wk, job):
             i, m, sl = job
             s, nan = _scaled(src[i, :, sl].to(dtype), d)
             cell = _Cell(s, d, interpolation)
-            res = cell.blend(cell.corners(lut_cf[m]))
+            res = cell.blend(cell.corners(lut_cf(wk, m)))
             out[i, :, sl] = res if nan is None else res.masked_fill(nan, float("nan"))
 
         _run(chunk, _schedule(n, lut.shape[0], h * w))
@@ -204,7 +217,7 @@ class ApplyLutTorch(torch.autograd.Function):
         n, _, h, w = image.shape
         m, d = lut.shape[0], lut.shape[1]
         dtype = _compute_dtype(image, lut)
-        lut_cf = _channel_first(lut, dtype)
+        lut_cf = _ChannelFirst(lut, dtype)
         src = image.reshape(n, 3, h * w)
         gsrc = grad_out.reshape(n, 3, h * w)
         plan = _schedule(n, m, h * w)
@@ -227,14 +240,16 @@ class ApplyLutTorch(torch.autograd.Function):
                         1, idx.long().expand(3, -1), go if wgt is None else go * wgt
                     )
             if grad_image is not None:
-                gcoord = cell.coordinate_grad(cell.corners(lut_cf[mi]), go).mul_(d - 1)
+                gcoord = cell.coordinate_grad(cell.corners(lut_cf(wk, mi)), go).mul_(d - 1)
                 # torch.clamp's gradient mask: passes where 0 <= x <= 1 (not at NaN or beyond the edges).
                 grad_image[i, :, sl] = gcoord.mul_(x.clamp(0, 1) == x)
 
         _run(chunk, plan)
         grad_lut = None
         if need_lut:
-            grad_lut = acc.sum(0).transpose(1, 2).reshape(lut.shape).to(lut.dtype)
+            # A strided view, not a copy: (M,3,D^3) seen as (M,D,D,D,3).
+            total = acc[0] if acc.shape[0] == 1 else acc.sum(0)
+            grad_lut = total.transpose(1, 2).reshape(lut.shape).to(lut.dtype)
         if need_image:
             grad_image = torch.zeros_like(image) if grad_image is None else grad_image.view(image.shape)
         return grad_image if need_image else None, grad_lut, None
