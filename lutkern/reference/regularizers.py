@@ -17,8 +17,8 @@ The oracles copy the published code line by line in its own layout, channel firs
   layout with the channel moved first; ``dif_r`` is along the red (last) axis.
 
 :func:`regularizer_terms_torch` is the fallback used when Triton cannot run: the same three values from
-one neighbour difference per axis, with the same subgradient choices at ties as the Triton kernels
-(``d|x|/dx = 0`` and ``d relu(x)/dx = 0`` at ``x = 0``).
+one neighbour difference per axis and a hand-written backward, with the same subgradient choices at ties
+as torch and the Triton kernels (``d|x|/dx = 0`` and ``d relu(x)/dx = 0`` at ``x = 0``).
 """
 
 from __future__ import annotations
@@ -74,31 +74,77 @@ def monotonicity_reference(lut: torch.Tensor) -> torch.Tensor:
     return torch.mean(relu(dif_r)) + torch.mean(relu(dif_g)) + torch.mean(relu(dif_b))
 
 
+def _sum_sq(t: torch.Tensor) -> torch.Tensor:
+    """Sum of squares without a temporary the size of ``t``."""
+    return torch.linalg.vector_norm(t).square()
+
+
+def _sizes(x: torch.Tensor) -> tuple[int, int, int]:
+    """(D, N, S): lattice size, differences along one axis, and those in the [:-1,:-1,:-1] sub-cube."""
+    n, d = x.shape[0], x.shape[1]
+    return d, n * 3 * d * d * (d - 1), n * 3 * (d - 1) ** 3
+
+
+def _tv_edge_slices(delta: torch.Tensor, axis: int) -> list[torch.Tensor]:
+    """The difference slices of TV weight 2 (first and last; a single one for D=2) along ``axis``."""
+    last = delta.shape[axis] - 1
+    return [delta.narrow(axis, i, 1) for i in sorted({0, last})]
+
+
+class _RegularizerTermsTorch(torch.autograd.Function):
+    """``lut (B,D,D,D,3) -> [smoothness, total_variation, monotonicity]``, with a hand-written backward
+    that keeps only ``lut`` (autograd through the formulas would keep a dozen LUT-sized temporaries)."""
+
+    @staticmethod
+    def forward(ctx, lut: torch.Tensor, which: tuple[bool, bool, bool]) -> torch.Tensor:
+        x = lut if lut.dtype in (torch.float32, torch.float64) else lut.float()
+        d, n_diff, n_sub = _sizes(x)
+        smooth, tv, mono = (x.new_zeros(()) for _ in range(3))
+        for axis in (1, 2, 3):  # b, g, r
+            delta = x.diff(dim=axis)  # L[i+1] - L[i]
+            if which[0]:
+                # torch.var of the seed's 2-sample stacks (unbiased) is half the squared difference.
+                sub = delta[:, : d - 1, : d - 1, : d - 1]
+                smooth = smooth + torch.linalg.vector_norm(delta, 1) / n_diff + 0.5 * _sum_sq(sub) / n_sub
+            if which[1]:
+                tv = tv + (_sum_sq(delta) + sum(_sum_sq(s) for s in _tv_edge_slices(delta, axis))) / n_diff
+            if which[2]:
+                mono = mono + torch.linalg.vector_norm(delta.clamp(max=0), 1) / n_diff
+        ctx.which = which
+        ctx.save_for_backward(lut)
+        return torch.stack([smooth, tv, mono]).to(lut.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_terms: torch.Tensor):
+        (lut,) = ctx.saved_tensors
+        which = ctx.which
+        x = lut if lut.dtype in (torch.float32, torch.float64) else lut.float()
+        d, n_diff, n_sub = _sizes(x)
+        g = grad_terms.to(x.dtype)
+        grad = torch.zeros_like(x)
+        for axis in (1, 2, 3):
+            delta = x.diff(dim=axis)
+            # f = d(weighted terms)/d(delta); subgradients 0 at delta == 0, as torch's abs and relu.
+            f = torch.zeros_like(delta)
+            if which[0]:
+                f.add_(delta.sign().mul_(g[0] / n_diff))
+                f[:, : d - 1, : d - 1, : d - 1].add_(delta[:, : d - 1, : d - 1, : d - 1] * (g[0] / n_sub))
+            if which[1]:
+                f.add_(delta * (2 * g[1] / n_diff))
+                for s_f, s_delta in zip(_tv_edge_slices(f, axis), _tv_edge_slices(delta, axis), strict=True):
+                    s_f.add_(s_delta * (2 * g[1] / n_diff))
+            if which[2]:
+                f.sub_((delta < 0).to(x.dtype).mul_(g[2] / n_diff))
+            grad.narrow(axis, 1, d - 1).add_(f)
+            grad.narrow(axis, 0, d - 1).sub_(f)
+        return grad.to(lut.dtype), None
+
+
 def regularizer_terms_torch(lut: torch.Tensor, which: tuple[bool, bool, bool] = (True,) * 3) -> torch.Tensor:
     """``[smoothness, total_variation, monotonicity]`` of ``lut`` ``(B,D,D,D,3)`` as a ``(3,)`` tensor.
 
     Terms not selected by ``which`` are 0 and cost nothing. Half-precision LUTs are computed in float32;
-    the result has ``lut``'s dtype.
+    the result has ``lut``'s dtype. Differentiable once (hand-written backward).
     """
-    x = lut if lut.dtype in (torch.float32, torch.float64) else lut.float()
-    n, d = x.shape[0], x.shape[1]
-    n_diff = n * 3 * d * d * (d - 1)  # differences along one axis
-    n_sub = n * 3 * (d - 1) ** 3  # the [:-1, :-1, :-1] sub-cube of the seed's variance terms
-    # TV weight per difference slice: 2 on the first and last slice (one slice for D=2), 1 elsewhere.
-    tv_weight = torch.ones(d - 1, dtype=x.dtype, device=x.device)
-    tv_weight[[0, -1]] = 2.0
-    zero = x.new_zeros(())
-    smooth, tv, mono = zero, zero, zero
-    for axis in (1, 2, 3):  # b, g, r
-        delta = x.diff(dim=axis)  # L[i+1] - L[i]
-        if which[0]:
-            sub = delta[:, : d - 1, : d - 1, : d - 1]
-            # torch.var of a 2-sample stack (unbiased) is half the squared difference.
-            smooth = smooth + delta.abs().sum() / n_diff + 0.5 * sub.square().sum() / n_sub
-        if which[1]:
-            shape = [1, 1, 1, 1, 1]
-            shape[axis] = d - 1
-            tv = tv + (delta.square() * tv_weight.view(shape)).sum() / n_diff
-        if which[2]:
-            mono = mono + torch.relu(-delta).sum() / n_diff
-    return torch.stack([smooth, tv, mono]).to(lut.dtype)
+    return _RegularizerTermsTorch.apply(lut, tuple(which))
