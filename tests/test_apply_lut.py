@@ -456,3 +456,21 @@ def test_device_mismatch_raises():
     with pytest.raises(ValueError, match="meta") as info:
         apply_lut(image, identity_lut(3), backend="torch")
     assert "cpu" in str(info.value)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+def test_torch_backend_on_cuda_matches_cpu(interpolation):
+    d = 17
+    g = torch.Generator().manual_seed(8)
+    image = torch.rand(2, 3, 19, 21, generator=g)
+    lut = graded_lut(d, 2, seed=16)
+    go = torch.randn(2, 3, 19, 21, generator=g)
+
+    def run(i, t):
+        return apply_lut(i, t, interpolation=interpolation, backend="torch")
+
+    want = grads(run, image, lut, go)
+    got = grads(run, image.cuda(), lut.cuda(), go.cuda())
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a.cpu(), b, atol=1e-5, rtol=1e-5)

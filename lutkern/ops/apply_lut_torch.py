@@ -23,7 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-CHUNK = 1 << 14  # pixels per chunk: a (3, CHUNK) fp32 temporary is 192 KiB, a few dozen fit in L2
+CHUNK = 1 << 14  # pixels per chunk on CPU: a (3, CHUNK) fp32 temporary is 192 KiB, a few dozen fit in L2
+# Elsewhere (the torch backend forced on a GPU) small chunks would only add kernel launches.
+CHUNK_OTHER_DEVICES = 1 << 22
 
 
 def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
@@ -147,18 +149,21 @@ class _Cell:
         return torch.stack([b * step_max + m * step_mid + sm * step_min for b, m, sm in masks])
 
 
-def _schedule(n: int, m: int, pixels: int) -> list[list[tuple[int, int, slice]]]:
+def _schedule(n: int, m: int, pixels: int, device: torch.device) -> list[list[tuple[int, int, slice]]]:
     """Chunks ``(image, LUT index, pixel slice)`` per worker, in a fixed order (so results are deterministic).
 
     With one LUT per image, whole images go to one worker, so each LUT's gradient has a single writer.
     With a shared LUT, chunks are dealt round-robin and every worker accumulates its own LUT gradient.
+    Off the CPU there is one worker and large chunks.
     """
+    cpu = device.type == "cpu"
+    chunk = CHUNK if cpu else CHUNK_OTHER_DEVICES
     jobs = [
-        (i, i if m > 1 else 0, slice(p, min(p + CHUNK, pixels)))
+        (i, i if m > 1 else 0, slice(p, min(p + chunk, pixels)))
         for i in range(n)
-        for p in range(0, pixels, CHUNK)
+        for p in range(0, pixels, chunk)
     ]
-    workers = max(1, min(torch.get_num_threads(), n if m > 1 else len(jobs)))
+    workers = max(1, min(torch.get_num_threads() if cpu else 1, n if m > 1 else len(jobs)))
     if m > 1:
         return [[job for job in jobs if job[0] % workers == w] for w in range(workers)]
     return [jobs[w::workers] for w in range(workers)]
@@ -203,7 +208,7 @@ class ApplyLutTorch(torch.autograd.Function):
             res = cell.blend(cell.corners(lut_cf(wk, m)))
             out[i, :, sl] = res if nan is None else res.masked_fill(nan, float("nan"))
 
-        _run(chunk, _schedule(n, lut.shape[0], h * w))
+        _run(chunk, _schedule(n, lut.shape[0], h * w, image.device))
         ctx.save_for_backward(image, lut)
         ctx.interpolation = interpolation
         return out.view(n, 3, h, w)
@@ -220,10 +225,11 @@ class ApplyLutTorch(torch.autograd.Function):
         lut_cf = _ChannelFirst(lut, dtype)
         src = image.reshape(n, 3, h * w)
         gsrc = grad_out.reshape(n, 3, h * w)
-        plan = _schedule(n, m, h * w)
+        plan = _schedule(n, m, h * w, image.device)
         # LUT gradient in fp32/fp64, channel-first; a shared LUT gets one accumulator per worker (summed in a
         # fixed order afterwards): deterministic without atomics or locks.
-        acc = torch.zeros(len(plan) if m == 1 else 1, m, 3, d * d * d, dtype=dtype) if need_lut else None
+        acc_shape = (len(plan) if m == 1 else 1, m, 3, d * d * d)
+        acc = torch.zeros(acc_shape, dtype=dtype, device=lut.device) if need_lut else None
         grad_image = torch.zeros_like(src) if need_image and interpolation != "nearest" else None
 
         def chunk(wk, job):
