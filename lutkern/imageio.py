@@ -16,6 +16,7 @@ import dataclasses
 import os
 import struct
 import sys
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -100,7 +101,10 @@ def _read_16bit_rgb(path: Path, im: Image.Image) -> np.ndarray | None:
         low.load()
         wide = np.asarray(low, dtype=np.uint16)
     im.load()
-    wide |= np.asarray(im, dtype=np.uint16) << 8  # in place: one uint16 image plus the high bytes' temporary
+    for y0, y1 in _row_blocks(wide):  # high bytes block by block: no second full-size uint16 temporary
+        high = np.asarray(im.crop((0, y0, im.width, y1)), dtype=np.uint16)
+        high <<= 8
+        wide[y0:y1] |= high
     return wide
 
 
@@ -255,15 +259,15 @@ def write_codes(
     exif: bytes | None = None,
     quality: int = 95,
 ) -> None:
-    """Write ``(H,W,3)`` uint8 or uint16 codes to ``path`` (format by extension, as :func:`write_image`)."""
+    """Write ``(H,W,3)`` uint8 or uint16 codes to ``path`` (format by extension, as :func:`write_image`).
+
+    The file is written under a temporary name and renamed, so a failed write leaves no partial image.
+    """
     if codes.ndim != 3 or codes.shape[2] != 3 or codes.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"codes must be (H,W,3) uint8 or uint16, got {codes.shape} {codes.dtype}")
+    path = Path(path)
     bit_depth = 8 if codes.dtype == np.uint8 else 16
     fmt = output_format(path, bit_depth)
-    if bit_depth == 16:
-        data = _png16(codes, icc_profile, exif) if fmt == "PNG" else _tiff16(codes, icc_profile)
-        Path(path).write_bytes(data)
-        return
     options: dict = {}
     if icc_profile:
         options["icc_profile"] = icc_profile
@@ -271,7 +275,29 @@ def write_codes(
         options["exif"] = exif
     if fmt == "JPEG":
         options.update(quality=quality, subsampling=0)  # 4:4:4: a colour grade must not blur chroma
-    Image.fromarray(codes, "RGB").save(path, fmt, **options)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if bit_depth == 8:
+                Image.fromarray(codes, "RGB").save(f, fmt, **options)
+            elif fmt == "PNG":
+                _write_png16(f, codes, icc_profile, exif)
+            else:
+                _write_tiff16(f, codes, icc_profile)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+# Rows per block when encoding 16-bit files: the temporaries stay a few MiB whatever the image size.
+_BLOCK_PIXELS = 1 << 18
+
+
+def _row_blocks(codes: np.ndarray):
+    h, w, _ = codes.shape
+    step = max(1, _BLOCK_PIXELS // max(w, 1))
+    return ((y, min(y + step, h)) for y in range(0, h, step))
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -279,25 +305,30 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
 
-def _png16(codes: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
-    """A 16-bit RGB PNG (filter type 0 on every row) from ``(H,W,3)`` uint16."""
+def _write_png16(f, codes: np.ndarray, icc: bytes | None, exif: bytes | None) -> None:
+    """A 16-bit RGB PNG (filter type 0 on every row) from ``(H,W,3)`` uint16, one IDAT chunk per block."""
     h, w, _ = codes.shape
-    rows = np.empty((h, 1 + w * 6), dtype=np.uint8)
-    rows[:, 0] = 0
-    rows[:, 1:] = codes.astype(">u2").view(np.uint8).reshape(h, w * 6)
-    out = [b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))]
+    f.write(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)))
     if icc:
-        out.append(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
+        f.write(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
     if exif:  # the eXIf chunk holds the TIFF structure without the JPEG "Exif\0\0" marker
-        out.append(_png_chunk(b"eXIf", exif.removeprefix(b"Exif\x00\x00")))
-    out += [_png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)), _png_chunk(b"IEND", b"")]
-    return b"".join(out)
+        f.write(_png_chunk(b"eXIf", exif.removeprefix(b"Exif\x00\x00")))
+    deflate = zlib.compressobj(6)
+    for y0, y1 in _row_blocks(codes):
+        rows = np.zeros((y1 - y0, 1 + w * 6), dtype=np.uint8)  # column 0: filter type 0 (none)
+        rows[:, 1:] = codes[y0:y1].astype(">u2").view(np.uint8).reshape(y1 - y0, w * 6)
+        data = deflate.compress(rows.tobytes())
+        if data:
+            f.write(_png_chunk(b"IDAT", data))
+    f.write(_png_chunk(b"IDAT", deflate.flush()) + _png_chunk(b"IEND", b""))
 
 
-def _tiff16(codes: np.ndarray, icc: bytes | None) -> bytes:
+def _write_tiff16(f, codes: np.ndarray, icc: bytes | None) -> None:
     """An uncompressed little-endian 16-bit RGB TIFF (one strip) from ``(H,W,3)`` uint16."""
     h, w, _ = codes.shape
-    pixels = codes.astype("<u2").tobytes()
+    n_bytes = h * w * 6
+    if n_bytes >= 2**32:
+        raise ValueError(f"a {w}x{h} 16-bit image is too large for a baseline TIFF (4 GiB of samples)")
     n_tags = 10 + (1 if icc else 0)
     ifd_start = 8
     after_ifd = ifd_start + 2 + 12 * n_tags + 4
@@ -316,7 +347,7 @@ def _tiff16(codes: np.ndarray, icc: bytes | None) -> bytes:
         (273, 4, 1, data_at),
         (277, 3, 1, 3),
         (278, 4, 1, h),
-        (279, 4, 1, len(pixels)),
+        (279, 4, 1, n_bytes),
         (284, 3, 1, 1),  # chunky (interleaved) samples
     ]
     if icc:
@@ -329,4 +360,6 @@ def _tiff16(codes: np.ndarray, icc: bytes | None) -> bytes:
         else:
             entries += struct.pack("<HHII", tag, typ, count, value)
     ifd = struct.pack("<H", len(tags)) + entries + struct.pack("<I", 0)
-    return b"II*\x00" + struct.pack("<I", ifd_start) + ifd + extra + pixels
+    f.write(b"II*\x00" + struct.pack("<I", ifd_start) + ifd + extra)
+    for y0, y1 in _row_blocks(codes):
+        f.write(codes[y0:y1].astype("<u2").tobytes())

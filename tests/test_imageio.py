@@ -84,7 +84,8 @@ def rng():
 
 
 @pytest.mark.parametrize("ext,depth", [(".png", 8), (".png", 16), (".tif", 8), (".tiff", 16)])
-def test_lossless_round_trip_on_the_integer_grid(tmp_path, rng, ext, depth):
+def test_lossless_round_trip_on_the_integer_grid(tmp_path, rng, ext, depth, monkeypatch):
+    monkeypatch.setattr("lutkern.imageio._BLOCK_PIXELS", 20)  # 16-bit files coded in one-row blocks
     top = 2**depth - 1
     codes = rng.integers(0, top + 1, size=(9, 13, 3))
     pixels = _expected(codes, top)
@@ -92,6 +93,7 @@ def test_lossless_round_trip_on_the_integer_grid(tmp_path, rng, ext, depth):
     loaded = read_image(tmp_path / f"x{ext}")
     assert loaded.bit_depth == depth and loaded.pixels.shape == (3, 9, 13)
     torch.testing.assert_close(loaded.pixels, pixels, rtol=0, atol=0)
+    assert [p.name for p in tmp_path.iterdir()] == [f"x{ext}"]  # written via a temporary name
 
 
 @pytest.mark.parametrize("depth", [8, 16])
@@ -114,7 +116,8 @@ def test_out_of_range_is_clamped(tmp_path):
 
 @pytest.mark.parametrize("channels", [3, 4])
 @pytest.mark.parametrize("filters", [[0], [1], [2], [3], [4], [4, 3, 1, 2, 0]])
-def test_16bit_png_from_another_encoder(tmp_path, rng, channels, filters):
+def test_16bit_png_from_another_encoder(tmp_path, rng, channels, filters, monkeypatch):
+    monkeypatch.setattr("lutkern.imageio._BLOCK_PIXELS", 30)  # high bytes merged in blocks of 2 rows
     codes = rng.integers(0, 65536, size=(7, 11, channels))
     (tmp_path / "w.png").write_bytes(_png16_filtered(codes, filters))
     loaded = read_image(tmp_path / "w.png")
