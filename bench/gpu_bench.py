@@ -184,18 +184,18 @@ def train(args) -> None:
     img = photo_like(n, h, w, seed=2)
     lut = random_luts(n, 33, seed=3)
     grad_out = torch.randn_like(img)
-    ref = grid_sample_lut(img, lut)
     got = triton_op.apply_lut_triton(img, lut, "trilinear")
-    row(op="check", interp="trilinear", max_abs_diff_vs_grid_sample=(got - ref).abs().max().item())
+    row(op="check", interp="trilinear",
+        max_abs_diff_vs_grid_sample=(got - grid_sample_lut(img, lut)).abs().max().item())
     impls = {
-        "grid_sample": ("trilinear", grid_sample_lut),
-        "torch trilinear": ("trilinear", lambda i, lt: lutkern.apply_lut(i, lt, backend="torch")),
-        "triton trilinear": ("trilinear", lambda i, lt: triton_op.apply_lut_triton(i, lt, "trilinear")),
-        "triton tetrahedral": ("tetrahedral", lambda i, lt: triton_op.apply_lut_triton(i, lt, "tetrahedral")),
+        "grid_sample": grid_sample_lut,
+        "torch trilinear": lambda i, lt: lutkern.apply_lut(i, lt, backend="torch"),
+        "triton trilinear": lambda i, lt: triton_op.apply_lut_triton(i, lt, "trilinear"),
+        "triton tetrahedral": lambda i, lt: triton_op.apply_lut_triton(i, lt, "tetrahedral"),
     }
     img_g, lut_g = img.clone().requires_grad_(), lut.clone().requires_grad_()
     base = {}
-    for name, (_, fn) in impls.items():
+    for name, fn in impls.items():
         try:
 
             def fwd(fn=fn):
@@ -209,24 +209,31 @@ def train(args) -> None:
             if name == "grid_sample":
                 base = times
             for kind in ("fwd", "fwd+bwd"):
-                row(op=kind, impl=name, shape=f"{n}x3x{h}x{w}", lut="33^3 per image", ms=times[kind] * 1e3,
-                    mpix_s=n * h * w / times[kind] / 1e6,
+                row(op=kind, impl=name, image="photo", shape=f"{n}x3x{h}x{w}", lut="33^3 per image",
+                    ms=times[kind] * 1e3, mpix_s=n * h * w / times[kind] / 1e6,
                     x_vs_grid_sample=base.get(kind, float("nan")) / times[kind], peak_mib=mems[kind])
         except Exception:
             print(f"  {name}: FAILED\n{traceback.format_exc()}", flush=True)
-    triton_fn = impls["triton trilinear"][1]
+    triton_fn = impls["triton trilinear"]
     first, second = (grads(triton_fn, img_g, lut_g, grad_out) for _ in range(2))
     row(op="determinism", bitwise_equal_image_grad=torch.equal(first[0], second[0]),
         bitwise_equal_lut_grad=torch.equal(first[1], second[1]))
-    default = dict(triton_op.GPU_LAUNCH)
+    # Launch settings and run aggregation, on the photo-like image and on noise (no runs to aggregate).
+    noise_g = torch.rand_like(img).requires_grad_()
+    default = dict(triton_op.GPU_LAUNCH), triton_op.AGGREGATE_RUNS
     try:
-        for block, warps in ((128, 4), (256, 4), (256, 8), (512, 4), (512, 8), (1024, 8)):
-            triton_op.GPU_LAUNCH["backward"] = (block, warps)
-            s = cuda_time(lambda: grads(triton_fn, img_g, lut_g, grad_out), budget_s=0.3)
-            row(op="fwd+bwd sweep", impl="triton trilinear", bwd_block=block, warps=warps, ms=s * 1e3,
-                x_vs_grid_sample=base.get("fwd+bwd", float("nan")) / s)
+        for content, image in (("photo", img_g), ("noise", noise_g)):
+            for aggregate in (True, False):
+                for block, warps in ((128, 4), (256, 8), (512, 8)):
+                    triton_op.GPU_LAUNCH["backward"] = (block, warps)
+                    triton_op.AGGREGATE_RUNS = aggregate
+                    s = cuda_time(lambda image=image: grads(triton_fn, image, lut_g, grad_out), budget_s=0.3)
+                    row(op="fwd+bwd sweep", impl="triton trilinear", image=content, aggregate=aggregate,
+                        bwd_block=block, warps=warps, ms=s * 1e3,
+                        x_vs_grid_sample=base.get("fwd+bwd", float("nan")) / s)
     finally:
-        triton_op.GPU_LAUNCH.update(default)
+        triton_op.GPU_LAUNCH.update(default[0])
+        triton_op.AGGREGATE_RUNS = default[1]
 
 
 # ---- later rows (regularizers, a training step): add @section("name") functions above this line ----

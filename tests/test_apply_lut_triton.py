@@ -15,6 +15,7 @@ pytest.importorskip("triton")
 
 from lutkern import apply_lut, identity_lut  # noqa: E402
 from lutkern._backend import interpreter_enabled  # noqa: E402
+from lutkern.ops import apply_lut as triton_op  # noqa: E402
 from lutkern.ops.apply_lut import apply_lut_triton  # noqa: E402
 from lutkern.reference.apply import apply_lut_reference  # noqa: E402
 
@@ -52,9 +53,9 @@ def _image(n: int, h: int, w: int, d: int, seed: int = 0) -> torch.Tensor:
     k = min(h * w, 2 * len(specials))
     for c in range(3):
         x[:, c, :k] = specials[(torch.arange(k) + 3 * c) % len(specials)]
-    if h * w > k + 2:
-        x[:, :, k] = 0.37  # grey: all three fractions equal
-        x[:, :, k + 1] = torch.tensor([0.8, 0.8, 0.1])  # red and green tie
+    ties = torch.tensor([[0.37, 0.37, 0.37], [0.8, 0.8, 0.1], [0.1, 0.8, 0.8], [0.8, 0.1, 0.8]])
+    if h * w >= k + len(ties):  # equal fractions in all three channels, then in each pair
+        x[:, :, k : k + len(ties)] = ties.T
     return x.view(n, 3, h, w)
 
 
@@ -254,6 +255,31 @@ def test_gradients_are_deterministic(device):
         assert torch.equal(dlut1, dlut2) and torch.equal(dimg1, dimg2)
         want = _reference(img, lut, grad_out, interpolation)[2]
         torch.testing.assert_close(dlut1, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+@pytest.mark.parametrize("n_luts", [1, 2], ids=["shared", "per-image"])
+def test_run_aggregation_changes_no_bit(device, interpolation, n_luts, monkeypatch):
+    """Summing runs of neighbouring pixels on the same lattice point before the atomics (the GPU default)
+    gives bitwise the same gradients as one atomic per pixel, and the reference's. The image has runs,
+    a NaN pixel inside one, values outside [0, 1], and padding lanes (66 pixels in a block of 128) that
+    continue the last pixel's run."""
+    ramp = torch.linspace(-0.1, 1.1, 11)
+    img = torch.stack([ramp.expand(6, 11), ramp.flip(0).expand(6, 11), torch.full((6, 11), 0.3)])
+    img = torch.stack([img, img.roll(3, dims=2)])
+    img[0, 1, 2, 5] = float("nan")
+    img[:, :, -1, -1] = 0.05  # the padding lanes' cell: the run goes on past the image's last pixel
+    img, lut = img.to(device), _lut(n_luts, 5).to(device)
+    grad_out = torch.randn(img.shape, generator=_gen(13)).to(device)
+    results = []
+    for aggregate in (False, True):
+        monkeypatch.setattr(triton_op, "AGGREGATE_RUNS", aggregate)
+        results.append(_run(_triton(interpolation), img, lut, grad_out))
+    (_, dimg0, dlut0), (_, dimg1, dlut1) = results
+    assert torch.equal(dlut0, dlut1) and torch.equal(dimg0, dimg1)
+    want = _reference(img, lut, grad_out, interpolation)
+    torch.testing.assert_close(dlut1, want[2], **TOL[torch.float32])
+    torch.testing.assert_close(dimg1, want[1], **TOL[torch.float32])
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the interpreter's numpy

@@ -22,10 +22,13 @@ by ``2^K / max|grad_out|`` with ``K`` chosen so that no sum can overflow. Intege
 so the result is bitwise reproducible whatever order the GPU runs the atomics in, and it is more precise
 than a float32 sum (each term keeps its float32 rounding; the quantum is ``max|grad_out| * 2^-K``, with
 ``K >= 34`` for up to 2^28 pixels per LUT). A shared LUT spreads its atomics over a few replica buffers
-(less contention), summed exactly afterwards. When ``grad_out`` holds a NaN or an inf, fixed point cannot
-represent the result: the kernel then adds float32 values with ``tl.atomic_add``, which propagates
-NaN/inf like the reference but whose rounding depends on the order of the additions (nondeterministic
-on GPU at the level of float32 rounding; bounded in the tests).
+(less contention), summed exactly afterwards. On GPU, runs of neighbouring pixels that hit the same
+lattice point are summed in registers first (a segmented scan over the block), so a smooth image issues
+one atomic per run rather than per pixel; in fixed point this changes no bit of the result.
+When ``grad_out`` holds a NaN or an inf, fixed point cannot represent the result: the kernel then adds
+float32 values with ``tl.atomic_add``, which propagates NaN/inf like the reference but whose rounding
+depends on the order of the additions (nondeterministic on GPU at the level of float32 rounding;
+bounded in the tests).
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ _FIXED_POINT_BITS = 62  # int64 headroom: sum of P terms of magnitude <= 2^K sta
 # flight per thread but more registers (sm_90: ~110 per thread for 4 trilinear pixels forward, ~120 for
 # 2 backward), hence fewer resident warps. bench/gpu_bench.py sweeps alternatives.
 GPU_LAUNCH = {"forward": (1024, 8), "backward": (256, 8)}
+# Backward: sum runs of neighbouring pixels on the same lattice point before the atomics (fewer atomics on
+# smooth images, a segmented scan's cost on noisy ones; bitwise the same result in fixed point). None: on
+# GPU only, since the interpreter runs scans element by element (far too slow for the test suite).
+AGGREGATE_RUNS: bool | None = None
 
 
 @triton.jit
@@ -133,7 +140,8 @@ def _corner(K: tl.constexpr, fr, fg, fb, D, INTERP: tl.constexpr):
         else:
             off, w, dwr, dwg, dwb = sr + sg + sb, f3, e3r, e3g, e3b
     else:
-        off, w, dwr, dwg, dwb = 0, 1.0, 0.0, 0.0, 0.0
+        zero = tl.zeros_like(fr)
+        off, w, dwr, dwg, dwb = 0, zero + 1.0, zero, zero, zero
     return off, w, dwr, dwg, dwb
 
 
@@ -186,13 +194,9 @@ def _apply_lut_fwd_kernel(
 
 
 @triton.jit
-def _scatter(ptr, v, mask, inv_max, two_k, FIXED_POINT: tl.constexpr):
-    """Add ``v`` to ``*ptr``: as ``round(v / max * 2^K)`` into int64, or as float32."""
-    if FIXED_POINT:
-        q = tl.floor(v * inv_max * two_k + 0.5).to(tl.int64)
-        tl.atomic_add(ptr, q, mask=mask, sem="relaxed")
-    else:
-        tl.atomic_add(ptr, v, mask=mask, sem="relaxed")
+def _segmented_sum(start_a, a, start_b, b):
+    """Combine function of an inclusive scan that restarts the sum wherever ``start`` is set."""
+    return start_a | start_b, tl.where(start_b, b, a + b)
 
 
 @triton.jit
@@ -213,6 +217,7 @@ def _apply_lut_bwd_kernel(
     FIXED_POINT: tl.constexpr,  # int64 fixed-point accumulation (deterministic) or float32 atomics
     NEED_DIMG: tl.constexpr,  # compute the image gradient
     NEED_DLUT: tl.constexpr,  # compute the LUT gradient
+    AGGREGATE: tl.constexpr,  # sum runs of neighbouring pixels that share a lattice point before the atomics
     BLOCK: tl.constexpr,  # pixels per program
 ):
     pid = tl.program_id(0)
@@ -226,9 +231,24 @@ def _apply_lut_bwd_kernel(
     valid = mask & ~nan  # NaN pixels get no gradient, like the reference (their output is a constant)
     buf = n % n_buffers
     dlut_n = dlut_ptr + buf * D * D * D * 3
-    inv_max = 0.0
-    if NEED_DLUT and FIXED_POINT:
-        inv_max = tl.load(inv_max_ptr + buf)
+    if NEED_DLUT:
+        inv_max = 0.0
+        if FIXED_POINT:
+            inv_max = tl.load(inv_max_ptr + buf)
+        # The LUT gradient is scattered as (BLOCK, 4) tiles: one row per pixel, the 3 channels and a pad.
+        chan = tl.arange(0, 4)[None, :]
+        go = tl.where(chan == 0, gor[:, None], tl.where(chan == 1, gog[:, None], gob[:, None]))
+        go = tl.where(valid[:, None] & (chan < 3), go, 0.0)
+        if AGGREGATE:
+            # Smooth images put runs of neighbouring pixels on the same lattice points: one atomic per run
+            # (at its last pixel) instead of one per pixel. Runs are found from the neighbours' cells.
+            lane = tl.arange(0, BLOCK)
+            _, _, _, _, base_prev, fr_prev, fg_prev, fb_prev = _pixel_cells(
+                img_n, pix - 1, (pix >= 1) & (pix - 1 < HW), HW, D, INTERP
+            )
+            _, _, _, _, base_next, fr_next, fg_next, fb_next = _pixel_cells(
+                img_n, pix + 1, pix + 1 < HW, HW, D, INTERP
+            )
     # d out / d (fr, fg, fb), contracted with dout.
     gr = tl.zeros((BLOCK,), tl.float32)
     gg = tl.zeros((BLOCK,), tl.float32)
@@ -244,10 +264,21 @@ def _apply_lut_bwd_kernel(
             gg += dwg * dot
             gb += dwb * dot
         if NEED_DLUT:
-            q = dlut_n + base + off
-            _scatter(q, w * gor, valid, inv_max, two_k, FIXED_POINT)
-            _scatter(q + 1, w * gog, valid, inv_max, two_k, FIXED_POINT)
-            _scatter(q + 2, w * gob, valid, inv_max, two_k, FIXED_POINT)
+            v = w[:, None] * go
+            if FIXED_POINT:  # round(v / max|dout| * 2^K)
+                v = tl.floor(v * inv_max * two_k + 0.5).to(tl.int64)
+            point = base + off
+            write = valid[:, None] & (chan < 3)
+            if AGGREGATE:
+                off_prev, _, _, _, _ = _corner(k, fr_prev, fg_prev, fb_prev, D, INTERP)
+                off_next, _, _, _, _ = _corner(k, fr_next, fg_next, fb_next, D, INTERP)
+                start = (point != base_prev + off_prev) | (lane == 0)
+                end = (point != base_next + off_next) | (lane == BLOCK - 1)
+                # Padding lanes (past H*W) add zeros but may end a run: their writes stay enabled.
+                starts = tl.broadcast_to(start[:, None], (BLOCK, 4))
+                _, v = tl.associative_scan((starts, v), 0, _segmented_sum)
+                write = end[:, None] & (chan < 3)
+            tl.atomic_add(dlut_n + point[:, None] + chan, v, mask=write, sem="relaxed")
     if NEED_DIMG:
         # Chain rule through x * (D-1) and the clamp (gradient kept at exactly 0 and 1).
         scale = (D - 1).to(tl.float32)
@@ -322,10 +353,11 @@ def _apply_lut_bwd(img, lut, dout, interp: int, need_dimg: bool, need_dlut: bool
                       device=img.device)
     if need_dimg or need_dlut:
         block, num_warps = _launch_settings(h * w, "backward")
+        aggregate = not interpreter_enabled() if AGGREGATE_RUNS is None else AGGREGATE_RUNS
         _apply_lut_bwd_kernel[(triton.cdiv(h * w, block), n)](
             img, lut, dout, dimg, acc, inv_max, h * w, 0 if shared else d**3 * 3, n_buffers, d, two_k,
             INTERP=interp, CORNERS=_CORNERS[interp], FIXED_POINT=fixed, NEED_DIMG=need_dimg,
-            NEED_DLUT=need_dlut, BLOCK=block, num_warps=num_warps,
+            NEED_DLUT=need_dlut, AGGREGATE=aggregate, BLOCK=block, num_warps=num_warps,
         )
     dlut = None
     if need_dlut:
