@@ -10,6 +10,7 @@ bf16 and fp32 LUTs are computed in fp32, fp64 in fp64, on both.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -51,7 +52,7 @@ def monotonicity(lut: torch.Tensor, *, backend: str | None = None) -> torch.Tens
 
 
 def _check_weight(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} weight must be a real number, got {type(value).__name__}")
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} weight must be finite and >= 0, got {value!r}")

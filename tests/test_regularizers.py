@@ -6,6 +6,7 @@ The oracles run on CPU tensors. The Triton backend runs on CPU tensors through t
 present (``TRITON_INTERPRET=0 pytest tests/test_regularizers.py``).
 """
 
+import numpy as np
 import pytest
 import torch
 
@@ -238,6 +239,8 @@ def test_fused_weights():
     total = lutkern.lut_regularizers(luts, smooth=0.5, mono=3.0, backend="torch")
     expected = 0.5 * smoothness_reference(luts) + 3.0 * monotonicity_reference(luts)
     torch.testing.assert_close(total, expected, **TOL[torch.float64])
+    numpy_weight = lutkern.lut_regularizers(luts, smooth=np.float32(0.5), mono=3, backend="torch")
+    torch.testing.assert_close(numpy_weight, expected, **TOL[torch.float64])
     zero = lutkern.lut_regularizers(luts, backend="torch")
     assert zero.item() == 0.0 and zero.dtype == luts.dtype
 
