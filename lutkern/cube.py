@@ -25,8 +25,8 @@ from .functional import MAX_LUT_SIZE, MIN_LUT_SIZE, apply_lut, check_lut
 
 MAX_1D_SIZE = 65536
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
-_ROW = re.compile(rf"({_NUMBER})[ \t]+({_NUMBER})[ \t]+({_NUMBER})")
-_NUMBER_RE = re.compile(_NUMBER)
+_ROW = re.compile(rf"({_NUMBER})[ \t]+({_NUMBER})[ \t]+({_NUMBER})", re.ASCII)  # ASCII digits only
+_NUMBER_RE = re.compile(_NUMBER, re.ASCII)
 # A line with its end (LF, CRLF or CR), or the last line without one.
 _LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 _KEYWORDS = (

@@ -193,6 +193,7 @@ BAD = [
     ("too many rows", "LUT_3D_SIZE 2\n" + "0 0 0\n" * 9, 10, "more than the 8"),
     ("shaper rows count", "LUT_1D_SIZE 2\nLUT_3D_SIZE 2\n" + _ID2, 10, "expected 10 table rows, found 8"),
     ("letters", "LUT_3D_SIZE 2\n" + _ID2.replace("1 1 0", "1 x 0"), 5, "'x' is not a number"),
+    ("non-ASCII digit", "LUT_3D_SIZE 2\n" + _ID2.replace("1 1 0", "1 \u0663 0"), 5, "is not a number"),
     ("two columns", "LUT_3D_SIZE 2\n0 0\n", 2, "3 numbers, got 2"),
     ("nan", "LUT_3D_SIZE 2\n" + _ID2.replace("0 1 1", "0 nan 1"), 8, "'nan' is not a number"),
     ("overflow", "LUT_3D_SIZE 2\n" + _ID2.replace("0 1 1", "0 1e999 1"), 8, "not finite"),
