@@ -10,17 +10,19 @@ random LUT per image unless --shared-lut). Printed as Markdown rows:
   Mpix/s      pixels per second (batch * H * W / time)
   GB/s        minimum traffic (read the image, write the output; +grad in/grad out for fwd+bwd) / time
   vs seed     grid_sample time / this time (> 1 is faster than the seed)
+  CPU ms      best process CPU time of a call, all threads summed (less sensitive than wall time to other
+              processes competing for the cores; the CPU ratio equals the wall ratio only if both sides
+              keep all threads busy)
   peak MiB    memory beyond the inputs while the call runs. CUDA: allocator peak minus allocation before
-              the call. CPU: peak RSS of a fresh process running the call once (after a warm-up on a tiny
-              image) minus its RSS just before: an approximation that includes allocator slack;
-              --no-memory skips these processes.
+              the call. CPU: peak RSS (VmHWM, reset just before) of a fresh process running the call
+              once, after a warm-up on a tiny image, minus its RSS just before: an approximation that
+              includes allocator slack; --no-memory skips these processes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -91,21 +93,31 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, image, lut, mode, grad_out, args) -> float:
+def timed(fn, image, lut, mode, grad_out, args) -> tuple[float, float]:
+    """Best wall time and best process CPU time (all threads) over ``args.repeats`` calls."""
     call(fn, image, lut, mode, grad_out)  # warm-up: thread pools, Triton compilation, allocator
-    best = float("inf")
+    wall = cpu = float("inf")
     for _ in range(args.repeats):
         sync(args.device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         call(fn, image, lut, mode, grad_out)
         sync(args.device)
-        best = min(best, time.perf_counter() - t0)
-    return best
+        wall, cpu = min(wall, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
+    return wall, cpu
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def _reset_peak_rss() -> None:
+    """Reset this process's RSS high-water mark (VmHWM) to its current RSS (Linux >= 4.0).
+
+    ``getrusage``'s ru_maxrss cannot be used: it is inherited from the parent across fork and exec.
+    """
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def peak_memory_here(name: str, mode: str, args) -> float:
@@ -124,10 +136,10 @@ def peak_memory_here(name: str, mode: str, args) -> float:
     # Warm-up on one tiny image first, so that code pages of the ops and thread pools are not counted.
     tiny = (image[:1, :, :8, :8], lut[:1], None if grad_out is None else grad_out[:1, :, :8, :8])
     call(fn, tiny[0], tiny[1], mode, tiny[2])
-    before = _rss_bytes()
+    _reset_peak_rss()
+    before = _status_kib("VmRSS")
     call(fn, image, lut, mode, grad_out)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-    return max(0, peak - before) / 2**20
+    return (_status_kib("VmHWM") - before) / 2**10
 
 
 def peak_memory(name: str, mode: str, args, argv: list[str]) -> float:
@@ -173,22 +185,22 @@ def main(argv: list[str] | None = None) -> None:
         f"{'shared' if args.shared_lut else 'per-image'} LUT, device {args.device}, backend {args.backend}, "
         f"torch threads {torch.get_num_threads()}, best of {args.repeats}"
     )
-    print("| case | mode | time ms | Mpix/s | GB/s | vs seed | peak MiB |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| case | mode | time ms | Mpix/s | GB/s | vs seed | CPU ms | vs seed (CPU) | peak MiB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for mode in args.modes:
         traffic = pixels * 3 * elem * (2 if mode == "fwd" else 4)
-        baseline = timed(seed_grid_sample, image, lut, mode, grad_out, args)
+        base_wall, base_cpu = timed(seed_grid_sample, image, lut, mode, grad_out, args)
         names = ["grid_sample/trilinear"] + [f"{args.backend}/{i}" for i in args.interpolations]
         for name in names:
-            t = (
-                baseline
-                if name.startswith("grid_sample")
-                else timed(case_fn(name, args), image, lut, mode, grad_out, args)
-            )
+            if name.startswith("grid_sample"):
+                wall, cpu = base_wall, base_cpu
+            else:
+                wall, cpu = timed(case_fn(name, args), image, lut, mode, grad_out, args)
             mem = "-" if args.no_memory else f"{peak_memory(name, mode, args, argv):.0f}"
             print(
-                f"| {name} | {mode} | {t * 1e3:.1f} | {pixels / t / 1e6:.1f} | {traffic / t / 1e9:.2f} | "
-                f"{baseline / t:.2f}x | {mem} |",
+                f"| {name} | {mode} | {wall * 1e3:.1f} | {pixels / wall / 1e6:.1f} | "
+                f"{traffic / wall / 1e9:.2f} | {base_wall / wall:.2f}x | "
+                f"{cpu * 1e3:.0f} | {base_cpu / cpu:.2f}x | {mem} |",
                 flush=True,
             )
 

@@ -5,8 +5,8 @@ built for speed on a few CPU cores:
 
 - Pixels are processed in chunks of ``CHUNK`` so that temporaries stay in cache and peak memory is
   bounded by the chunk, not by the batch. Chunks are spread over ``torch.get_num_threads()`` Python
-  threads (torch releases the GIL inside ops); chunk ``j`` always goes to worker ``j % workers`` and
-  each worker owns its LUT-gradient accumulator, so results are deterministic.
+  threads (torch releases the GIL inside ops) by a fixed plan in which every LUT-gradient accumulator
+  has a single writer (see ``_schedule``), so results are deterministic.
 - Everything is channel-first ``(3, P)``: a corner of the cell is one ``index_select`` along the
   lattice axis of the channel-first LUT ``(3, D^3)``, and the blends are contiguous elementwise ops.
 - The backward is written by hand and recomputes the cell per chunk (only the inputs are saved): the
@@ -65,7 +65,7 @@ def _scaled(x: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tensor | None]
 class _Cell:
     """The lattice cell of every pixel of a chunk: corner indices and interpolation weights.
 
-    ``s`` are lattice coordinates ``(3,P)`` (rows r, g, b); ``out = sum_k weights[k] * lut[idx[k]]``.
+    ``s`` are lattice coordinates ``(3,P)`` (rows r, g, b); ``out = sum_k weights()[k] * lut[idx[k]]``.
     Trilinear and tetrahedral use the cell with origin ``min(floor(s), D-2)``, so a coordinate exactly
     at the top edge uses the last cell's slope (the one-sided derivative).
     """
