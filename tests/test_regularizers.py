@@ -46,6 +46,11 @@ def on(backend: str, fn, **kwargs):
     return run
 
 
+def weighted_reference(lut: torch.Tensor, smooth=0.0, tv=0.0, mono=0.0) -> torch.Tensor:
+    terms = smoothness_reference(lut), total_variation_reference(lut), monotonicity_reference(lut)
+    return smooth * terms[0] + tv * terms[1] + mono * terms[2]
+
+
 def value_and_grad(fn, lut: torch.Tensor):
     lut = lut.detach().clone().requires_grad_(True)
     value = fn(lut)
@@ -105,9 +110,7 @@ def test_terms_sum_gradient(backend):
         return on(backend, lutkern.lut_regularizers, return_terms=True)(x)[1].sum()
 
     value, grad = value_and_grad(terms_sum, luts)
-    expected, expected_grad = value_and_grad(
-        lambda x: smoothness_reference(x) + total_variation_reference(x) + monotonicity_reference(x), luts
-    )
+    expected, expected_grad = value_and_grad(lambda x: weighted_reference(x, 1.0, 1.0, 1.0), luts)
     torch.testing.assert_close(value, expected, **TOL[torch.float64])
     assert_grad_close(grad, expected_grad)
 
@@ -234,10 +237,25 @@ def test_triton_is_deterministic():
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
 
 
+@needs_triton
+@pytest.mark.parametrize("tile_elements", [8, 64])
+def test_triton_tiling_does_not_change_the_result(tile_elements, monkeypatch):
+    """One or a few lattice rows per program: neighbours in other tiles and tiles spanning two LUTs."""
+    from lutkern.ops import regularizers as ops
+
+    name = "TILE_INTERPRETER" if TRITON_DEVICE == "cpu" else "TILE_GPU"
+    monkeypatch.setattr(ops, name, (tile_elements, getattr(ops, name)[1]))
+    luts = random_luts(3, 5, torch.float64, seed=6)
+    value, grad = value_and_grad(on("triton", lutkern.lut_regularizers, smooth=1.0, tv=2.0, mono=3.0), luts)
+    expected, expected_grad = value_and_grad(lambda x: weighted_reference(x, 1.0, 2.0, 3.0), luts)
+    torch.testing.assert_close(value, expected, **TOL[torch.float64])
+    assert_grad_close(grad, expected_grad)
+
+
 def test_fused_weights():
     luts = random_luts(2, 5, torch.float64, seed=4)
     total = lutkern.lut_regularizers(luts, smooth=0.5, mono=3.0, backend="torch")
-    expected = 0.5 * smoothness_reference(luts) + 3.0 * monotonicity_reference(luts)
+    expected = weighted_reference(luts, smooth=0.5, mono=3.0)
     torch.testing.assert_close(total, expected, **TOL[torch.float64])
     numpy_weight = lutkern.lut_regularizers(luts, smooth=np.float32(0.5), mono=3, backend="torch")
     torch.testing.assert_close(numpy_weight, expected, **TOL[torch.float64])

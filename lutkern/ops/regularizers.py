@@ -1,21 +1,24 @@
 """Fused LUT regularizers in Triton: smoothness, total variation and monotonicity in one pass.
 
-``lut`` is ``(B,D,D,D,3)`` contiguous, ``lut[n, b, g, r, c]``; element ``e = 3*((b*D + g)*D + r) + c`` of
-LUT ``n``, so the neighbour along red/green/blue is ``e + 3``, ``e + 3*D``, ``e + 3*D*D``. For a difference
-``d = L[p + e_a] - L[p]`` along axis ``a`` (p's index ``i`` on that axis, ``i < D-1``):
+``lut`` is ``(B,D,D,D,3)`` contiguous, ``lut[n, b, g, r, c]``, seen as a matrix of ``B*D*D`` rows
+(``row = (n*D + b)*D + g``) of ``3*D`` elements (``col = 3*r + c``): the neighbour along red is ``col + 3``,
+along green the next row, along blue ``D`` rows further. Programs take tiles of whole rows, so the lattice
+indices come from one division per row plus ``col // 3`` (a constant divisor), not from runtime
+divisions per element. For a difference ``d = L[p + e_a] - L[p]`` along axis ``a`` (p's index ``i`` on
+that axis, ``i < D-1``):
 
-    smoothness     |d| / N + [p in the [:-1,:-1,:-1] sub-cube] * d^2 / 2 / S
+    smoothness       |d| / N + [p in the [:-1,:-1,:-1] sub-cube] * d^2 / 2 / S
     total variation  w(i) * d^2 / N,   w = 2 for i in {0, D-2}, else 1
-    monotonicity   relu(-d) / N
+    monotonicity     relu(-d) / N
 
 summed over p and the three axes, with ``N = B*3*D*D*(D-1)`` and ``S = B*3*(D-1)**3`` (see
 :mod:`lutkern.reference.regularizers` for the published formulas these come from).
 
-Forward: each program reads its block of LUT elements and their three upper neighbours and writes its
-share of the three terms; torch adds the shares, so the result is deterministic. Backward: each program
-gathers, for its own elements, the derivatives of the (up to) six differences an element takes part in;
-every gradient element is written once, so there are no atomics either. fp16/bf16/fp32 LUTs are computed
-in fp32, fp64 in fp64; outputs have the LUT's dtype.
+Forward: each program reads its tile and the tile's three upper neighbours and writes its share of the
+three terms; torch adds the shares, so the result is deterministic. Backward: each program gathers, for
+its own elements, the derivatives of the (up to) six differences an element takes part in; every gradient
+element is written once, so there are no atomics either. fp16/bf16/fp32 LUTs are computed in fp32, fp64
+in fp64; outputs have the LUT's dtype.
 """
 
 from __future__ import annotations
@@ -26,43 +29,58 @@ import triton.language as tl
 
 from .._backend import interpreter_enabled
 
+# (elements per tile, warps). The interpreter pays per program, so it gets few large tiles.
+TILE_GPU = (4096, 8)
+TILE_INTERPRETER = (1 << 16, 4)
+
 
 @triton.jit
-def _upper_difference(base, offs, x, idx, stride, D, mask):
+def _tile(D, n_rows, ROWS: tl.constexpr, COLS: tl.constexpr):
+    """Element offsets ``(ROWS, COLS)`` (int64), their mask, and the lattice indices r ``(1, COLS)``,
+    g and b ``(ROWS, 1)`` of this program's rows."""
+    rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    cols = tl.arange(0, COLS)
+    mask = (rows < n_rows)[:, None] & (cols < 3 * D)[None, :]
+    offs = rows.to(tl.int64)[:, None] * (3 * D) + cols[None, :]
+    r = (cols // 3)[None, :]
+    g = (rows % D)[:, None]
+    b = ((rows // D) % D)[:, None]
+    return offs, mask, r, g, b
+
+
+@triton.jit
+def _upper_difference(lut_ptr, offs, x, idx, stride, D, mask):
     """``L[p + e_a] - L[p]`` for the elements at ``offs`` (0 where there is no upper neighbour)."""
     has = mask & (idx < D - 1)
-    y = tl.load(base + offs + stride, mask=has, other=0.0).to(x.dtype)
+    y = tl.load(lut_ptr + offs + stride, mask=has, other=0.0).to(x.dtype)
     return tl.where(has, y - x, 0.0)
+
+
+@triton.jit
+def _total(x):
+    return tl.sum(tl.sum(x, axis=1), axis=0)
 
 
 @triton.jit
 def _regularizers_fwd_kernel(
     lut_ptr,  # (B, D, D, D, 3) contiguous, any float dtype
-    part_ptr,  # (B, num_blocks, 3) this program's share of each term; fp32 (fp64 for an fp64 LUT)
+    part_ptr,  # (num_programs, 3) this program's share of each term; fp32 (fp64 for an fp64 LUT)
     D,  # lattice size
-    numel,  # elements per LUT, 3*D^3 (< 2^31 since D <= 256)
+    n_rows,  # B*D*D rows of 3*D elements
     n_diff,  # N: differences along one axis, B*3*D*D*(D-1)
     n_sub,  # S: differences along one axis inside the [:-1,:-1,:-1] sub-cube, B*3*(D-1)^3
-    BLOCK: tl.constexpr,  # elements per program
+    ROWS: tl.constexpr,  # rows per program
+    COLS: tl.constexpr,  # next power of 2 >= 3*D
 ):
-    pid = tl.program_id(0)
-    n = tl.program_id(1)
-    base = lut_ptr + n.to(tl.int64) * numel
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < numel
-    x = tl.load(base + offs, mask=mask, other=0.0).to(part_ptr.dtype.element_ty)
-    p = offs // 3
-    r = p % D
-    g = (p // D) % D
-    b = p // (D * D)
-    in_sub = (r < D - 1) & (g < D - 1) & (b < D - 1)
-
-    d_r = _upper_difference(base, offs, x, r, 3, D, mask)
-    d_g = _upper_difference(base, offs, x, g, 3 * D, D, mask)
-    d_b = _upper_difference(base, offs, x, b, 3 * D * D, D, mask)
+    offs, mask, r, g, b = _tile(D, n_rows, ROWS, COLS)
+    x = tl.load(lut_ptr + offs, mask=mask, other=0.0).to(part_ptr.dtype.element_ty)
+    d_r = _upper_difference(lut_ptr, offs, x, r, 3, D, mask)
+    d_g = _upper_difference(lut_ptr, offs, x, g, 3 * D, D, mask)
+    d_b = _upper_difference(lut_ptr, offs, x, b, 3 * D * D, D, mask)
 
     abs_sum = tl.abs(d_r) + tl.abs(d_g) + tl.abs(d_b)
     sq_r, sq_g, sq_b = d_r * d_r, d_g * d_g, d_b * d_b
+    in_sub = (r < D - 1) & (g < D - 1) & (b < D - 1)
     sub_sum = tl.where(in_sub, sq_r + sq_g + sq_b, 0.0)
     tv_sum = (
         tl.where((r == 0) | (r == D - 2), 2.0, 1.0) * sq_r
@@ -72,10 +90,10 @@ def _regularizers_fwd_kernel(
     mono_sum = tl.maximum(-d_r, 0.0) + tl.maximum(-d_g, 0.0) + tl.maximum(-d_b, 0.0)
 
     # Scaled here rather than after the reduction, so that the terms need no further torch launches.
-    out = part_ptr + (n * tl.num_programs(0) + pid) * 3
-    tl.store(out, tl.sum(abs_sum, axis=0) / n_diff + 0.5 * tl.sum(sub_sum, axis=0) / n_sub)
-    tl.store(out + 1, tl.sum(tv_sum, axis=0) / n_diff)
-    tl.store(out + 2, tl.sum(mono_sum, axis=0) / n_diff)
+    out = part_ptr + tl.program_id(0) * 3
+    tl.store(out, _total(abs_sum) / n_diff + 0.5 * _total(sub_sum) / n_sub)
+    tl.store(out + 1, _total(tv_sum) / n_diff)
+    tl.store(out + 2, _total(mono_sum) / n_diff)
 
 
 @triton.jit
@@ -89,12 +107,12 @@ def _difference_grad(d, in_sub, heavy, c_abs, c_sub, c_tv, c_mono):
 
 
 @triton.jit
-def _axis_grad(base, offs, x, idx, stride, D, mask, up_in_sub, down_in_sub, c_abs, c_sub, c_tv, c_mono):
+def _axis_grad(lut_ptr, offs, x, idx, stride, D, mask, up_in_sub, down_in_sub, c_abs, c_sub, c_tv, c_mono):
     """Gradient at L[q] from the two differences along one axis: ``L[q+e] - L[q]`` (-) and
     ``L[q] - L[q-e]`` (+). ``up_in_sub``/``down_in_sub``: the difference's start p is in the sub-cube."""
-    d_up = _upper_difference(base, offs, x, idx, stride, D, mask)
+    d_up = _upper_difference(lut_ptr, offs, x, idx, stride, D, mask)
     has_down = mask & (idx > 0)
-    z = tl.load(base + offs - stride, mask=has_down, other=0.0).to(x.dtype)
+    z = tl.load(lut_ptr + offs - stride, mask=has_down, other=0.0).to(x.dtype)
     d_down = tl.where(has_down, x - z, 0.0)
     # Start index of the up difference is idx, of the down difference idx - 1.
     up = _difference_grad(d_up, up_in_sub, (idx == 0) | (idx == D - 2), c_abs, c_sub, c_tv, c_mono)
@@ -109,18 +127,15 @@ def _regularizers_bwd_kernel(
     gterms_stride,  # its stride (0 when autograd expanded a scalar gradient)
     grad_ptr,  # (B, D, D, D, 3) output, LUT dtype
     D,  # lattice size
-    numel,  # elements per LUT, 3*D^3
+    n_rows,  # B*D*D rows of 3*D elements
     n_diff,  # N, as in the forward kernel
     n_sub,  # S, as in the forward kernel
     ACC: tl.constexpr,  # compute dtype: fp32, or fp64 for an fp64 LUT
-    BLOCK: tl.constexpr,  # elements per program
+    ROWS: tl.constexpr,  # rows per program
+    COLS: tl.constexpr,  # next power of 2 >= 3*D
 ):
-    pid = tl.program_id(0)
-    n = tl.program_id(1)
-    base = lut_ptr + n.to(tl.int64) * numel
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < numel
-    x = tl.load(base + offs, mask=mask, other=0.0).to(ACC)
+    offs, mask, r, g, b = _tile(D, n_rows, ROWS, COLS)
+    x = tl.load(lut_ptr + offs, mask=mask, other=0.0).to(ACC)
     g_smooth = tl.load(gterms_ptr).to(ACC)
     g_tv = tl.load(gterms_ptr + gterms_stride).to(ACC)
     g_mono = tl.load(gterms_ptr + 2 * gterms_stride).to(ACC)
@@ -129,54 +144,46 @@ def _regularizers_bwd_kernel(
     c_sub = g_smooth / n_sub
     c_tv = 2 * g_tv / n_diff
     c_mono = g_mono / n_diff
-    p = offs // 3
-    r = p % D
-    g = (p // D) % D
-    b = p // (D * D)
     r_in, g_in, b_in = r < D - 1, g < D - 1, b < D - 1
     in_sub = r_in & g_in & b_in
 
-    grad = _axis_grad(base, offs, x, r, 3, D, mask, in_sub, g_in & b_in, c_abs, c_sub, c_tv, c_mono)
-    grad += _axis_grad(base, offs, x, g, 3 * D, D, mask, in_sub, r_in & b_in, c_abs, c_sub, c_tv, c_mono)
-    grad += _axis_grad(base, offs, x, b, 3 * D * D, D, mask, in_sub, r_in & g_in, c_abs, c_sub, c_tv, c_mono)
-    tl.store(grad_ptr + n.to(tl.int64) * numel + offs, grad.to(grad_ptr.dtype.element_ty), mask=mask)
+    grad = _axis_grad(lut_ptr, offs, x, r, 3, D, mask, in_sub, g_in & b_in, c_abs, c_sub, c_tv, c_mono)
+    grad += _axis_grad(lut_ptr, offs, x, g, 3 * D, D, mask, in_sub, r_in & b_in, c_abs, c_sub, c_tv, c_mono)
+    grad += _axis_grad(
+        lut_ptr, offs, x, b, 3 * D * D, D, mask, in_sub, r_in & g_in, c_abs, c_sub, c_tv, c_mono
+    )
+    tl.store(grad_ptr + offs, grad.to(grad_ptr.dtype.element_ty), mask=mask)
 
 
-def _launch_config(numel: int) -> tuple[int, int]:
-    """(BLOCK, num_warps). The interpreter pays per program, so it gets few large blocks."""
-    if interpreter_enabled():
-        return min(triton.next_power_of_2(numel), 1 << 16), 4
-    return 2048, 8
-
-
-def _sizes(lut: torch.Tensor) -> tuple[int, int, int, int, int]:
-    """(B, D, elements per LUT, N, S) of ``lut`` ``(B,D,D,D,3)``; N and S as in the kernels."""
+def _launch(lut: torch.Tensor):
+    """(grid, ROWS, COLS, num_warps, (D, n_rows, N, S)) for ``lut`` ``(B,D,D,D,3)``."""
     n, d = lut.shape[0], lut.shape[1]
-    return n, d, 3 * d**3, n * 3 * d * d * (d - 1), n * 3 * (d - 1) ** 3
+    n_rows = n * d * d
+    cols = triton.next_power_of_2(3 * d)
+    target, num_warps = TILE_INTERPRETER if interpreter_enabled() else TILE_GPU
+    rows = min(max(1, target // cols), triton.next_power_of_2(n_rows))
+    sizes = (d, n_rows, n * 3 * d * d * (d - 1), n * 3 * (d - 1) ** 3)
+    return (triton.cdiv(n_rows, rows),), rows, cols, num_warps, sizes
 
 
 def regularizer_terms_forward(lut: torch.Tensor) -> torch.Tensor:
     """``[smoothness, total_variation, monotonicity]`` of a contiguous ``lut`` ``(B,D,D,D,3)``."""
-    n, d, numel, n_diff, n_sub = _sizes(lut)
-    block, num_warps = _launch_config(numel)
-    grid = (triton.cdiv(numel, block), n)
+    grid, rows, cols, num_warps, sizes = _launch(lut)
     acc = torch.float64 if lut.dtype == torch.float64 else torch.float32
-    partials = torch.empty(n, grid[0], 3, dtype=acc, device=lut.device)
-    _regularizers_fwd_kernel[grid](lut, partials, d, numel, n_diff, n_sub, BLOCK=block, num_warps=num_warps)
-    return partials.sum(dim=(0, 1)).to(lut.dtype)
+    partials = torch.empty(grid[0], 3, dtype=acc, device=lut.device)
+    _regularizers_fwd_kernel[grid](lut, partials, *sizes, ROWS=rows, COLS=cols, num_warps=num_warps)
+    return partials.sum(dim=0).to(lut.dtype)
 
 
 def regularizer_terms_backward(lut: torch.Tensor, grad_terms: torch.Tensor) -> torch.Tensor:
     """Gradient w.r.t. a contiguous ``lut`` of ``grad_terms . [smoothness, total_variation, monotonicity]``
     (``grad_terms``: ``(3,)``, any stride)."""
-    n, d, numel, n_diff, n_sub = _sizes(lut)
-    block, num_warps = _launch_config(numel)
-    grid = (triton.cdiv(numel, block), n)
+    grid, rows, cols, num_warps, sizes = _launch(lut)
     acc = tl.float64 if lut.dtype == torch.float64 else tl.float32
     grad = torch.empty_like(lut)
     _regularizers_bwd_kernel[grid](
-        lut, grad_terms, grad_terms.stride(0), grad, d, numel, n_diff, n_sub, ACC=acc, BLOCK=block,
-        num_warps=num_warps,
+        lut, grad_terms, grad_terms.stride(0), grad, *sizes,
+        ACC=acc, ROWS=rows, COLS=cols, num_warps=num_warps,
     )
     return grad
 
