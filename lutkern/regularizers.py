@@ -70,10 +70,10 @@ def lut_regularizers(
 ):
     """``smooth * smoothness(lut) + tv * total_variation(lut) + mono * monotonicity(lut)`` in one pass.
 
-    Terms with weight 0 are left out of the sum (a NaN in them does not leak in); with every weight 0 the
-    result is a constant 0. ``return_terms=True`` returns ``(total, terms)`` where ``terms`` is the
-    differentiable ``(3,)`` tensor ``[smoothness, total_variation, monotonicity]`` (all three computed,
-    e.g. for logging).
+    Weights are real numbers >= 0. The Triton kernels produce all three terms from one read of the LUT;
+    the torch fallback computes only the terms with a nonzero weight. With every weight 0 the result is a
+    constant 0. ``return_terms=True`` returns ``(total, terms)`` where ``terms`` is the differentiable
+    ``(3,)`` tensor ``[smoothness, total_variation, monotonicity]`` (all three computed, e.g. for logging).
     """
     weights = tuple(_check_weight(n, w) for n, w in zip(_WEIGHT_NAMES, (smooth, tv, mono), strict=True))
     which = tuple(w != 0 or return_terms for w in weights)
