@@ -3,7 +3,8 @@
 #   bash bench/gpu_check.sh          (logs under $OUT if set, else /tmp/lutkern-gpu-check/)
 # Stages: environment, the Triton tests on CUDA (compiled kernels, not the interpreter), the GPU benchmarks
 # (bench/gpu_bench.py: copy bandwidth, the forward kernel on 16x3x2160x3840, forward+backward against
-# F.grid_sample, peak memory), the apply_lut tests and benchmark if present, then extra stages.
+# F.grid_sample, peak memory), the apply_lut and regularizer tests and the apply_lut benchmark if present,
+# then extra stages.
 # Each stage has its own time limit within a global deadline, and a failing stage does not stop the
 # others; the summary at the end (and summary.txt) lists each stage's status. Exit code: number of
 # failed stages (0 when all passed).
@@ -53,6 +54,9 @@ stage tests_triton 240 "$PY" -m pytest -q -x -p no:cacheprovider tests/test_appl
 stage gpu_bench 160 "$PY" bench/gpu_bench.py --json "$LOG_DIR/gpu_bench.json"
 if [[ -f tests/test_apply_lut.py ]]; then
     stage tests_apply_lut 60 "$PY" -m pytest -q -p no:cacheprovider tests/test_apply_lut.py
+fi
+if [[ -f tests/test_regularizers.py ]]; then
+    stage tests_regularizers 60 "$PY" -m pytest -q -p no:cacheprovider tests/test_regularizers.py
 fi
 
 if [[ -f bench/bench_apply_lut.py ]]; then
