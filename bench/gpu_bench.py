@@ -56,7 +56,7 @@ def row(**fields) -> None:
           flush=True)
 
 
-def cuda_time(fn: Callable[[], object], *, min_reps: int = 5, budget_s: float = 1.0) -> float:
+def cuda_time(fn: Callable[[], object], *, min_reps: int = 3, budget_s: float = 1.0) -> float:
     """Median seconds per call of ``fn`` (CUDA events) over at least ``min_reps`` calls, about ``budget_s``
     in all, after one warm-up call (compilation)."""
     fn()
