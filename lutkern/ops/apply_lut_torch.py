@@ -7,11 +7,13 @@ built for speed on a few CPU cores:
   bounded by the chunk, not by the batch. Chunks are spread over ``torch.get_num_threads()`` Python
   threads (torch releases the GIL inside ops) by a fixed plan in which every LUT-gradient accumulator
   has a single writer (see ``_schedule``), so results are deterministic.
-- Everything is channel-first ``(3, P)``: a corner of the cell is one ``index_select`` along the
-  lattice axis of the channel-first LUT ``(3, D^3)``, and the blends are contiguous elementwise ops.
+- Everything is channel-first: the K corners of every pixel's cell come from one ``index_select``
+  along the lattice axis of the LUT seen as ``(3, D^3)``, and the blends are contiguous elementwise
+  ops (the trilinear blend is three lerps over ``(3,2,2,2,P)`` halves).
 - The backward is written by hand and recomputes the cell per chunk (only the inputs are saved): the
-  LUT gradient is a ``scatter_add_`` per corner, the image gradient the dot product of the upstream
-  gradient with the cell's edge differences (the true derivative of the piecewise-linear map).
+  LUT gradient is one ``scatter_add_`` of ``weight * grad_out`` over all corners, the image gradient
+  the derivative of the dot products ``<grad_out, corner>`` along the cell's edges (the true derivative
+  of the piecewise-linear map).
 
 Computation runs in float32 (float64 when the image or the LUT is float64); the output has the image's
 dtype. First-order gradients only (no double backward).
@@ -63,27 +65,29 @@ def _scaled(x: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tensor | None]
 
 
 class _Cell:
-    """The lattice cell of every pixel of a chunk: corner indices and interpolation weights.
+    """The lattice cell of every pixel of a chunk: corner indices ``idx`` ``(K,P)`` and weights ``(K,P)``.
 
     ``s`` are lattice coordinates ``(3,P)`` (rows r, g, b); ``out = sum_k weights()[k] * lut[idx[k]]``.
-    Trilinear and tetrahedral use the cell with origin ``min(floor(s), D-2)``, so a coordinate exactly
-    at the top edge uses the last cell's slope (the one-sided derivative).
+    All K corners are handled by one op each (one gather, one scatter): per-op overhead, not arithmetic,
+    dominates at chunk sizes that fit in cache. Trilinear and tetrahedral use the cell with origin
+    ``min(floor(s), D-2)``, so a coordinate exactly at the top edge uses the last cell's slope.
     """
 
     def __init__(self, s: torch.Tensor, d: int, interpolation: str):
         self.interpolation = interpolation
         if interpolation == "nearest":
             q = torch.round(s)  # ties to even, as the reference
-            self.idx = [((q[2] * d + q[1]) * d + q[0]).int()]
+            self.idx = ((q[2] * d + q[1]) * d + q[0]).int().unsqueeze(0)
             return
         i0 = s.floor().clamp_(max=d - 2)
-        fr, fg, fb = (s - i0).unbind(0)
+        self.f = s - i0
+        fr, fg, fb = self.f.unbind(0)
         # Float arithmetic on integers < 2^24 is exact, and one conversion is cheaper than int64 maths.
-        base = ((i0[2] * d + i0[1]) * d + i0[0]).int()
-        self.f = (fr, fg, fb)
+        base = (i0[2] * d + i0[1]) * d + i0[0]
         if interpolation == "trilinear":
-            # Corner k = dr + 2*dg + 4*db. The eight weights are only needed by the backward (see weights).
-            self.idx = [base + (dr + dg * d + db * d * d) for db in (0, 1) for dg in (0, 1) for dr in (0, 1)]
+            # Corner k = dr + 2*dg + 4*db, i.e. idx.view(2, 2, 2, P) is indexed [db, dg, dr].
+            offsets = [dr + dg * d + db * d * d for db in (0, 1) for dg in (0, 1) for dr in (0, 1)]
+            self.idx = (base + base.new_tensor(offsets).unsqueeze(1)).int()
             return
         # Tetrahedral: walk c000 -> (largest step) -> (two largest steps) -> c111. Ties are ordered r, g, b
         # (a stable descending sort): the same six tetrahedra, boundaries included, as the reference.
@@ -91,62 +95,64 @@ class _Cell:
         f_max = torch.maximum(torch.maximum(fr, fg), fb)
         f_min = torch.minimum(torch.minimum(fr, fg), fb)
         f_mid = torch.maximum(torch.minimum(fr, fg), torch.minimum(torch.maximum(fr, fg), fb))
-        big_r = (fr == f_max).to(fr.dtype)
-        big_g = (fg == f_max).to(fr.dtype) * (1 - big_r)
-        small_b = (fb == f_min).to(fr.dtype)
-        small_g = (fg == f_min).to(fr.dtype) * (1 - small_b)
-        self.big = (big_r, big_g, 1 - big_r - big_g)  # per axis r, g, b: 1 where it is the largest
-        self.small = (1 - small_b - small_g, small_g, small_b)
-        self.mid = tuple(1 - b - m for b, m in zip(self.big, self.small, strict=True))
-        base_f = (i0[2] * d + i0[1]) * d + i0[0]
-        off_a = self.big[0] + self.big[1] * d + self.big[2] * (d * d)
-        off_b = (1 + d + d * d) - (self.small[0] + self.small[1] * d + self.small[2] * (d * d))
-        self.idx = [base, (base_f + off_a).int(), (base_f + off_b).int(), base + (1 + d + d * d)]
-        self.tetra_weights = [1 - f_max, f_max - f_mid, f_mid - f_min, f_min]
+        big_r = (fr == f_max).to(s.dtype)
+        big_g = (fg == f_max).to(s.dtype) * (1 - big_r)
+        small_b = (fb == f_min).to(s.dtype)
+        small_g = (fg == f_min).to(s.dtype) * (1 - small_b)
+        # Rows r, g, b: 1 where that axis has the largest / smallest / middle fraction.
+        self.big = torch.stack([big_r, big_g, 1 - big_r - big_g])
+        self.small = torch.stack([1 - small_b - small_g, small_g, small_b])
+        self.mid = 1 - self.big - self.small
+        strides = base.new_tensor([1, d, d * d]).unsqueeze(1)
+        step_a = (self.big * strides).sum(0)
+        step_b = (1 + d + d * d) - (self.small * strides).sum(0)
+        self.idx = torch.stack([base, base + step_a, base + step_b, base + (1 + d + d * d)]).int()
+        self.tetra_weights = torch.stack([1 - f_max, f_max - f_mid, f_mid - f_min, f_min])
 
-    def weights(self) -> list[torch.Tensor | None]:
-        """Weight ``(P,)`` of each corner in ``idx`` (None: weight 1)."""
+    def weights(self) -> torch.Tensor | None:
+        """Weight ``(K,P)`` of each corner in ``idx`` (None for nearest: weight 1)."""
         if self.interpolation == "nearest":
-            return [None]
+            return None
         if self.interpolation == "tetrahedral":
             return self.tetra_weights
-        w_r, w_g, w_b = ((1 - f, f) for f in self.f)
-        w_rg = [w_r[dr] * w_g[dg] for dg in (0, 1) for dr in (0, 1)]
-        return [w * w_b[db] for db in (0, 1) for w in w_rg]
+        w = torch.stack([1 - self.f, self.f], dim=1)  # (3 axes, 2, P)
+        return (w[2][:, None, None] * w[1][None, :, None] * w[0][None, None, :]).reshape(8, -1)
 
-    def corners(self, lut_cf: torch.Tensor) -> list[torch.Tensor]:
-        """Corner values ``(3,P)`` from a channel-first LUT ``(3,D^3)``."""
-        return [lut_cf.index_select(1, i) for i in self.idx]
+    def corners(self, lut_cf: torch.Tensor) -> torch.Tensor:
+        """Corner values ``(3,K,P)`` from a channel-first LUT ``(3,D^3)``."""
+        k, p = self.idx.shape
+        return lut_cf.index_select(1, self.idx.view(-1)).view(3, k, p)
 
-    def blend(self, c: list[torch.Tensor]) -> torch.Tensor:
-        """Interpolated ``(3,P)``."""
+    def blend(self, c: torch.Tensor) -> torch.Tensor:
+        """Interpolated ``(3,P)`` from corners ``(3,K,P)``."""
         if self.interpolation == "nearest":
-            return c[0]
-        if self.interpolation == "trilinear":  # seven lerps: cheaper than eight weights and products
-            fr, fg, fb = self.f
-            a = [torch.lerp(c[k], c[k + 1], fr) for k in (0, 2, 4, 6)]
-            return torch.lerp(torch.lerp(a[0], a[1], fg), torch.lerp(a[2], a[3], fg), fb)
-        w = self.tetra_weights
-        out = c[0] * w[0]
-        for ck, wk in zip(c[1:], w[1:], strict=True):
-            out.addcmul_(ck, wk)
-        return out
+            return c[:, 0]
+        if self.interpolation == "tetrahedral":
+            return (c * self.tetra_weights).sum(1)
+        fr, fg, fb = self.f.unbind(0)
+        c = c.view(3, 2, 2, 2, -1)  # [channel, db, dg, dr, pixel]
+        a = torch.lerp(c[:, :, :, 0], c[:, :, :, 1], fr)
+        b = torch.lerp(a[:, :, 0], a[:, :, 1], fg)
+        return torch.lerp(b[:, 0], b[:, 1], fb)
 
-    def coordinate_grad(self, c: list[torch.Tensor], go: torch.Tensor) -> torch.Tensor:
-        """d(loss)/d(lattice coordinate) ``(3,P)`` for upstream gradient ``go`` ``(3,P)``."""
-        if self.interpolation == "trilinear":
-            fr, fg, fb = self.f
-            a = [torch.lerp(c[k], c[k + 1], fr) for k in (0, 2, 4, 6)]  # along r, at (g,b) = 00,10,01,11
-            d_r = torch.lerp(
-                torch.lerp(c[1] - c[0], c[3] - c[2], fg), torch.lerp(c[5] - c[4], c[7] - c[6], fg), fb
-            )
-            d_g = torch.lerp(a[1] - a[0], a[3] - a[2], fb)
-            d_b = torch.lerp(a[2], a[3], fg) - torch.lerp(a[0], a[1], fg)
-            return torch.stack([(go * t).sum(0) for t in (d_r, d_g, d_b)])
-        # Tetrahedral: the largest fraction moves along c000->ca, the middle ca->cb, the smallest cb->c111.
-        step_max, step_mid, step_min = ((go * (c[k + 1] - c[k])).sum(0) for k in range(3))
-        masks = zip(self.big, self.mid, self.small, strict=True)
-        return torch.stack([b * step_max + m * step_mid + sm * step_min for b, m, sm in masks])
+    def coordinate_grad(self, c: torch.Tensor, go: torch.Tensor) -> torch.Tensor:
+        """d(loss)/d(lattice coordinate) ``(3,P)`` for corners ``(3,K,P)`` and upstream gradient ``(3,P)``."""
+        # The map is linear in the corner values, so differentiate the dot products <go, corner k> directly.
+        dots = (c * go.unsqueeze(1)).sum(0)  # (K,P)
+        if self.interpolation == "tetrahedral":
+            # The largest fraction moves along c000->ca, the middle ca->cb, the smallest cb->c111.
+            steps = dots[1:] - dots[:-1]
+            return self.big * steps[0] + self.mid * steps[1] + self.small * steps[2]
+        fr, fg, fb = self.f.unbind(0)
+        t = dots.view(2, 2, 2, -1)  # [db, dg, dr, pixel]
+        along_r = torch.lerp(t[:, :, 0], t[:, :, 1], fr)  # [db, dg]
+        d_r = t[:, :, 1] - t[:, :, 0]
+        d_r = torch.lerp(d_r[:, 0], d_r[:, 1], fg)
+        d_g = along_r[:, 1] - along_r[:, 0]
+        along_g = torch.lerp(along_r[:, 0], along_r[:, 1], fg)
+        return torch.stack(
+            [torch.lerp(d_r[0], d_r[1], fb), torch.lerp(d_g[0], d_g[1], fb), along_g[1] - along_g[0]]
+        )
 
 
 def _schedule(n: int, m: int, pixels: int, device: torch.device) -> list[list[tuple[int, int, slice]]]:
@@ -241,10 +247,11 @@ class ApplyLutTorch(torch.autograd.Function):
                 go = go.masked_fill(nan, 0.0)  # NaN pixels contribute nothing
             cell = _Cell(s, d, interpolation)
             if need_lut:
-                for idx, wgt in zip(cell.idx, cell.weights(), strict=True):
-                    acc[wk if m == 1 else 0, mi].scatter_add_(
-                        1, idx.long().expand(3, -1), go if wgt is None else go * wgt
-                    )
+                wgt = cell.weights()
+                contrib = go if wgt is None else (go.unsqueeze(1) * wgt).view(3, -1)
+                acc[wk if m == 1 else 0, mi].scatter_add_(
+                    1, cell.idx.view(1, -1).long().expand(3, -1), contrib
+                )
             if grad_image is not None:
                 gcoord = cell.coordinate_grad(cell.corners(lut_cf(wk, mi)), go).mul_(d - 1)
                 # torch.clamp's gradient mask: passes where 0 <= x <= 1 (not at NaN or beyond the edges).
