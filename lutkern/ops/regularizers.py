@@ -61,7 +61,9 @@ def _total(x):
     return tl.sum(tl.sum(x, axis=1), axis=0)
 
 
-@triton.jit
+# The counts only feed the row mask and divisions: specialising on their divisibility would only
+# multiply compilations (one per batch size).
+@triton.jit(do_not_specialize=["n_rows", "n_diff", "n_sub"])
 def _regularizers_fwd_kernel(
     lut_ptr,  # (B, D, D, D, 3) contiguous, any float dtype
     part_ptr,  # (num_programs, 3) this program's share of each term; fp32 (fp64 for an fp64 LUT)
@@ -120,7 +122,7 @@ def _axis_grad(lut_ptr, offs, x, idx, stride, D, mask, up_in_sub, down_in_sub, c
     return down - up
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_rows", "n_diff", "n_sub"])
 def _regularizers_bwd_kernel(
     lut_ptr,  # (B, D, D, D, 3) contiguous, any float dtype
     gterms_ptr,  # (3,) upstream gradient of [smoothness, total_variation, monotonicity], any float dtype
