@@ -1,0 +1,180 @@
+"""Measure a trained model on (original, graded) pairs: ``python -m img2lut.evaluate CHECKPOINT --inputs DIR
+--targets DIR``.
+
+Pairs are matched by file name (as in training) and go through the model as in training's validation:
+both images resized to the checkpoint's ``image_size`` (or ``--image-size``), the CNN sees the
+``cnn_size`` thumbnail, the predicted LUT is applied to the resized input. Per image and on average:
+PSNR (dB, images in [0,1]), SSIM (pytorch-msssim, ``data_range=1``) and the mean CIEDE2000 colour
+difference (sRGB -> CIELAB D65, :mod:`img2lut.color`). ``mean.psnr_of_mean_mse`` is the PSNR of the MSE
+over all pixels, which is what training reports as ``val_psnr``.
+
+With ``--true-lut FILE.cube`` (or a ``truth.cube`` in the folder holding ``--inputs``), also the LUT error
+as in training: the RMS difference between the mean predicted LUT and the true one, over all lattice
+points and over those nearest to a pixel of the evaluated inputs.
+
+Outputs: a table on stdout, ``--json FILE`` (non-finite numbers, e.g. the PSNR of a perfect match, are
+written as null), ``--grid FILE.png``: the best and worst images by PSNR, one row each, columns input |
+target | output | error map (CIEDE2000 per pixel, black 0 -> red -> yellow -> white at ``ERROR_MAP_MAX``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from .color import delta_e_2000_srgb
+from .data import load_pairs, pair_files
+from .metrics import covered_lattice_points, lut_rmse, psnr_from_mse, ssim_value
+from .plots import preview_grid
+from .predict import LUTPredictor, load, one_line
+from .train import _truth_at_lattice
+from .train import evaluate as run_model
+
+PROG = "python -m img2lut.evaluate"
+ERROR_MAP_MAX = 10.0  # CIEDE2000 at which the error map saturates (about an obvious difference)
+GRID_ROWS = 3  # best and worst images each in the grid
+
+
+def error_map(delta_e: torch.Tensor, top: float = ERROR_MAP_MAX) -> torch.Tensor:
+    """``(3,H,W)`` RGB in [0,1] for a ``(H,W)`` error: black at 0, red, yellow, white at ``top`` and above."""
+    v = (delta_e.float() / top).clamp(0, 1) * 3
+    return torch.stack([v.clamp(0, 1), (v - 1).clamp(0, 1), (v - 2).clamp(0, 1)])
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def evaluate_pairs(predictor: LUTPredictor, inputs: str | Path, targets: str | Path, *,
+                   image_size: int | None = None, batch_size: int = 16, true_lut: str | Path | None = None,
+                   progress=None) -> tuple[dict, dict]:
+    """Run the model on the pairs of two folders.
+
+    Returns ``(report, images)``: ``report`` is what ``--json`` writes (see the module docstring);
+    ``images`` maps each name to its ``(input, target, output)`` ``(3,S,S)`` tensors and per-pixel
+    CIEDE2000 ``(S,S)``. ``progress(i)`` is called after pair i is decoded.
+    """
+    size = image_size or predictor.image_size
+    data = load_pairs(pair_files(inputs, targets), size, progress)
+    thumbs = predictor.cnn_input(data.inputs)
+    mse, mean_lut, outputs = run_model(predictor.model, data, thumbs, batch_size, predictor.device)
+    rows, images = [], {}
+    for i, name in enumerate(data.names):
+        out, tgt = outputs[i], data.targets[i]
+        mse_i = float((out - tgt).square().mean())
+        de = delta_e_2000_srgb(out, tgt)
+        rows.append({"name": name, "psnr": psnr_from_mse(mse_i), "ssim": ssim_value(out[None], tgt[None]),
+                     "delta_e00": float(de.mean()), "mse": mse_i})
+        images[name] = (data.inputs[i], tgt, out, de)
+    mean = {key: sum(r[key] for r in rows) / len(rows) for key in ("psnr", "ssim", "delta_e00", "mse")}
+    mean["psnr_of_mean_mse"] = psnr_from_mse(mse)
+    report = {"inputs": str(inputs), "targets": str(targets), "pairs": len(rows), "image_size": size,
+              "cnn_size": predictor.cnn_size, "lut_size": predictor.lut_size,
+              "interpolation": predictor.interpolation, "images": rows, "mean": mean, "lut": None}
+    if true_lut is None and (Path(inputs).parent / "truth.cube").is_file():
+        true_lut = Path(inputs).parent / "truth.cube"
+    if true_lut is not None:
+        truth = _truth_at_lattice(Path(true_lut), predictor.lut_size)
+        covered = covered_lattice_points(data.inputs, predictor.lut_size)
+        report["lut"] = {"truth": str(true_lut), "rmse_all": lut_rmse(mean_lut, truth),
+                         "rmse_covered": lut_rmse(mean_lut, truth, covered),
+                         "covered_fraction": float(covered.float().mean())}
+    return report, images
+
+
+def grid_names(rows: list[dict], per_end: int = GRID_ROWS) -> list[str]:
+    """Names for the grid: the ``per_end`` best then the ``per_end`` worst by PSNR (all when few)."""
+    ranked = [r["name"] for r in sorted(rows, key=lambda r: (-r["psnr"], r["name"]))]
+    return ranked if len(ranked) <= 2 * per_end else ranked[:per_end] + ranked[-per_end:]
+
+
+def _table(report: dict) -> Table:
+    table = Table(title=f"{report['pairs']} pairs at {report['image_size']}x{report['image_size']}")
+    for column in ("image", "PSNR dB", "SSIM", "ΔE00"):
+        table.add_column(column, justify="left" if column == "image" else "right")
+    for r in report["images"]:
+        table.add_row(r["name"], f"{r['psnr']:.2f}", f"{r['ssim']:.4f}", f"{r['delta_e00']:.3f}")
+    m = report["mean"]
+    table.add_section()
+    table.add_row("mean", f"{m['psnr']:.2f}", f"{m['ssim']:.4f}", f"{m['delta_e00']:.3f}", style="bold")
+    return table
+
+
+def _json_safe(value):
+    if isinstance(value, float):
+        return _finite_or_none(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint", type=Path, help="checkpoint.pt written by python -m img2lut.train")
+    p.add_argument("--inputs", required=True, help="folder of original images")
+    p.add_argument("--targets", required=True, help="folder of graded images, paired by file name")
+    p.add_argument("--json", type=Path, help="write the per-image and mean results to this file")
+    p.add_argument("--grid", type=Path, help="write a PNG of the best and worst images")
+    p.add_argument("--true-lut", type=Path,
+                   help="the true LUT (.cube) (default: truth.cube in the folder holding --inputs)")
+    p.add_argument("--image-size", type=int, help="resize pairs to this size (default: the checkpoint's)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        if args.image_size is not None and args.image_size < 16:
+            raise ValueError(f"--image-size must be >= 16, got {args.image_size}")
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        predictor = load(args.checkpoint, args.device)
+        n = len(pair_files(args.inputs, args.targets))
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
+            task = progress.add_task("decoding pairs", total=n)
+            report, images = evaluate_pairs(
+                predictor, args.inputs, args.targets, image_size=args.image_size, batch_size=args.batch_size,
+                true_lut=args.true_lut, progress=lambda i: progress.update(task, completed=i + 1))
+        report = {"checkpoint": str(args.checkpoint), **report}
+        if args.grid is not None:
+            names = grid_names(report["images"])
+            preview_grid(args.grid, [(*images[k][:3], error_map(images[k][3])) for k in names],
+                         titles=("input", "target", "output", f"dE00 0-{ERROR_MAP_MAX:g}"))
+            report["grid"] = {"path": str(args.grid), "rows": names}
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(_json_safe(report), indent=2) + "\n")
+    except (ValueError, OSError, RuntimeError) as exc:  # DataError, CheckpointError, CubeFormatError
+        err.print(f"{PROG}: error: {one_line(exc)}", markup=False)
+        return 2
+    out = Console(soft_wrap=True)
+    out.print(_table(report))
+    m = report["mean"]
+    out.print(f"mean: PSNR {m['psnr']:.2f} dB (of the mean MSE: {m['psnr_of_mean_mse']:.2f} dB), "
+              f"SSIM {m['ssim']:.4f}, CIEDE2000 {m['delta_e00']:.3f}", highlight=False)
+    if report["lut"] is not None:
+        lut = report["lut"]
+        out.print(f"LUT RMSE vs {lut['truth']}: {lut['rmse_all']:.4f} (all) / {lut['rmse_covered']:.4f} "
+                  f"(covered, {100 * lut['covered_fraction']:.0f}% of the lattice)", highlight=False)
+    if "grid" in report:
+        out.print(f"grid rows, best to worst PSNR: {', '.join(report['grid']['rows'])} -> {args.grid}",
+                  highlight=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
