@@ -119,15 +119,17 @@ def _json_safe(value):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=PROG, description="Measure a trained model on (original, graded) "
+                                "pairs: PSNR, SSIM, CIEDE2000 per image and on average, and the LUT error.")
     p.add_argument("checkpoint", type=Path, help="checkpoint.pt written by python -m img2lut.train")
-    p.add_argument("--inputs", required=True, help="folder of original images")
-    p.add_argument("--targets", required=True, help="folder of graded images, paired by file name")
-    p.add_argument("--json", type=Path, help="write the per-image and mean results to this file")
-    p.add_argument("--grid", type=Path, help="write a PNG of the best and worst images")
-    p.add_argument("--true-lut", type=Path,
+    p.add_argument("--inputs", required=True, metavar="DIR", help="folder of original images")
+    p.add_argument("--targets", required=True, metavar="DIR", help="folder of graded images, paired by name")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the per-image and mean results here")
+    p.add_argument("--grid", type=Path, metavar="FILE.png", help="write a PNG of the best and worst images")
+    p.add_argument("--true-lut", type=Path, metavar="FILE.cube",
                    help="the true LUT (.cube) (default: truth.cube in the folder holding --inputs)")
-    p.add_argument("--image-size", type=int, help="resize pairs to this size (default: the checkpoint's)")
+    p.add_argument("--image-size", type=int, metavar="N",
+                   help="resize pairs to N x N (default: the checkpoint's image_size, as in training)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p

@@ -51,15 +51,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def one_line(exc: BaseException) -> str:
-    """An error message on one line, for the command line.
-
-    A checkpoint that ``weights_only=True`` refuses gets a short explanation instead of torch's
-    multi-line advice (which suggests loading it unsafely).
-    """
-    if isinstance(exc, ckpt.CheckpointError) and isinstance(exc.__cause__, pickle.UnpicklingError):
-        path = str(exc).split(": cannot read checkpoint", 1)[0]
-        return (f"{path}: not an img2lut checkpoint (not a torch file, or it holds objects other than "
-                "tensors and plain values, which are never loaded)")
+    """An error message on one line (whitespace runs and terminal escapes collapsed), for the command line."""
     text = " ".join(_ANSI.sub("", str(exc)).split())
     return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 3] + "..."
 
@@ -155,7 +147,14 @@ def load(checkpoint: str | os.PathLike, device: str | torch.device | None = None
     weights that do not fit the architecture the file declares (e.g. another LUT size).
     """
     device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
-    payload = ckpt.load_checkpoint(checkpoint)
+    try:
+        payload = ckpt.load_checkpoint(checkpoint)
+    except ckpt.CheckpointError as exc:
+        if isinstance(exc.__cause__, pickle.UnpicklingError):  # instead of torch's advice to load it unsafely
+            raise ckpt.CheckpointError(
+                f"{checkpoint}: not an img2lut checkpoint (not a torch file, or it holds objects other than "
+                "tensors and plain values, which are never loaded)") from exc
+        raise
     try:
         model = ckpt.model_from_checkpoint(payload)
     except ckpt.CheckpointError as exc:
@@ -173,10 +172,11 @@ def load(checkpoint: str | os.PathLike, device: str | torch.device | None = None
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=PROG, description="Grade photos with a trained model and write each "
+                                "photo's predicted LUT as NAME.cube beside the graded NAME.<ext>.")
     p.add_argument("checkpoint", type=Path, help="checkpoint.pt written by python -m img2lut.train")
-    p.add_argument("images", nargs="+", type=Path)
-    p.add_argument("--out", required=True, type=Path, help="output directory (created if missing)")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="photos (PNG, JPEG, TIFF, ...)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (made if missing)")
     p.add_argument("--cube-only", action="store_true", help="write only NAME.cube, not the graded image")
     p.add_argument("--interpolation", choices=INTERPOLATIONS,
                    help="how the LUT is applied (default: the one the model was trained with)")
