@@ -141,7 +141,8 @@ class _Cell:
     def coordinate_grad(self, c: torch.Tensor, go: torch.Tensor) -> torch.Tensor:
         """d(loss)/d(lattice coordinate) ``(3,P)`` for corners ``(3,K,P)`` and upstream gradient ``(3,P)``."""
         # The map is linear in the corner values, so differentiate the dot products <go, corner k> directly.
-        dots = (c * go.unsqueeze(1)).sum(0)  # (K,P)
+        dots = c[0] * go[0]  # (K,P); multiply-adds avoid a (3,K,P) temporary
+        dots.addcmul_(c[1], go[1]).addcmul_(c[2], go[2])
         if self.interpolation == "tetrahedral":
             # The largest fraction moves along c000->ca, the middle ca->cb, the smallest cb->c111.
             steps = dots[1:] - dots[:-1]
@@ -240,7 +241,8 @@ class ApplyLutTorch(torch.autograd.Function):
         # fixed order afterwards): deterministic without atomics or locks.
         acc_shape = (len(plan) if m == 1 else 1, m, 3, d * d * d)
         acc = torch.zeros(acc_shape, dtype=dtype, device=lut.device) if need_lut else None
-        grad_image = torch.zeros_like(src) if need_image and interpolation != "nearest" else None
+        # Every chunk writes its slice, so no zero fill.
+        grad_image = torch.empty_like(src) if need_image and interpolation != "nearest" else None
 
         def chunk(wk, job):
             i, mi, sl = job
