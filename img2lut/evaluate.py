@@ -49,10 +49,6 @@ def error_map(delta_e: torch.Tensor, top: float = ERROR_MAP_MAX) -> torch.Tensor
     return torch.stack([v.clamp(0, 1), (v - 1).clamp(0, 1), (v - 2).clamp(0, 1)])
 
 
-def _finite_or_none(x: float) -> float | None:
-    return x if math.isfinite(x) else None
-
-
 def evaluate_pairs(predictor: LUTPredictor, inputs: str | Path, targets: str | Path, *,
                    image_size: int | None = None, batch_size: int = 16, true_lut: str | Path | None = None,
                    progress=None) -> tuple[dict, dict]:
@@ -110,7 +106,7 @@ def _table(report: dict) -> Table:
 
 def _json_safe(value):
     if isinstance(value, float):
-        return _finite_or_none(value)
+        return value if math.isfinite(value) else None
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, list):

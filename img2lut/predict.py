@@ -132,10 +132,10 @@ class LUTPredictor:
         return lutkern.apply_lut(image, lut, interpolation=interpolation or self.interpolation)
 
 
-def _size_setting(config: dict, key: str, default: int) -> int:
+def _size_setting(checkpoint, config: dict, key: str, default: int) -> int:
     value = config.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ckpt.CheckpointError(f"checkpoint config has an invalid {key}: {value!r}")
+        raise ckpt.CheckpointError(f"{checkpoint}: the training config has an invalid {key}: {value!r}")
     return value
 
 
@@ -160,8 +160,8 @@ def load(checkpoint: str | os.PathLike, device: str | torch.device | None = None
     except ckpt.CheckpointError as exc:
         raise ckpt.CheckpointError(f"{checkpoint}: {exc}") from exc
     config = payload["config"] if isinstance(payload["config"], dict) else {}
-    image_size = _size_setting(config, "image_size", 256)
-    cnn_size = _size_setting(config, "cnn_size", 0) or image_size
+    image_size = _size_setting(checkpoint, config, "image_size", 256)
+    cnn_size = _size_setting(checkpoint, config, "cnn_size", 0) or image_size
     if min(image_size, cnn_size) < _MIN_CNN_SIZE:
         raise ckpt.CheckpointError(f"{checkpoint}: image_size {image_size} / cnn_size {cnn_size} below "
                                    f"{_MIN_CNN_SIZE}")
