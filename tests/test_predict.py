@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageCms
 
 import lutkern
 from img2lut import checkpoint
@@ -58,8 +58,8 @@ def _photo(h: int, w: int, seed: int, depth: int = 8) -> np.ndarray:
     return codes.astype(np.uint8 if depth == 8 else np.uint16)
 
 
-def _save(path, codes: np.ndarray, exif: bytes | None = None):
-    write_codes(path, np.ascontiguousarray(codes), exif=exif)
+def _save(path, codes: np.ndarray, exif: bytes | None = None, icc: bytes | None = None):
+    write_codes(path, np.ascontiguousarray(codes), exif=exif, icc_profile=icc)
     return path
 
 
@@ -148,12 +148,13 @@ def test_api_predicts_as_training_does(model_path, tmp_path):
         predictor.predict_lut(torch.zeros(4, 8, 8))
 
 
-def test_exif_orientation_is_applied(model_path, tmp_path):
+def test_exif_orientation_is_applied_and_icc_kept(model_path, tmp_path):
     upright = _photo(20, 36, seed=8)
     stored = np.ascontiguousarray(np.rot90(upright, k=1))  # orientation 6: rotate 90 CW to display
     exif = Image.Exif()
     exif[0x0112] = 6
-    rotated_src = _save(tmp_path / "rotated.png", stored, exif=exif.tobytes())
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rotated_src = _save(tmp_path / "rotated.png", stored, exif=exif.tobytes(), icc=icc)
     upright_src = _save(tmp_path / "upright.png", upright)
     out = tmp_path / "out"
     assert main([str(model_path), str(rotated_src), str(upright_src), "--out", str(out),
@@ -165,6 +166,7 @@ def test_exif_orientation_is_applied(model_path, tmp_path):
         "\n", 1)[1]  # same LUT rows (titles name the files)
     with Image.open(out / "rotated.png") as im:
         assert im.getexif().get(0x0112, 1) == 1
+    assert a.icc_profile == icc
 
 
 def test_batch_goes_on_after_bad_files_and_exits_1(model_path, tmp_path, capsys):
