@@ -35,7 +35,7 @@ from .data import DataError, PairedImages, load_pairs, pair_files, resize, split
 from .demo import ensure_demo
 from .losses import LossWeights, total_loss
 from .metrics import covered_lattice_points, lut_rmse, psnr_from_mse, ssim_value
-from .model import INITS, ResNetLUTGenerator
+from .model import IDENTITY_EPS, INITS, ResNetLUTGenerator
 from .plots import loss_plot, preview_grid
 
 PROG = "python -m img2lut.train"
@@ -64,6 +64,7 @@ class TrainConfig:
     lut_size: int = 33
     interpolation: str = "trilinear"
     init: str = "identity"
+    init_from: str | None = None  # a .cube the CNN starts at (e.g. from python -m img2lut.fit)
     image_size: int = 256
     cnn_size: int = 64
     crop_size: int = 128
@@ -118,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--lut-size", type=int, help="LUT lattice size S (the CNN emits S^3*3 values)")
     add("--interpolation", choices=lutkern.reference.apply.INTERPOLATIONS)
     add("--init", choices=INITS, help="last layer: start at the identity LUT, or PyTorch's default")
+    add("--init-from", metavar="FILE.cube",
+        help="warm start: every image starts at this LUT (e.g. fitted by python -m img2lut.fit)")
     add("--image-size", type=int, help="pairs are resized to this square size")
     add("--cnn-size", type=int, help="the CNN sees a thumbnail of this size (0: the whole image)")
     add("--crop-size", type=int, help="the loss is computed on a random crop of this size (0: whole image)")
@@ -169,6 +172,9 @@ def validate(config: TrainConfig) -> None:
     need(c.plateau_patience >= 0, "--plateau-patience", ">= 0", c.plateau_patience)
     need((c.inputs is None) == (c.targets is None), "--inputs/--targets", "given together",
          c.inputs or c.targets)
+    need(c.init_from is None or c.init == "identity", "--init", "identity with --init-from", c.init)
+    need(c.init_from is None or Path(c.init_from).is_file(), "--init-from", "an existing .cube file",
+         c.init_from)
     need((c.val_inputs is None) == (c.val_targets is None), "--val-inputs/--val-targets", "given together",
          c.val_inputs or c.val_targets)
     try:
@@ -229,6 +235,17 @@ def _truth_at_lattice(path: Path, lut_size: int) -> torch.Tensor:
     points = lutkern.identity_lut(lut_size).reshape(-1, 3).T.reshape(3, 1, -1)
     values = lutkern.apply_lut(points, cube.lut3d.float()).reshape(3, -1).T
     return values.reshape(lut_size, lut_size, lut_size, 3)
+
+
+@torch.no_grad()
+def start_at_lut(model: ResNetLUTGenerator, lut: torch.Tensor) -> None:
+    """Warm start: the last bias becomes the logit of ``lut`` ``(S,S,S,3)`` (clamped like the identity
+    init); with the last weight already scaled down by ``init="identity"``, every image starts at ``lut``
+    and the CNN learns only the image-dependent part."""
+    if model.init != "identity":
+        raise ValueError("a warm start needs init='identity' (the last weight scaled down)")
+    bias = model.lut_generator[-1].bias
+    bias.copy_(torch.logit(lut.clamp(IDENTITY_EPS, 1 - IDENTITY_EPS)).reshape(-1).to(bias))
 
 
 def load_data(config: TrainConfig, console: Console) -> Data:
@@ -333,7 +350,14 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
     """Run (or continue from ``payload``) the training loop; returns the exit status."""
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
-    model = ResNetLUTGenerator(config.lut_size, config.interpolation, config.init).to(device)
+    model = ResNetLUTGenerator(config.lut_size, config.interpolation, config.init)
+    if config.init_from is not None and payload is None:
+        try:
+            start = _truth_at_lattice(Path(config.init_from), config.lut_size)
+        except (OSError, lutkern.CubeFormatError) as exc:
+            raise DataError(f"--init-from {config.init_from}: {exc}") from None
+        start_at_lut(model, start)
+    model = model.to(device)
     opt, sched = _make_optimizer(model, config, device)
     order, aug = torch.Generator(), torch.Generator()
     order.manual_seed(config.seed)
