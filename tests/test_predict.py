@@ -128,7 +128,9 @@ def test_thumbnail_from_codes_equals_resizing_the_whole_image(size):
 
 
 def test_api_predicts_as_training_does(model_path, tmp_path):
-    predictor = load(model_path, "cpu")
+    import img2lut
+
+    predictor = img2lut.load(model_path, "cpu")
     assert (predictor.lut_size, predictor.image_size, predictor.cnn_size) == (LUT, IMAGE_SIZE, CNN_SIZE)
     codes = [_photo(40, 50, seed=s) for s in (6, 7)]
     images = torch.stack([torch.from_numpy(c).permute(2, 0, 1).float() / 255 for c in codes])
