@@ -53,18 +53,20 @@ def _log_fallback_once(reason: str) -> None:
     _log.info("lutkern: using the torch backend because %s", reason)
 
 
-def resolve_backend(backend: str | None, device: torch.device) -> str:
+def resolve_backend(backend: str | None, device: torch.device, unsupported: str | None = None) -> str:
     """Return ``"triton"`` or ``"torch"`` for tensors on ``device``.
 
     ``backend`` is the caller's explicit choice (None = automatic). ``LUTKERN_BACKEND`` overrides the
-    automatic choice only, and is validated like an explicit argument.
+    automatic choice only, and is validated like an explicit argument. ``unsupported`` is the caller's
+    reason why the Triton kernels cannot take these inputs (e.g. float64): the automatic choice then
+    uses torch; an explicit "triton" is left to the kernel, which raises with that reason.
     """
     source = "backend argument"
     if backend is None:
         backend = os.environ.get("LUTKERN_BACKEND") or None
         source = "LUTKERN_BACKEND"
     if backend is None:
-        reason = _triton_unusable_reason(device)
+        reason = unsupported or _triton_unusable_reason(device)
         if reason is None:
             return "triton"
         _log_fallback_once(reason)

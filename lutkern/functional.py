@@ -81,7 +81,8 @@ def apply_lut(
     unbatched = image.dim() == 3
     img = image.unsqueeze(0) if unbatched else image
     lut5 = lut.unsqueeze(0) if lut.dim() == 4 else lut
-    which = resolve_backend(backend, image.device)
+    unsupported = "the Triton kernels do not take float64" if image.dtype == torch.float64 else None
+    which = resolve_backend(backend, image.device, unsupported)
     if which == "triton":
         from .ops.apply_lut import apply_lut_triton
 

@@ -117,3 +117,19 @@ def test_apply_lut_dispatches_to_the_resolved_backend(triton_missing, monkeypatc
     assert out.shape == image.shape
     with pytest.raises(RuntimeError, match="triton"):
         apply_lut(image, identity_lut(3), backend="triton")
+
+
+def test_auto_sends_inputs_triton_cannot_take_to_torch(triton_present, monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert resolve_backend(None, CPU, unsupported="float64") == "torch"
+    assert resolve_backend("triton", CPU, unsupported="float64") == "triton"  # the kernel raises itself
+
+
+def test_float64_image_under_auto_runs_on_torch(monkeypatch):
+    pytest.importorskip("triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    image = torch.rand(1, 3, 4, 5, dtype=torch.float64)
+    lut = identity_lut(3, dtype=torch.float64)
+    torch.testing.assert_close(apply_lut(image, lut), image)
+    with pytest.raises(TypeError, match="float64"):
+        apply_lut(image, lut, backend="triton")
