@@ -123,7 +123,9 @@ def test_gradcheck(size, backend):
     def terms(x):
         return on(backend, lutkern.lut_regularizers, return_terms=True)(x)[1]
 
-    assert torch.autograd.gradcheck(terms, (luts,), eps=1e-6, atol=1e-8)
+    # The interpreter pays per launch: Triton gets the random-projection check, not the full Jacobian
+    # (its full gradient is compared with the oracles' in the other tests).
+    assert torch.autograd.gradcheck(terms, (luts,), eps=1e-6, atol=1e-8, fast_mode=backend == "triton")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -245,7 +247,7 @@ def test_triton_tiling_does_not_change_the_result(tile_elements, monkeypatch):
 
     name = "TILE_INTERPRETER" if TRITON_DEVICE == "cpu" else "TILE_GPU"
     monkeypatch.setattr(ops, name, (tile_elements, getattr(ops, name)[1]))
-    luts = random_luts(3, 5, torch.float64, seed=6)
+    luts = random_luts(2, 4, torch.float64, seed=6)
     value, grad = value_and_grad(on("triton", lutkern.lut_regularizers, smooth=1.0, tv=2.0, mono=3.0), luts)
     expected, expected_grad = value_and_grad(lambda x: weighted_reference(x, 1.0, 2.0, 3.0), luts)
     torch.testing.assert_close(value, expected, **TOL[torch.float64])
