@@ -14,13 +14,13 @@ import dataclasses
 import math
 import os
 import re
-import tempfile
 from array import array
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ._atomic import atomic_open
 from .functional import MAX_LUT_SIZE, MIN_LUT_SIZE, apply_lut, check_lut
 
 MAX_1D_SIZE = 65536
@@ -341,14 +341,8 @@ def _fmt(values, precision: int) -> str:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
 
 
 def cube_text(

@@ -16,13 +16,14 @@ import dataclasses
 import os
 import struct
 import sys
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from ._atomic import atomic_open
 
 # Extension -> (Pillow format, bit depths it can hold).
 FORMATS = {
@@ -275,19 +276,13 @@ def write_codes(
         options["exif"] = exif
     if fmt == "JPEG":
         options.update(quality=quality, subsampling=0)  # 4:4:4: a colour grade must not blur chroma
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if bit_depth == 8:
-                Image.fromarray(codes, "RGB").save(f, fmt, **options)
-            elif fmt == "PNG":
-                _write_png16(f, codes, icc_profile, exif)
-            else:
-                _write_tiff16(f, codes, icc_profile)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        if bit_depth == 8:
+            Image.fromarray(codes, "RGB").save(f, fmt, **options)
+        elif fmt == "PNG":
+            _write_png16(f, codes, icc_profile, exif)
+        else:
+            _write_tiff16(f, codes, icc_profile)
 
 
 # Rows per block when encoding 16-bit files: the temporaries stay a few MiB whatever the image size.

@@ -1,6 +1,8 @@
 """Image reading/writing: every Pillow mode to RGB, 16-bit precision, rounding, EXIF orientation, errors."""
 
 import io
+import os
+import stat
 import struct
 import zlib
 
@@ -9,6 +11,7 @@ import pytest
 import torch
 from PIL import Image, ImageCms, ImageOps
 
+from lutkern import identity_lut, write_cube
 from lutkern.imageio import ImageReadError, read_image, write_image
 
 
@@ -255,3 +258,16 @@ def test_write_rejects_bad_arguments(tmp_path):
         write_image(tmp_path / "x.jpg", px, bit_depth=16)
     with pytest.raises(ValueError, match="3,H,W"):
         write_image(tmp_path / "x.png", torch.zeros(2, 2, 3))
+
+
+def test_written_files_get_the_umask_permissions(tmp_path):
+    """Atomic writes go through a private temporary file; the result must still be readable by others."""
+    old = os.umask(0o022)
+    try:
+        write_image(tmp_path / "a.png", torch.rand(3, 4, 5))
+        write_cube(tmp_path / "a.cube", identity_lut(2))
+    finally:
+        os.umask(old)
+    for name in ("a.png", "a.cube"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.cube", "a.png"]
