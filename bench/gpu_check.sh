@@ -56,12 +56,13 @@ if [[ -f tests/test_apply_lut.py ]]; then
     stage tests_apply_lut 60 "$PY" -m pytest -q -p no:cacheprovider tests/test_apply_lut.py
 fi
 if [[ -f tests/test_regularizers.py ]]; then
-    stage tests_regularizers 60 "$PY" -m pytest -q -p no:cacheprovider tests/test_regularizers.py
+    stage tests_regularizers 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_regularizers.py
 fi
 
 if [[ -f bench/bench_apply_lut.py ]]; then
     stage bench_apply_lut 60 "$PY" bench/bench_apply_lut.py --device cuda --backend triton
 fi
+stage bench_regularizers 60 "$PY" bench/bench_regularizers.py --device cuda --backend triton
 
 # ---- extra stages -------------------------------------------------------------------------------------
 # Later rows (regularizers, a training step, ...): either add a @section to bench/gpu_bench.py, or drop an
