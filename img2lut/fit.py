@@ -297,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     tuning("--lr", float, "Adam learning rate (cosine-decayed)")
     tuning("--batch-pixels", int, "pixels sampled from all pairs per step")
     tuning("--seed", int, "seeds the pixel sampling")
+    add("--threads", type=int, default=1, help="torch CPU threads (1 measured fastest on a busy 2-core "
+        "machine, see docs/fit.md)")
     add("--preview", help="also write a PNG grid: input | target | fitted, for a few validation pairs")
     add("--title", help="TITLE line of the .cube; the output file name when omitted")
     return p
@@ -326,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.image_size < 1:
             raise ValueError(f"--image-size must be >= 1, got {args.image_size}")
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
         if not Path(args.out).parent.is_dir():
             raise ValueError(f"{args.out}: the folder {Path(args.out).parent} does not exist")
         t0 = time.perf_counter()

@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--interpolation", choices=lutkern.reference.apply.INTERPOLATIONS)
     add("--init", choices=INITS, help="last layer: start at the identity LUT, or PyTorch's default")
     add("--init-from", metavar="FILE.cube",
-        help="warm start: every image starts at this LUT (e.g. fitted by python -m img2lut.fit)")
+        help="warm start: every image starts at this LUT (e.g. fitted by python -m img2lut.fit); "
+        "implies --init identity")
     add("--image-size", type=int, help="pairs are resized to this square size")
     add("--cnn-size", type=int, help="the CNN sees a thumbnail of this size (0: the whole image)")
     add("--crop-size", type=int, help="the loss is computed on a random crop of this size (0: whole image)")
@@ -193,6 +194,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = _explicit(args)
     preset = given.get("preset", "default")
     config = TrainConfig(**{**PRESETS[preset], **given, "preset": preset})
+    if config.init_from is not None and "init" not in given:
+        config.init = "identity"  # a warm start needs the last weight scaled down, as this init does
     if config.experiment is None:
         config.experiment = _default_experiment(config.inputs)
     validate(config)

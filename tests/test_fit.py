@@ -172,6 +172,7 @@ def test_cli_writes_a_readable_cube_and_preview(tmp_path, monkeypatch, capsys):
     [
         (["--lut-size", "1"], "size"),
         (["--steps", "0"], "steps"),
+        (["--threads", "0"], "--threads"),
         (["--tv-weight", "-1"], "tv"),
         (["--val-fraction", "1.5"], "validation fraction"),
         (["--val-inputs", "x"], "--val-inputs and --val-targets"),
@@ -200,7 +201,7 @@ def test_warm_start_puts_every_prediction_at_the_lut():
 
     look = lutkern.looks["teal_orange"](5)
     torch.manual_seed(0)
-    model = ResNetLUTGenerator(5).eval()
+    model = ResNetLUTGenerator(5, init="identity").eval()
     train.start_at_lut(model, look)
     with torch.no_grad():
         luts = model.predict_lut(torch.rand(4, 3, 16, 16))
@@ -221,11 +222,21 @@ def test_train_init_from_cube(tmp_path, monkeypatch, capsys):
     _write_pairs(tmp_path, lutkern.looks["bw"](5), n=6, size=16)  # resized to 128: the loss crop fits
     look = lutkern.looks["faded_warm"](5)
     lutkern.write_cube(tmp_path / "start.cube", look)
-    # A vanishing learning rate: the run ends where it started, so its mean LUT is the warm start's.
     start = str(tmp_path / "start.cube")
-    assert train.main(_train_args(tmp_path, "--init-from", start, "--lr", "1e-12")) == 0
-    mean_lut = lutkern.read_cube(tmp_path / "models" / "pairs" / "lut.cube").lut3d
-    torch.testing.assert_close(mean_lut, look, atol=5e-3, rtol=0)
+    seen = {}
+
+    def spy(model, lut):  # what the CNN predicts right after the warm start, before any step
+        real_start_at_lut(model, lut)
+        with torch.no_grad():
+            seen["luts"] = model.eval().predict_lut(torch.rand(2, 3, 16, 16))
+        model.train()
+
+    real_start_at_lut = train.start_at_lut
+    monkeypatch.setattr(train, "start_at_lut", spy)
+    assert train.main(_train_args(tmp_path, "--init-from", start)) == 0
+    torch.testing.assert_close(seen["luts"], look.expand_as(seen["luts"]), atol=5e-3, rtol=0)
+    payload = torch.load(tmp_path / "models" / "pairs" / "checkpoint.pt", weights_only=True)
+    assert payload["config"]["init"] == "identity"  # implied by --init-from
     capsys.readouterr()
     for extra, match in ((["--init-from", str(tmp_path / "missing.cube")], "--init-from"),
                          (["--init-from", start, "--init", "default"], "--init")):
