@@ -37,7 +37,7 @@ LOGIT_EPS = 1e-3
 DEFAULT_WEIGHTS = {"smooth": 0.0, "tv": 1e-2, "mono": 1e-2}
 # Interpolation weight (in pixels) a lattice point needs to count as covered by the data.
 COVERED_WEIGHT = 1.0
-# Pixels per apply_lut call when sweeping all pixels (coverage, evaluation): bounds peak memory.
+# Pixels per apply_lut call when measuring the coverage of all pixels: bounds peak memory.
 _CHUNK_PIXELS = 1 << 20
 
 
@@ -45,7 +45,7 @@ _CHUNK_PIXELS = 1 << 20
 class FitResult:
     """What :func:`fit_lut` found.
 
-    lut: ``(D,D,D,3)`` float32 in [0, 1], ``lut[b, g, r, c]``.
+    lut: ``(D,D,D,3)`` float32 in [0, 1], ``lut[b, g, r, c]``, on the CPU (as coverage).
     coverage: ``(D,D,D)`` total interpolation weight each lattice point received from the training
         pixels (in pixels); 0 where no pixel's interpolation support reaches.
     losses: mean squared error of the sampled pixels at each step (without the regularizers).
@@ -125,7 +125,7 @@ def lattice_coverage(pixels: torch.Tensor, lut_size: int, interpolation: str = "
     Taken from apply_lut's own gradient (d sum(out) / d lut), so it matches the interpolation exactly:
     a point with weight 0 gets no data gradient during a fit.
     """
-    probe = torch.zeros(lut_size, lut_size, lut_size, 3, requires_grad=True)
+    probe = torch.zeros(lut_size, lut_size, lut_size, 3, device=pixels.device, requires_grad=True)
     for chunk in pixels.split(_CHUNK_PIXELS, dim=1):
         _apply_pixels(chunk, probe, interpolation, backend)[0].sum().backward()
     return probe.grad[..., 0].detach()
@@ -158,7 +158,7 @@ def fit_lut(
     """Fit one LUT ``(D,D,D,3)`` so that ``apply_lut(inputs[i], lut) ~= targets[i]`` for every pair.
 
     inputs, targets: ``(N,3,H,W)`` tensors, or equally long lists of ``(3,H,W)`` images whose sizes may
-        differ between pairs (never within a pair); RGB float in [0, 1], on the CPU.
+        differ between pairs (never within a pair); RGB float in [0, 1]. The fit runs on their device.
     lut_size: D. interpolation: any mode of :func:`lutkern.apply_lut` (the fitted LUT is meant to be
         applied with the same one).
     smooth_weight, tv_weight, mono_weight: weights of :func:`lutkern.smoothness`,
@@ -184,17 +184,20 @@ def fit_lut(
     batch_pixels = _check_positive_int("batch_pixels", batch_pixels)
     if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    start = lutkern.identity_lut(lut_size) if init is None else init.detach().float().clone()
+    if init is not None and not isinstance(init, torch.Tensor):
+        raise TypeError(f"init must be a LUT tensor (D,D,D,3) or None, got {type(init).__name__}")
+    start = lutkern.identity_lut(lut_size) if init is None else init.detach().float().cpu().clone()
     if start.shape != (lut_size, lut_size, lut_size, 3):
         raise ValueError(f"init must have shape {(lut_size,) * 3 + (3,)} (lut_size={lut_size}), "
                          f"got {tuple(start.shape)}")
     if not torch.isfinite(start).all():
         raise ValueError("init contains NaN or infinite values")
     weights = dict(smooth=smooth_weight, tv=tv_weight, mono=mono_weight)
-    lutkern.lut_regularizers(start, **weights, backend=backend)  # checks the weights before the slow part
+    lutkern.lut_regularizers(start, **weights, backend="torch")  # checks the weights before the slow part
 
     pool = _pixel_pool(inputs, targets)
     coverage = lattice_coverage(pool[:, :3].T, lut_size, interpolation, backend)
+    start = start.to(pool.device)
 
     if parametrization == "logits":
         param = torch.logit(start.clamp(LOGIT_EPS, 1 - LOGIT_EPS)).requires_grad_()
@@ -209,7 +212,7 @@ def fit_lut(
     t0 = time.perf_counter()
     with _progress_bar(progress, steps) as advance:
         for _ in range(steps):
-            idx = torch.randint(pool.shape[0], (batch_pixels,), generator=gen)
+            idx = torch.randint(pool.shape[0], (batch_pixels,), generator=gen).to(pool.device)
             batch = pool.index_select(0, idx).T  # (6, batch_pixels)
             lut = to_lut(param)
             mse = (_apply_pixels(batch[:3], lut, interpolation, backend) - batch[3:]).square().mean()
@@ -219,11 +222,11 @@ def fit_lut(
             opt.step()
             sched.step()
             losses.append(mse.item())
-            advance(mse.item())
+            advance(losses[-1])
     seconds = time.perf_counter() - t0
     with torch.no_grad():
         lut = to_lut(param).clamp(0, 1)
-    return FitResult(lut=lut.detach(), coverage=coverage, losses=losses, seconds=seconds)
+    return FitResult(lut=lut.detach().cpu(), coverage=coverage.cpu(), losses=losses, seconds=seconds)
 
 
 @contextlib.contextmanager

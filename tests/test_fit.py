@@ -113,6 +113,7 @@ def test_logit_parametrization_and_init_are_honoured():
         (dict(tv_weight=-1.0), ValueError, "tv"),
         (dict(parametrization="tanh"), ValueError, "parametrization"),
         (dict(init=torch.zeros(4, 4, 4, 3)), ValueError, "init"),
+        (dict(init=[[0.5]]), TypeError, "init"),
     ],
 )
 def test_bad_arguments_raise(kwargs, error, match):
