@@ -2,7 +2,8 @@
 
 Sources: the public-domain colour photographs bundled with scikit-image (the ``demo`` extra), cut into
 many crops (random position and scale, horizontal flips), plus synthetic images that cover the whole
-colour cube (four-colour gradients, colour charts, random patches, planes through the cube). Every input
+colour cube (four-colour gradients, colour charts, random patches, planes through the cube, and blocks
+of random colours: photos reach only part of the cube, and every LUT cell should see some data). Every input
 is graded by a built-in look (``lutkern.looks["bw"]``, the seed's black-and-white target) with
 :func:`lutkern.apply_lut`, and the true LUT is saved beside the pairs, so what a model learns can be
 compared with the truth, not only its images.
@@ -38,7 +39,8 @@ from .data import DataError, resize
 DEMO_VERSION = "demo-v1"
 TRAIN_PHOTOS = ("astronaut", "chelsea", "rocket", "stereo_motorcycle")
 VAL_PHOTOS = ("coffee",)
-SYNTHETIC_KINDS = ("gradient", "chart", "patches", "plane")
+SYNTHETIC_KINDS = ("gradient", "chart", "patches", "plane", "noise")
+NOISE_BLOCK = 4  # pixels per side of one random colour in a "noise" image
 # Crops cover 35-100% of the photo's short side: close-ups and wide views.
 MIN_CROP_FRACTION = 0.35
 
@@ -139,6 +141,9 @@ def synthetic_image(kind: str, size: int, gen: torch.Generator) -> torch.Tensor:
         img[axes[1]] = t.view(-1, 1)
         img[axes[2]] = float(_uniform(gen, 1))
         return img
+    if kind == "noise":  # thousands of colours drawn uniformly from the cube, in small blocks
+        cells = _uniform(gen, 3, -(-size // NOISE_BLOCK), -(-size // NOISE_BLOCK))
+        return cells.repeat_interleave(NOISE_BLOCK, 1).repeat_interleave(NOISE_BLOCK, 2)[:, :size, :size]
     raise ValueError(f"unknown synthetic image kind {kind!r}, expected one of {SYNTHETIC_KINDS}")
 
 

@@ -56,7 +56,7 @@ class ResNetLUTGenerator(nn.Module):
         as the seed did. See docs/training.md for the measurement behind the default.
     """
 
-    def __init__(self, lut_size: int = 33, interpolation: str = "trilinear", init: str = "identity"):
+    def __init__(self, lut_size: int = 33, interpolation: str = "trilinear", init: str = "default"):
         super().__init__()
         if not isinstance(lut_size, int) or not lutkern.functional.MIN_LUT_SIZE <= lut_size <= 256:
             raise ValueError(f"lut_size must be an int in [2, 256], got {lut_size!r}")

@@ -47,7 +47,7 @@ INTERRUPTED = 130
 
 @dataclass
 class TrainConfig:
-    """Every setting of a run; saved in the checkpoint. ``cnn_size``/``crop_size`` 0 = ``image_size``."""
+    """Every setting of a run; saved in the checkpoint. ``cnn_size`` 0 = ``image_size``."""
 
     preset: str = "default"
     inputs: str | None = None  # None: the built-in demo data
@@ -55,26 +55,28 @@ class TrainConfig:
     val_inputs: str | None = None  # explicit validation pairs; otherwise split by --val-fraction
     val_targets: str | None = None
     truth: str | None = None  # the true LUT, if known; default: truth.cube beside the inputs folder
-    epochs: int = 30
+    epochs: int = 40
     batch_size: int = 16
-    lr: float = 1e-3
+    lr: float = 1e-4
+    bias_lr: float | None = 0.1  # the output layer's bias (the LUT all images share); None: lr
     scheduler: str = "cosine"
     plateau_factor: float = 0.1
     plateau_patience: int = 10
     lut_size: int = 33
     interpolation: str = "trilinear"
-    init: str = "identity"
+    init: str = "default"
     init_from: str | None = None  # a .cube the CNN starts at (e.g. from python -m img2lut.fit)
     image_size: int = 256
-    cnn_size: int = 64
-    crop_size: int = 128
+    cnn_size: int = 32
+    loss_stride: int = 2
     ssim_weight: float = 0.0
     smooth_weight: float = 0.0
-    tv_weight: float = 0.0
+    tv_weight: float = 1e-3
     mono_weight: float = 0.0
     val_fraction: float = 0.1
-    preview_every: int = 5
-    checkpoint_every: int = 1
+    preview_every: int = 10
+    # A 33^3 checkpoint is ~680 MB (seconds to write): every 10 epochs, at the end and on Ctrl-C.
+    checkpoint_every: int = 10
     seed: int = 0
     device: str = "cpu"
     experiment: str | None = None  # default: "demo" on the demo data, else "pairs"
@@ -87,7 +89,8 @@ PRESETS: dict[str, dict] = {
     # The seed experiment: batch 64, LUT 33, lr 1e-2, 500 epochs, 256x256, Adam,
     # ReduceLROnPlateau(factor=0.1, patience=10) on the epoch loss, MSE, PyTorch's initialisation.
     "seed": dict(epochs=500, batch_size=64, lr=1e-2, scheduler="plateau", lut_size=33, image_size=256,
-                 cnn_size=0, crop_size=0, init="default", preview_every=50),
+                 bias_lr=None, cnn_size=0, loss_stride=1, tv_weight=0.0, init="default",
+                 preview_every=50, checkpoint_every=1),
 }
 # Settings that may differ when resuming; anything else must match the checkpoint.
 RESUMABLE_CHANGES = ("epochs", "device", "preview_every", "checkpoint_every")
@@ -112,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--epochs", type=int)
     add("--batch-size", type=int)
     add("--lr", type=float, help="Adam learning rate")
+    add("--bias-lr", type=float, help="learning rate of the last layer's bias, the LUT shared by all "
+        "images (default: --lr)")
     add("--scheduler", choices=SCHEDULERS,
         help="cosine decay over the run, or ReduceLROnPlateau on the epoch loss")
     add("--plateau-factor", type=float)
@@ -124,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
         "implies --init identity")
     add("--image-size", type=int, help="pairs are resized to this square size")
     add("--cnn-size", type=int, help="the CNN sees a thumbnail of this size (0: the whole image)")
-    add("--crop-size", type=int, help="the loss is computed on a random crop of this size (0: whole image)")
+    add("--loss-stride", type=int, help="the loss sees every N-th pixel in x and y, at a random offset "
+        "(a LUT acts pixel by pixel, so the subsample keeps the colours and costs N^2 times less)")
     add("--ssim-weight", type=float, help="weight of 1-SSIM (data_range=1)")
     add("--smooth-weight", type=float, help="weight of lutkern.smoothness")
     add("--tv-weight", type=float, help="weight of lutkern.total_variation")
@@ -159,10 +165,12 @@ def validate(config: TrainConfig) -> None:
     need(c.image_size >= 16, "--image-size", ">= 16", c.image_size)
     # Three stride-2 blocks: below 16 px the last BatchNorm sees too few values per channel.
     need(c.cnn_size == 0 or c.cnn_size >= 16, "--cnn-size", "0 or >= 16", c.cnn_size)
-    need(0 <= c.crop_size <= c.image_size, "--crop-size", f"between 0 and --image-size ({c.image_size})",
-         c.crop_size)
-    need(c.crop_size == 0 or c.crop_size >= 11 or c.ssim_weight == 0, "--crop-size",
-         ">= 11 with --ssim-weight (the SSIM window)", c.crop_size)
+    need(c.bias_lr is None or (c.bias_lr > 0 and math.isfinite(c.bias_lr)), "--bias-lr", "a positive number",
+         c.bias_lr)
+    # SSIM's 11-pixel window must fit in the subsampled image.
+    most = c.image_size // 11 if c.ssim_weight else c.image_size
+    need(1 <= c.loss_stride <= most, "--loss-stride", f"between 1 and {most} (--image-size {c.image_size}"
+         f"{', SSIM needs 11 pixels' if c.ssim_weight else ''})", c.loss_stride)
     for name in ("ssim_weight", "smooth_weight", "tv_weight", "mono_weight"):
         value = getattr(c, name)
         need(value >= 0 and math.isfinite(value), "--" + name.replace("_", "-"), ">= 0", value)
@@ -277,8 +285,13 @@ def load_data(config: TrainConfig, console: Console) -> Data:
 
 
 def _make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device):
+    # Adam moves a parameter by about lr per step whatever its gradient's size, and a LUT entry's
+    # gradient is sparse (only pixels near it): the shared LUT (the last bias) may need a larger lr.
+    bias = model.lut_generator[-1].bias
+    groups = [{"params": [p for p in model.parameters() if p is not bias]},
+              {"params": [bias], "lr": config.bias_lr or config.lr}]
     # The fused Adam is ~7x faster on CPU for the 55M-parameter last layer (S=33), same update rule.
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, fused=device.type in ("cpu", "cuda"))
+    opt = torch.optim.Adam(groups, lr=config.lr, fused=device.type in ("cpu", "cuda"))
     if config.scheduler == "plateau":
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="min", factor=config.plateau_factor, patience=config.plateau_patience)
@@ -383,7 +396,7 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
     weights = LossWeights(config.ssim_weight, config.smooth_weight, config.tv_weight, config.mono_weight)
     n = len(data.train)
     steps_per_epoch = math.ceil(n / config.batch_size)
-    image, crop = config.image_size, config.crop_size
+    stride = config.loss_stride
     ckpt_path = run_dir / ckpt.CHECKPOINT_NAME
 
     def save() -> None:
@@ -408,10 +421,9 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
             for step in range(state["step"], steps_per_epoch):
                 idx = perm[step * config.batch_size:(step + 1) * config.batch_size]
                 x, y = data.train.inputs[idx], data.train.targets[idx]
-                if crop:
-                    top = int(torch.randint(0, image - crop + 1, (1,), generator=aug))
-                    left = int(torch.randint(0, image - crop + 1, (1,), generator=aug))
-                    x, y = x[..., top:top + crop, left:left + crop], y[..., top:top + crop, left:left + crop]
+                if stride > 1:
+                    dy, dx = torch.randint(0, stride, (2,), generator=aug).tolist()
+                    x, y = x[..., dy::stride, dx::stride], y[..., dy::stride, dx::stride]
                 out, lut = model(data.train_thumbs[idx].to(device), full=x.to(device))
                 loss, parts = total_loss(out, y.to(device), lut, weights)
                 opt.zero_grad(set_to_none=True)

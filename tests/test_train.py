@@ -50,8 +50,9 @@ def pairs(tmp_path_factory):
 
 def _args(pairs: Path, out: Path, *extra: str) -> list[str]:
     return ["--inputs", str(pairs / "inputs"), "--targets", str(pairs / "targets"), "--out", str(out),
-            "--image-size", "32", "--cnn-size", "16", "--crop-size", "16", "--lut-size", str(LUT),
-            "--batch-size", "3", "--epochs", "2", "--val-fraction", "0.25", "--lr", "1e-3", *extra]
+            "--image-size", "32", "--cnn-size", "16", "--loss-stride", "2", "--lut-size", str(LUT),
+            "--batch-size", "3", "--epochs", "2", "--val-fraction", "0.25", "--lr", "1e-3",
+            "--bias-lr", "1e-2", *extra]
 
 
 def _rows(run: Path) -> list[dict]:
@@ -152,7 +153,7 @@ def test_seed_preset_is_the_seed_experiment():
     assert seed == (64, 33, 1e-2, 500, 256)
     assert (config.scheduler, config.plateau_factor, config.plateau_patience) == ("plateau", 0.1, 10)
     # The CNN sees the whole 256x256 image, the loss is plain MSE on the whole image, default init.
-    assert (config.cnn_size, config.crop_size, config.init) == (0, 0, "default")
+    assert (config.cnn_size, config.loss_stride, config.init, config.bias_lr) == (0, 1, "default", None)
     assert config.ssim_weight == config.smooth_weight == config.tv_weight == config.mono_weight == 0
     # Explicit flags override the preset.
     config = config_from_args(build_parser().parse_args(["--preset", "seed", "--epochs", "7"]))
