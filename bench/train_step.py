@@ -17,8 +17,9 @@ weights (identical module and parameter names) and see the same random images:
 
 Settings (rows): ``seed`` = the CNN sees the whole --image-size image and the loss covers all of it, as in
 the notebook; ``default`` = the default training preset (the CNN sees a --cnn-size thumbnail, the loss a
---crop-size crop; thumbnails are made once when the data is loaded, so they are inputs here). Without
---cnn-size/--crop-size both settings are measured; the seed pipeline always runs its own (full) setting.
+--loss-stride subsample, every N-th pixel in x and y; thumbnails are made once when the data is loaded, so
+they are inputs here). Without --cnn-size/--loss-stride both settings are measured; the seed pipeline
+always runs its own (full) setting.
 
 Times are per step, measured alternately (seed, ours, seed, ...) so that a change of machine load hits
 both; the ratio is seed time / our time (> 1: we are faster). Besides wall time, the CPU time of the process
@@ -161,7 +162,7 @@ class OurPipeline:
             thumb = thumb.contiguous(memory_format=torch.channels_last)
         self.model = model.train()
         self.forward = torch.compile(model) if args.compile else model
-        self.thumb, self.full, self.y = thumb, batch["full"], batch["crop_y"]
+        self.thumb, self.full, self.y = thumb, batch["full"], batch["sub_y"]
 
     def step(self) -> float:
         autocast = (torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None
@@ -176,25 +177,25 @@ class OurPipeline:
         return float(loss.detach())
 
 
-def make_batch(args, cnn_size: int, crop_size: int, device: torch.device) -> dict:
-    """Random images ``x``/``y`` (B,3,N,N); our inputs: ``thumb`` (B,3,c,c), ``full``/``crop_y`` crops."""
+def make_batch(args, cnn_size: int, stride: int, device: torch.device) -> dict:
+    """Random images ``x``/``y`` (B,3,N,N); our inputs: ``thumb`` (B,3,c,c) and ``full``/``sub_y``, the
+    strided views ``[..., ::stride, ::stride]`` that img2lut.train hands to the model and the loss."""
     g = torch.Generator().manual_seed(0)
     n = args.image_size
     x = torch.rand(args.batch, 3, n, n, generator=g)
     y = torch.rand(args.batch, 3, n, n, generator=g)
     thumb = F.interpolate(x, size=(cnn_size, cnn_size), mode="bilinear", antialias=True) if cnn_size else x
-    crop = crop_size or n
-    return {k: v.to(device) for k, v in {"x": x, "y": y, "thumb": thumb.contiguous(),
-                                         "full": x[..., :crop, :crop].contiguous(),
-                                         "crop_y": y[..., :crop, :crop].contiguous()}.items()}
+    x, y, thumb = x.to(device), y.to(device), thumb.contiguous().to(device)
+    return {"x": x, "y": y, "thumb": thumb,
+            "full": x[..., ::stride, ::stride], "sub_y": y[..., ::stride, ::stride]}
 
 
-def make_pipelines(args, cnn_size: int, crop_size: int, device: torch.device):
+def make_pipelines(args, cnn_size: int, stride: int, device: torch.device):
     torch.manual_seed(0)
     seed_model = SeedResNetLUTGenerator(args.lut_size)
     ours = ResNetLUTGenerator(args.lut_size, init="default")
     ours.load_state_dict(seed_model.state_dict())  # strict: the same architecture, parameter for parameter
-    batch = make_batch(args, cnn_size, crop_size, device)
+    batch = make_batch(args, cnn_size, stride, device)
     return SeedPipeline(seed_model.to(device), batch), OurPipeline(ours.to(device), batch, args)
 
 
@@ -212,9 +213,9 @@ def _rss_mib(field: str) -> float:
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
 
 
-def cpu_peak_here(args, which: str, cnn_size: int, crop_size: int) -> float:
+def cpu_peak_here(args, which: str, cnn_size: int, stride: int) -> float:
     """MiB of peak RSS over two steps of one pipeline in this (fresh) process, beyond model and inputs."""
-    pipes = dict(zip(("seed", "ours"), make_pipelines(args, cnn_size, crop_size, torch.device("cpu")),
+    pipes = dict(zip(("seed", "ours"), make_pipelines(args, cnn_size, stride, torch.device("cpu")),
                      strict=True))
     pipe = pipes.pop(which)
     pipes.clear()
@@ -227,8 +228,8 @@ def cpu_peak_here(args, which: str, cnn_size: int, crop_size: int) -> float:
     return max(0.0, _rss_mib("VmHWM") - before)
 
 
-def cpu_peak(argv: list[str], which: str, cnn_size: int, crop_size: int) -> float:
-    cmd = [sys.executable, __file__, *argv, "--measure-memory", f"{which}:{cnn_size}:{crop_size}"]
+def cpu_peak(argv: list[str], which: str, cnn_size: int, stride: int) -> float:
+    cmd = [sys.executable, __file__, *argv, "--measure-memory", f"{which}:{cnn_size}:{stride}"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
 
@@ -246,12 +247,12 @@ def profile(pipe, device: torch.device, rows: int = 12) -> None:
 
 
 def settings(args) -> list[tuple[str, int, int]]:
-    if args.cnn_size is not None or args.crop_size is not None:
-        return [("custom", args.cnn_size or 0, args.crop_size or 0)]
+    if args.cnn_size is not None or args.loss_stride is not None:
+        return [("custom", args.cnn_size or 0, args.loss_stride or 1)]
     default = TrainConfig()
     # A preset size larger than a small --image-size means the whole image, as 0 does.
-    fit = [size if size < args.image_size else 0 for size in (default.cnn_size, default.crop_size)]
-    return [("seed", 0, 0), ("default", *fit)]
+    cnn = default.cnn_size if default.cnn_size < args.image_size else 0
+    return [("seed", 0, 1), ("default", cnn, default.loss_stride)]
 
 
 def parse_args(argv):
@@ -261,7 +262,7 @@ def parse_args(argv):
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--cnn-size", type=int, help="our CNN's thumbnail size (0: the whole image)")
-    p.add_argument("--crop-size", type=int, help="our loss crop size (0: the whole image)")
+    p.add_argument("--loss-stride", type=int, help="our loss sees every N-th pixel in x and y (1: all)")
     p.add_argument("--lut-size", type=int, default=33)
     p.add_argument("--amp", choices=tuple(AMP_DTYPES), default="none")
     p.add_argument("--channels-last", action="store_true")
@@ -271,7 +272,7 @@ def parse_args(argv):
     p.add_argument("--profile", action="store_true", help="print the top ops of one step of each pipeline")
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--json", help="also write the rows to this file")
-    p.add_argument("--measure-memory", help=argparse.SUPPRESS)  # internal: "pipeline:cnn:crop"
+    p.add_argument("--measure-memory", help=argparse.SUPPRESS)  # internal: "pipeline:cnn:stride"
     return p.parse_args(argv)
 
 
@@ -281,8 +282,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.measure_memory:
-        which, cnn, crop = args.measure_memory.split(":")
-        print(json.dumps({"peak_mib": cpu_peak_here(args, which, int(cnn), int(crop))}))
+        which, cnn, stride = args.measure_memory.split(":")
+        print(json.dumps({"peak_mib": cpu_peak_here(args, which, int(cnn), int(stride))}))
         return
     device = torch.device(args.device)
     flags = f"amp {args.amp}" + ", channels-last" * args.channels_last + ", compile" * args.compile
@@ -293,8 +294,8 @@ def main(argv: list[str] | None = None) -> None:
           "(median) | images/s (wall) | vs seed (wall) | vs seed (CPU) | peak MiB |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = []
-    for setting, cnn, crop in settings(args):
-        pipes = make_pipelines(args, cnn, crop, device)
+    for setting, cnn, stride in settings(args):
+        pipes = make_pipelines(args, cnn, stride, device)
         for pipe in pipes:
             for _ in range(2):
                 pipe.step()
@@ -323,9 +324,9 @@ def main(argv: list[str] | None = None) -> None:
             elif args.no_memory:
                 peak = float("nan")
             else:
-                peak = cpu_peak(argv, pipe.name, cnn, crop)
-            px = (args.image_size, args.image_size) if pipe.name == "seed" else (cnn or args.image_size,
-                                                                                 crop or args.image_size)
+                peak = cpu_peak(argv, pipe.name, cnn, stride)
+            n = args.image_size
+            px = (n, n) if pipe.name == "seed" else (cnn or n, -(-n // stride))
             row = {"setting": setting, "pipeline": pipe.name, "cnn_px": px[0], "loss_px": px[1],
                    "wall_ms_median": wall * 1e3, "wall_ms_best": best * 1e3, "cpu_ms_median": cpu * 1e3,
                    "images_per_s": args.batch / wall, "vs_seed_wall": base_wall / wall,

@@ -106,10 +106,12 @@ def setup(device: str | torch.device = "cpu") -> Dist:
     return Dist(rank=rank, world_size=world, local_rank=local, device=dev)
 
 
-def cleanup() -> None:
-    """Leave the process group (after a barrier, so no rank exits while another still talks)."""
+def cleanup(wait: bool = True) -> None:
+    """Leave the process group. ``wait``: after a barrier, so that no rank leaves while another still
+    talks; pass False on an error path, where the other ranks may never arrive."""
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 
@@ -126,6 +128,16 @@ def all_reduce_mean(ctx: Dist, values: Sequence[float]) -> list[float]:
     t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=ctx.device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return (t / ctx.world_size).tolist()
+
+
+def any_rank(ctx: Dist, flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on at least one: lets all ranks stop at the same step
+    (a rank that stopped alone would leave the others waiting in DDP's gradient all-reduce)."""
+    if not ctx.enabled:
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def make_sampler(ctx: Dist, n: int, seed: int, shuffle: bool = True) -> DistributedSampler:

@@ -57,6 +57,7 @@ def test_single_process_is_a_no_op():
     ctx = D.setup("cpu")
     assert (ctx.rank, ctx.world_size, ctx.is_main, ctx.enabled) == (0, 1, True, False)
     assert D.all_reduce_mean(ctx, [1.5, 2]) == [1.5, 2.0]
+    assert D.any_rank(ctx, True) and not D.any_rank(ctx, False)
     model = ResNetLUTGenerator(LUT)
     assert D.wrap(model, ctx, sync_bn=True) is model
 
@@ -107,6 +108,7 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     ctx = D.setup("cpu")
     try:
         mean = D.all_reduce_mean(ctx, [float(rank), 10.0 * rank])
+        anyone = [D.any_rank(ctx, rank == 1), D.any_rank(ctx, False)]
         torch.manual_seed(rank)  # different initial weights per rank: DDP must broadcast rank 0's
         model = ResNetLUTGenerator(LUT, init="default")
         ddp = D.wrap(model, ctx)
@@ -114,7 +116,7 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
         half = x.shape[0] // world
         _sgd_step(ddp, x[rank * half:(rank + 1) * half], y[rank * half:(rank + 1) * half])
         params = {k: v.detach().clone() for k, v in D.unwrap(ddp).named_parameters()}
-        torch.save({"mean": mean, "params": params, "is_main": ctx.is_main},
+        torch.save({"mean": mean, "any": anyone, "params": params, "is_main": ctx.is_main},
                    os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         D.cleanup()
@@ -124,6 +126,7 @@ def test_two_gloo_processes_match_one_big_batch(tmp_path):
     mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     assert [r["mean"] for r in results] == [[0.5, 5.0], [0.5, 5.0]]
+    assert [r["any"] for r in results] == [[True, False], [True, False]]
     assert [r["is_main"] for r in results] == [True, False]
     # Reference: rank 0's initial weights, one step on the whole batch in this process.
     torch.manual_seed(0)
