@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--init", choices=INITS, help="last layer: start at the identity LUT, or PyTorch's default")
     add("--init-from", metavar="FILE.cube",
         help="warm start: every image starts at this LUT (e.g. fitted by python -m img2lut.fit); "
-        "implies --init identity")
+        "implies --init identity and --bias-lr = --lr")
     add("--image-size", type=int, help="pairs are resized to this square size")
     add("--cnn-size", type=int, help="the CNN sees a thumbnail of this size (0: the whole image)")
     add("--loss-stride", type=int, help="the loss sees every N-th pixel in x and y, at a random offset "
@@ -202,8 +202,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = _explicit(args)
     preset = given.get("preset", "default")
     config = TrainConfig(**{**PRESETS[preset], **given, "preset": preset})
-    if config.init_from is not None and "init" not in given:
-        config.init = "identity"  # a warm start needs the last weight scaled down, as this init does
+    if config.init_from is not None:
+        if "init" not in given:
+            config.init = "identity"  # a warm start needs the last weight scaled down, as this init does
+        if "bias_lr" not in given:
+            config.bias_lr = None  # the shared LUT is already fitted: a large lr knocks it off (docs/fit.md)
     if config.experiment is None:
         config.experiment = _default_experiment(config.inputs)
     validate(config)

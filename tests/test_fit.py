@@ -237,7 +237,9 @@ def test_train_init_from_cube(tmp_path, monkeypatch, capsys):
     assert train.main(_train_args(tmp_path, "--init-from", start)) == 0
     torch.testing.assert_close(seen["luts"], look.expand_as(seen["luts"]), atol=5e-3, rtol=0)
     payload = torch.load(tmp_path / "models" / "pairs" / "checkpoint.pt", weights_only=True)
-    assert payload["config"]["init"] == "identity"  # implied by --init-from
+    # Implied by --init-from: the identity init's scaled-down weight, and the shared LUT (the last
+    # bias) learning at the network's lr instead of the preset's large bias lr.
+    assert payload["config"]["init"] == "identity" and payload["config"]["bias_lr"] is None
     capsys.readouterr()
     for extra, match in ((["--init-from", str(tmp_path / "missing.cube")], "--init-from"),
                          (["--init-from", start, "--init", "default"], "--init")):
