@@ -74,6 +74,8 @@ def loss_plot(path: str | Path, epochs: list[int], series: dict[str, list[float]
         draw.text((8, y - 6), f"1e{d}", fill="black", font=font)
     for i in range(6):
         epoch = x_lo + (x_hi - x_lo) * i / 5
+        if x_hi - x_lo >= 5:
+            epoch = round(epoch)  # whole epochs once there is room
         x, _ = xy(epoch, 10.0**y_lo)
         draw.line((x, height - bottom, x, height - bottom + 4), fill="black")
         draw.text((x - 8, height - bottom + 8), f"{epoch:g}", fill="black", font=font)
