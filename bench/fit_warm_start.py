@@ -1,10 +1,11 @@
 """Validation PSNR against training time of the CNN, started cold (identity LUT) or warm (at a LUT fitted
 directly by ``python -m img2lut.fit``), on the built-in demo data (the measurement in docs/fit.md).
 
-Runs ``img2lut.fit`` on the demo's training pairs, then ``img2lut.train`` twice with the same settings,
-without and with ``--init-from``; prints a table per epoch and draws docs/images/fit_warm_start.png.
+Runs ``img2lut.fit`` on the demo's training pairs, then ``img2lut.train`` with the same settings,
+without and with ``--init-from`` (or the ``--run`` variants given); prints validation PSNR and seconds
+per epoch and draws docs/images/fit_warm_start.png.
 
-    python bench/fit_warm_start.py [--epochs 4] [--out runs/warm-start] [--png docs/images/fit_warm_start.png]
+    python bench/fit_warm_start.py [--epochs 4] [--run "NAME=TRAIN ARGS" ...] [--out runs/warm-start]
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shlex
 import time
 from pathlib import Path
 
@@ -24,6 +26,8 @@ from img2lut.demo import ensure_demo
 from img2lut.metrics import psnr_from_mse
 from img2lut.plots import loss_plot
 
+DEFAULT_RUNS = ("CNN from identity=", "CNN from fit=--init-from {cube}")
+
 
 def _metrics(run: Path) -> list[dict]:
     with (run / "metrics.csv").open() as f:
@@ -35,6 +39,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--out", default="runs/warm-start")
     ap.add_argument("--png", default="docs/images/fit_warm_start.png")
+    ap.add_argument("--run", action="append", metavar="NAME=TRAIN ARGS",
+                    help="a training run to compare (repeatable; {cube} is the fitted LUT); default: "
+                    + "; ".join(DEFAULT_RUNS))
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 is faster than 2 on a shared, busy 2-core machine)")
     args = ap.parse_args()
@@ -57,27 +64,29 @@ def main() -> None:
     fit_mse = float((lutkern.apply_lut(val.inputs, lut) - val.targets).square().mean())
 
     runs = {}
-    for name, extra in (("cold", []), ("warm", ["--init-from", str(cube)])):
-        code = train.main(["--epochs", str(args.epochs), "--out", str(out), "--experiment", name, *extra])
-        if code != 0:
-            raise SystemExit(f"train {name} exited {code}")
-        runs[name] = _metrics(out / "models" / name)
+    for spec in args.run or DEFAULT_RUNS:
+        name, _, extra = spec.partition("=")
+        experiment = "".join(ch if ch.isalnum() else "-" for ch in name)
+        argv = ["--epochs", str(args.epochs), "--out", str(out), "--experiment", experiment,
+                *shlex.split(extra.replace("{cube}", str(cube)))]
+        print(f"\n## {name}: python -m img2lut.train {shlex.join(argv)}")
+        if train.main(argv) != 0:
+            raise SystemExit(f"train {name} failed")
+        runs[name] = _metrics(out / "models" / experiment)
 
     print(f"\ndirect fit: validation PSNR {psnr_from_mse(fit_mse):.2f} dB, {fit_seconds:.0f} s in all "
           "(loading, fit, evaluation)")
-    print("| epoch | cold: s | cold: val PSNR dB | warm: s | warm: val PSNR dB |")
-    print("|---|---|---|---|---|")
-    for c, w in zip(runs["cold"], runs["warm"], strict=True):
-        print(f"| {c['epoch']:.0f} | {c['seconds']:.0f} | {c['val_psnr']:.2f} | {w['seconds']:.0f} | "
-              f"{w['val_psnr']:.2f} |")
-    epochs = [int(r["epoch"]) for r in runs["cold"]]
-    per_epoch = runs["cold"][-1]["seconds"] / len(epochs)
-    # Drawn in this order: the warm run lies on the direct fit's line and is drawn over it.
-    series = {
-        f"direct fit ({fit_seconds:.0f} s)": [fit_mse] * len(epochs),
-        "CNN from identity": [r["val_mse"] for r in runs["cold"]],
-        "CNN from fitted LUT": [r["val_mse"] for r in runs["warm"]],
-    }
+    print("| epoch | " + " | ".join(f"{n}: s | {n}: val PSNR dB" for n in runs) + " |")
+    print("|---|" + "---|---|" * len(runs))
+    for rows in zip(*runs.values(), strict=True):
+        cells = " | ".join(f"{r['seconds']:.0f} | {r['val_psnr']:.2f}" for r in rows)
+        print(f"| {rows[0]['epoch']:.0f} | {cells} |")
+    first = next(iter(runs.values()))
+    epochs = [int(r["epoch"]) for r in first]
+    per_epoch = first[-1]["seconds"] / len(epochs)
+    # The direct fit first: a warm run that stays on its line is drawn over it.
+    series = {f"direct fit ({fit_seconds:.0f} s)": [fit_mse] * len(epochs)}
+    series.update({name: [r["val_mse"] for r in rows] for name, rows in runs.items()})
     loss_plot(args.png, epochs, series,
               title=f"demo validation MSE (log; PSNR = -10 log10 MSE), about {per_epoch:.0f} s per epoch")
     print(f"wrote {args.png}; load average {os.getloadavg()[0]:.2f} at end")
