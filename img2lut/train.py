@@ -101,8 +101,7 @@ class UsageError(ValueError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     # Every default is None so that an explicit flag can be told apart from the preset's value.
     add = p.add_argument
     add("--preset", choices=sorted(PRESETS), help="settings to start from (default: default)")
@@ -116,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--batch-size", type=int)
     add("--lr", type=float, help="Adam learning rate")
     add("--bias-lr", type=float, help="learning rate of the last layer's bias, the LUT shared by all "
-        "images (default: --lr)")
+        "images (the seed preset: the same as --lr)")
     add("--scheduler", choices=SCHEDULERS,
         help="cosine decay over the run, or ReduceLROnPlateau on the epoch loss")
     add("--plateau-factor", type=float)
@@ -144,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--out", help="output root (default: runs)")
     add("--resume", nargs="?", const="", metavar="CHECKPOINT",
         help="continue a run: its checkpoint.pt, or the run of --out/--experiment when no path is given")
+    defaults = TrainConfig()
+    for action in p._actions:
+        if action.dest != "preset" and getattr(defaults, action.dest, None) is not None:
+            shown = f"default preset: {getattr(defaults, action.dest)}"
+            action.help = f"{action.help}; {shown}" if action.help else shown
     return p
 
 
