@@ -15,11 +15,11 @@ interrupted write never leaves a truncated checkpoint behind.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from lutkern._atomic import atomic_open
 
 from .model import ResNetLUTGenerator
 
@@ -39,16 +39,8 @@ def save_checkpoint(path: str | Path, *, model: ResNetLUTGenerator, config: dict
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": CHECKPOINT_FORMAT, "model_config": model.config(), "model": model.state_dict(),
                "config": config, "state": state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as f:
+        torch.save(payload, f)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -59,7 +51,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle, zip and unpickler-policy errors all mean "not a usable checkpoint"
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
+        # torch's unpickler errors run over many lines of advice (to load unsafely); keep the first.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {first})") from exc
     if not isinstance(payload, dict) or any(k not in payload for k in _REQUIRED):
         raise CheckpointError(f"{path}: not an img2lut checkpoint (expected keys {', '.join(_REQUIRED)})")
     if payload["format"] != CHECKPOINT_FORMAT:
