@@ -31,6 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import lutkern
 
 from . import checkpoint as ckpt
+from . import distributed
 from .data import DataError, PairedImages, load_pairs, pair_files, resize, split_names
 from .demo import ensure_demo
 from .losses import LossWeights, total_loss
@@ -40,6 +41,7 @@ from .plots import loss_plot, preview_grid
 
 PROG = "python -m img2lut.train"
 SCHEDULERS = ("plateau", "cosine")
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 PREVIEW_ROWS = 4
 # Exit status after Ctrl-C, as a shell reports a process stopped by SIGINT.
 INTERRUPTED = 130
@@ -79,6 +81,11 @@ class TrainConfig:
     checkpoint_every: int = 10
     seed: int = 0
     device: str = "cpu"
+    # Speed options, measured in docs/scaling.md.
+    amp: str = "none"  # autocast dtype of the CNN and loss: none, bf16, fp16 (with loss scaling)
+    channels_last: bool | None = None  # None: by device, see channels_last_for()
+    compile: bool = False
+    sync_bn: bool = False  # under torchrun on GPUs: BatchNorm statistics over all ranks' batches
     experiment: str | None = None  # default: "demo" on the demo data, else "pairs"
     out: str = "runs"
 
@@ -93,7 +100,8 @@ PRESETS: dict[str, dict] = {
                  preview_every=50, checkpoint_every=1),
 }
 # Settings that may differ when resuming; anything else must match the checkpoint.
-RESUMABLE_CHANGES = ("epochs", "device", "preview_every", "checkpoint_every")
+RESUMABLE_CHANGES = ("epochs", "device", "preview_every", "checkpoint_every", "amp", "channels_last",
+                     "compile", "sync_bn")
 
 
 class UsageError(ValueError):
@@ -138,7 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("--preview-every", type=int, help="write previews/epoch_NNNN.png every N epochs")
     add("--checkpoint-every", type=int, help="write the checkpoint every N epochs (and at the end)")
     add("--seed", type=int)
-    add("--device", help="cpu, cuda, cuda:1, ...")
+    add("--device", help="cpu, cuda, cuda:1, ... (under torchrun, cuda means cuda:LOCAL_RANK)")
+    add("--amp", choices=tuple(AMP_DTYPES), help="mixed precision: autocast the CNN and the loss to bf16 "
+        "or fp16 (fp16 with loss scaling)")
+    add("--channels-last", action=argparse.BooleanOptionalAction,
+        help="channels-last (NHWC) memory format for the CNN (default: on for CPU, off for CUDA)")
+    add("--compile", action="store_true", default=None,
+        help="torch.compile the model (checkpoints still hold the plain module)")
+    add("--sync-bn", action="store_true", default=None,
+        help="under torchrun on GPUs: BatchNorm statistics over the batches of all ranks")
     add("--experiment", help="run name: outputs go to <out>/models/<experiment>/")
     add("--out", help="output root (default: runs)")
     add("--resume", nargs="?", const="", metavar="CHECKPOINT",
@@ -196,6 +212,9 @@ def validate(config: TrainConfig) -> None:
         raise UsageError(f"--device: {exc}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {c.device}: CUDA is not available on this machine")
+    need(c.amp in AMP_DTYPES, "--amp", f"one of {', '.join(AMP_DTYPES)}", c.amp)
+    need(not c.sync_bn or device.type == "cuda", "--sync-bn", "used with a CUDA --device "
+         "(SyncBatchNorm has no CPU implementation)", c.device)
 
 
 def _default_experiment(inputs: str | None) -> str:
@@ -364,14 +383,26 @@ class _StopFlag:
         signal.signal(signal.SIGINT, self._previous)
 
 
-def _rng_state(order: torch.Generator, aug: torch.Generator) -> dict:
-    return {"torch": torch.get_rng_state(), "order": order.get_state(), "aug": aug.get_state()}
+def channels_last_for(config: TrainConfig, device: torch.device) -> bool:
+    """``--channels-last``, or when not given: on for the CPU, where it measured faster (docs/scaling.md),
+    off for CUDA, where it is not measured yet."""
+    return device.type == "cpu" if config.channels_last is None else config.channels_last
+
+
+def _rng_state(aug: torch.Generator) -> dict:
+    return {"torch": torch.get_rng_state(), "aug": aug.get_state()}
 
 
 def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
-          payload: dict | None = None) -> int:
-    """Run (or continue from ``payload``) the training loop; returns the exit status."""
-    device = torch.device(config.device)
+          payload: dict | None = None, ctx: distributed.Dist | None = None) -> int:
+    """Run (or continue from ``payload``) the training loop; returns the exit status.
+
+    ``ctx``: this process's rank (:func:`img2lut.distributed.setup`); None = a single process. Every rank
+    trains on its share of each epoch (``config.batch_size`` images per rank and step) and validates on the
+    whole validation set; only rank 0 writes files.
+    """
+    ctx = ctx or distributed.Dist(device=torch.device(config.device))
+    device = ctx.device
     torch.manual_seed(config.seed)
     model = ResNetLUTGenerator(config.lut_size, config.interpolation, config.init)
     if config.init_from is not None and payload is None:
@@ -380,15 +411,18 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
         except (OSError, lutkern.CubeFormatError) as exc:
             raise DataError(f"--init-from {config.init_from}: {exc}") from None
         start_at_lut(model, start)
-    model = model.to(device)
+    layout = torch.channels_last if channels_last_for(config, device) else torch.preserve_format
+    model = model.to(device, memory_format=layout)
     opt, sched = _make_optimizer(model, config, device)
-    order, aug = torch.Generator(), torch.Generator()
-    order.manual_seed(config.seed)
+    # This rank's share of each epoch, shuffled by (seed, epoch) alone, so a resumed epoch replays its
+    # order. The loss subsample offsets (aug) are the same on every rank: rank 0's saved state serves all.
+    sampler = distributed.make_sampler(ctx, len(data.train), config.seed)
+    aug = torch.Generator()
     aug.manual_seed(config.seed + 1)
-    # Progress: `epoch` is the epoch in progress, `step` the steps of it already done, `epoch_start`
-    # the order generator's state before that epoch's shuffle (so a resumed epoch replays its order).
-    state = {"epoch": 0, "step": 0, "epoch_start": order.get_state(), "loss_sum": 0.0, "mse_sum": 0.0,
-             "seconds": 0.0, "history": []}
+    amp = AMP_DTYPES[config.amp]
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    # Progress: `epoch` is the epoch in progress, `step` the steps of it already done.
+    state = {"epoch": 0, "step": 0, "loss_sum": 0.0, "mse_sum": 0.0, "seconds": 0.0, "history": []}
     if payload is not None:
         ckpt.check_architecture(payload, model.config())
         model.load_state_dict(payload["model"])
@@ -399,16 +433,24 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
             sched.T_max = config.epochs
         torch.set_rng_state(saved["rng"]["torch"])
         aug.set_state(saved["rng"]["aug"])
+        if saved.get("scaler"):
+            scaler.load_state_dict(saved["scaler"])
         state = {k: saved[k] for k in state}
+    # `net` runs the steps (DDP-wrapped under torchrun, compiled with --compile); `model` is evaluated and
+    # saved, so checkpoints never carry a `module.` or `_orig_mod.` prefix.
+    net = distributed.wrap(model, ctx, config.sync_bn)
+    if config.compile:
+        net = torch.compile(net)
     weights = LossWeights(config.ssim_weight, config.smooth_weight, config.tv_weight, config.mono_weight)
-    n = len(data.train)
-    steps_per_epoch = math.ceil(n / config.batch_size)
+    steps_per_epoch = math.ceil(len(sampler) / config.batch_size)
     stride = config.loss_stride
     ckpt_path = run_dir / ckpt.CHECKPOINT_NAME
 
     def save() -> None:
+        if not ctx.is_main:
+            return
         full = {**state, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "rng": _rng_state(order, aug)}
+                "scaler": scaler.state_dict(), "rng": _rng_state(aug)}
         ckpt.save_checkpoint(ckpt_path, model=model, config=dataclasses.asdict(config), state=full)
 
     model.train()
@@ -423,31 +465,35 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
                                  loss="-", psnr=psnr_text)
         while state["epoch"] < config.epochs and not stopped:
             tick = time.perf_counter()
-            order.set_state(state["epoch_start"])
-            perm = torch.randperm(n, generator=order)
+            sampler.set_epoch(state["epoch"])
+            perm = torch.tensor(list(sampler))
             for step in range(state["step"], steps_per_epoch):
                 idx = perm[step * config.batch_size:(step + 1) * config.batch_size]
                 x, y = data.train.inputs[idx], data.train.targets[idx]
                 if stride > 1:
                     dy, dx = torch.randint(0, stride, (2,), generator=aug).tolist()
                     x, y = x[..., dy::stride, dx::stride], y[..., dy::stride, dx::stride]
-                out, lut = model(data.train_thumbs[idx].to(device), full=x.to(device))
-                loss, parts = total_loss(out, y.to(device), lut, weights)
+                # Under autocast the LUT comes out in bf16/fp16, which the LUT kernels take with fp32 images.
+                with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                    out, lut = net(data.train_thumbs[idx].to(device), full=x.to(device))
+                    loss, parts = total_loss(out, y.to(device), lut, weights)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
                 state["loss_sum"] += float(loss.detach())
                 state["mse_sum"] += parts["mse"]
                 state["step"] = step + 1
                 progress.update(task, advance=1, loss=f"{float(loss.detach()):.2e}")
-                if stop.requested:
+                if distributed.any_rank(ctx, stop.requested):  # all ranks stop at the same step
                     stopped = True
                     break
             state["seconds"] += time.perf_counter() - tick
             if stopped:
                 break
             epoch = state["epoch"] + 1
-            train_loss = state["loss_sum"] / steps_per_epoch
+            train_loss, train_mse = distributed.all_reduce_mean(
+                ctx, [state["loss_sum"] / steps_per_epoch, state["mse_sum"] / steps_per_epoch])
             val_mse, _, outputs = evaluate(model, data.val, data.val_thumbs, config.batch_size, device)
             lr = opt.param_groups[0]["lr"]
             if config.scheduler == "plateau":
@@ -455,13 +501,14 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
             else:
                 sched.step()
             state["history"].append({"epoch": epoch, "train_loss": train_loss,
-                                     "train_mse": state["mse_sum"] / steps_per_epoch, "val_mse": val_mse,
+                                     "train_mse": train_mse, "val_mse": val_mse,
                                      "val_psnr": psnr_from_mse(val_mse), "lr": lr,
                                      "seconds": state["seconds"]})
-            state.update(epoch=epoch, step=0, epoch_start=order.get_state(), loss_sum=0.0, mse_sum=0.0)
-            _write_metrics(run_dir, state["history"])
-            if epoch % config.preview_every == 0 or epoch == config.epochs:
-                _write_preview(run_dir / "previews" / f"epoch_{epoch:04d}.png", data, outputs)
+            state.update(epoch=epoch, step=0, loss_sum=0.0, mse_sum=0.0)
+            if ctx.is_main:
+                _write_metrics(run_dir, state["history"])
+                if epoch % config.preview_every == 0 or epoch == config.epochs:
+                    _write_preview(run_dir / "previews" / f"epoch_{epoch:04d}.png", data, outputs)
             if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
                 save()
             psnr_text = f"{psnr_from_mse(val_mse):.2f} dB"
@@ -469,11 +516,15 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
             progress.console.log(f"epoch {epoch}/{config.epochs}  train loss {train_loss:.3e}  "
                                  f"val PSNR {psnr_text}  lr {lr:.2e}  {state['seconds']:.0f} s")
     if stopped:
+        # Save the ranks' mean partial sums: every rank resumes from them, and the epoch's mean stays exact.
+        state["loss_sum"], state["mse_sum"] = distributed.all_reduce_mean(
+            ctx, [state["loss_sum"], state["mse_sum"]])
         save()
         console.print(f"stopped at epoch {state['epoch'] + 1}, step {state['step']}; saved {ckpt_path}; "
                       f"continue with: {PROG} --resume {ckpt_path}")
         return INTERRUPTED
-    _finish(model, config, data, run_dir, state, device, console)
+    if ctx.is_main:
+        _finish(model, config, data, run_dir, state, device, console)
     return 0
 
 
@@ -530,13 +581,20 @@ def main(argv: list[str] | None = None) -> int:
             if (run_dir / ckpt.CHECKPOINT_NAME).exists():
                 raise UsageError(f"{run_dir} already holds a run: add --resume to continue it, "
                                  "or --experiment NAME for a new one")
+        ctx = distributed.setup(config.device)
+        console.quiet = not ctx.is_main
         data = load_data(config, console)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if ctx.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
         console.print(f"{len(data.train)} training / {len(data.val)} validation pairs from {data.source}; "
-                      f"preset {config.preset}, {config.epochs} epochs on {config.device}; "
-                      f"outputs in {run_dir}")
-        return train(config, data, run_dir, console, payload)
-    except (UsageError, DataError, ckpt.CheckpointError) as exc:
+                      f"preset {config.preset}, {config.epochs} epochs on {config.device}"
+                      + (f" x {ctx.world_size} processes" if ctx.world_size > 1 else "")
+                      + f"; outputs in {run_dir}")
+        status = train(config, data, run_dir, console, payload, ctx)
+        distributed.cleanup()
+        return status
+    except (UsageError, DataError, ckpt.CheckpointError, distributed.DistributedError) as exc:
+        distributed.cleanup(wait=False)
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
 

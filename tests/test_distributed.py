@@ -1,17 +1,28 @@
-"""img2lut.distributed: the sampler's partition, single-process no-ops, unwrapping, and two gloo processes
-on the CPU whose DDP step equals one big-batch step computed in a single process."""
+"""img2lut.distributed and python -m img2lut.train under torchrun: the sampler's partition, single-process
+no-ops, unwrapping; two gloo processes on the CPU whose DDP step equals one big-batch step computed in a
+single process; a 2-rank training (identical weights, only rank 0 writes) resumed with torchrun; mixed
+precision and channels-last runs."""
 
+import csv
 import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+from PIL import Image
 
+import img2lut.train as train_mod
+import lutkern
+from img2lut import checkpoint
 from img2lut import distributed as D
 from img2lut.model import ResNetLUTGenerator
 
 LUT = 5
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -136,3 +147,121 @@ def test_two_gloo_processes_match_one_big_batch(tmp_path):
         torch.testing.assert_close(results[0]["params"][name], value.detach(), rtol=1e-4, atol=1e-6,
                                    msg=lambda m, name=name: f"{name}: {m}")
         torch.testing.assert_close(results[1]["params"][name], results[0]["params"][name], rtol=0, atol=0)
+
+
+# ---- python -m img2lut.train under torchrun ---------------------------------------------------------------
+
+TRAIN_ARGS = ("--image-size", "32", "--cnn-size", "16", "--loss-stride", "2", "--lut-size", str(LUT),
+              "--batch-size", "2", "--val-fraction", "0.25", "--lr", "1e-3")
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    """Eight 32x32 pairs of random 8x8-pixel colour patches, graded by the bw look."""
+    root = tmp_path_factory.mktemp("pairs")
+    look = lutkern.looks["bw"](size=LUT)
+    gen = torch.Generator().manual_seed(0)
+    for folder in ("inputs", "targets"):
+        (root / folder).mkdir()
+    for i in range(8):
+        img = torch.rand(3, 4, 4, generator=gen).repeat_interleave(8, 1).repeat_interleave(8, 2)
+        img = (img * 255).round() / 255
+        graded = lutkern.apply_lut(img, look, backend="torch")
+        for folder, pixels in (("inputs", img), ("targets", graded)):
+            codes = (pixels * 255).round().permute(1, 2, 0).to(torch.uint8).numpy()
+            Image.fromarray(codes, "RGB").save(root / folder / f"p{i}.png")
+    return root
+
+
+def _is_write(event: str, args: tuple) -> str | None:
+    """The path an audited file-system event writes, or None."""
+    if event == "open":
+        path, mode, flags = args
+        writes = any(c in mode for c in "wax+") if isinstance(mode, str) else bool(
+            flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+    else:
+        path, writes = (args[1] if event == "os.rename" else args[0]), event in ("os.rename", "os.mkdir",
+                                                                                  "os.remove")
+    return os.fsdecode(path) if writes and isinstance(path, (str, bytes, os.PathLike)) else None
+
+
+def _train_worker(rank: int, world: int, port: int, argv: list[str], out_dir: str) -> None:
+    """One rank of ``python -m img2lut.train`` with torchrun's environment; records what it wrote below
+    ``out_dir`` (audit hook) and its model's final parameters."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), LUTKERN_BACKEND="torch")
+    torch.set_num_threads(1)
+    root = os.path.realpath(out_dir)
+    written = []
+
+    def audit(event, args):
+        path = _is_write(event, args)
+        if path is not None and os.path.realpath(path).startswith(root):
+            written.append(path)
+
+    sys.addaudithook(audit)
+    nets = []
+    real_wrap = D.wrap
+    D.wrap = lambda *a, **k: nets.append(real_wrap(*a, **k)) or nets[-1]
+    status = train_mod.main(argv)
+    params = {k: v.detach().clone() for k, v in D.unwrap(nets[0]).named_parameters()}
+    result = {"status": status, "written": written, "params": params, "ddp": type(nets[0]).__name__}
+    torch.save(result, os.path.join(os.path.dirname(root), f"rank{rank}.pt"))
+
+
+def test_torchrun_two_ranks_train_identically_and_resume(pairs, tmp_path):
+    out = tmp_path / "runs"
+    argv = ["--inputs", str(pairs / "inputs"), "--targets", str(pairs / "targets"), "--out", str(out),
+            *TRAIN_ARGS, "--epochs", "1", "--scheduler", "plateau"]  # (a finished cosine run ends at lr 0)
+    mp.spawn(_train_worker, args=(2, _free_port(), argv, str(out)), nprocs=2, join=True)
+    results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert [r["status"] for r in results] == [0, 0]
+    assert [r["ddp"] for r in results] == ["DistributedDataParallel"] * 2
+    assert results[1]["written"] == [] and results[0]["written"]  # only rank 0 touched the run folder
+    run = out / "models" / "pairs"
+    for name in ("checkpoint.pt", "metrics.csv", "loss.png", "lut.cube", "summary.json",
+                 "previews/epoch_0001.png"):
+        assert (run / name).is_file(), name
+    saved = checkpoint.load_checkpoint(run / "checkpoint.pt")
+    # 6 training pairs over 2 ranks, 2 per step: 2 steps per epoch on each rank.
+    assert (saved["state"]["epoch"], saved["state"]["step"]) == (1, 0)
+    assert not any(k.startswith(("module.", "_orig_mod.")) for k in saved["model"])
+    for name, value in results[0]["params"].items():
+        assert torch.equal(value, results[1]["params"][name]), name  # DDP kept the ranks in lockstep
+        assert torch.equal(value, saved["model"][name]), name  # the checkpoint holds the trained weights
+
+    # Resume with the real launcher: every rank loads the checkpoint and the run continues to epoch 2.
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "img2lut.train", "--resume", str(run / "checkpoint.pt"), "--epochs", "2"]
+    env = {**os.environ, "LUTKERN_BACKEND": "torch", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    resumed = checkpoint.load_checkpoint(run / "checkpoint.pt")
+    assert resumed["state"]["epoch"] == 2
+    with (run / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert rows[0]["train_loss"] == f"{saved['state']['history'][0]['train_loss']:.6g}"
+    assert not torch.equal(resumed["model"]["lut_generator.2.bias"], saved["model"]["lut_generator.2.bias"])
+
+
+def test_amp_and_channels_last_train_and_save_a_plain_model(pairs, tmp_path):
+    """bf16/fp16 autocast and channels-last train, save a checkpoint that loads into a plain fp32 model, and
+    compute the loss of fp32 to within their precision. A negligible lr keeps the weights at their start,
+    so the epoch's mean loss is the same function in every run (and fp16's skipped steps, while the loss
+    scale settles, change nothing)."""
+    base = ["--inputs", str(pairs / "inputs"), "--targets", str(pairs / "targets"), "--out", str(tmp_path),
+            *TRAIN_ARGS, "--epochs", "1", "--lr", "1e-12", "--bias-lr", "1e-12"]
+    losses = {}
+    runs = {"fp32": ("--no-channels-last",), "bf16": ("--amp", "bf16", "--channels-last"),
+            "fp16": ("--amp", "fp16")}
+    for name, extra in runs.items():
+        assert train_mod.main([*base, "--experiment", name, *extra]) == 0
+        payload = checkpoint.load_checkpoint(tmp_path / "models" / name / "checkpoint.pt")
+        model = checkpoint.model_from_checkpoint(payload)
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        losses[name] = payload["state"]["history"][0]["train_loss"]
+        assert bool(payload["state"]["scaler"]) == (name == "fp16")  # the loss scale is saved for resume
+    torch.testing.assert_close(losses["bf16"], losses["fp32"], rtol=3e-3, atol=0)
+    torch.testing.assert_close(losses["fp16"], losses["fp32"], rtol=1e-3, atol=0)
