@@ -265,3 +265,12 @@ def test_amp_and_channels_last_train_and_save_a_plain_model(pairs, tmp_path):
         assert bool(payload["state"]["scaler"]) == (name == "fp16")  # the loss scale is saved for resume
     torch.testing.assert_close(losses["bf16"], losses["fp32"], rtol=3e-3, atol=0)
     torch.testing.assert_close(losses["fp16"], losses["fp32"], rtol=1e-3, atol=0)
+
+
+def test_sync_bn_on_the_cpu_is_a_one_line_error(pairs, tmp_path, capsys):
+    argv = ["--inputs", str(pairs / "inputs"), "--targets", str(pairs / "targets"), "--out", str(tmp_path),
+            *TRAIN_ARGS, "--epochs", "1", "--sync-bn"]
+    assert train_mod.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--sync-bn" in err and "CUDA" in err
+    assert not (tmp_path / "models").exists()
