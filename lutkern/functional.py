@@ -64,6 +64,9 @@ def _check_inputs(image: torch.Tensor, lut: torch.Tensor, interpolation: str) ->
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
 
 
+# Under torch.compile the op runs as it is, between graphs: both backends are already fused by hand,
+# and tracing into the torch fallback (chunk loops, worker threads) only hits the recompile limit.
+@torch.compiler.disable
 def apply_lut(
     image: torch.Tensor, lut: torch.Tensor, *, interpolation: str = "trilinear", backend: str | None = None
 ):
