@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from img2lut.losses import LossWeights, total_loss  # noqa: E402
 from img2lut.model import ResNetLUTGenerator  # noqa: E402
-from img2lut.train import TrainConfig, _make_optimizer  # noqa: E402
+from img2lut.train import TrainConfig, make_optimizer  # noqa: E402
 from lutkern.reference.regularizers import smoothness_reference  # noqa: E402
 
 # The seed's calc_lut_loss: 0.1 * smoothness_regularization(lut, lambda_smooth=0.001).
@@ -153,7 +153,7 @@ class OurPipeline:
         self.amp = AMP_DTYPES[args.amp]
         self.device = device
         config = TrainConfig(lr=SEED_LR, scheduler="cosine", device=str(device))
-        self.opt, _ = _make_optimizer(model, config, device)
+        self.opt, _ = make_optimizer(model, config, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
         self.weights = LossWeights(smooth=SEED_SMOOTH_WEIGHT)
         thumb = batch["thumb"]

@@ -35,8 +35,8 @@ from .data import load_pairs, pair_files
 from .metrics import covered_lattice_points, lut_rmse, psnr_from_mse, ssim_value
 from .plots import preview_grid
 from .predict import LUTPredictor, load, one_line
-from .train import _truth_at_lattice
 from .train import evaluate as run_model
+from .train import truth_at_lattice
 
 PROG = "python -m img2lut.evaluate"
 ERROR_MAP_MAX = 10.0  # CIEDE2000 at which the error map saturates (about an obvious difference)
@@ -78,7 +78,7 @@ def evaluate_pairs(predictor: LUTPredictor, inputs: str | Path, targets: str | P
     if true_lut is None and (Path(inputs).parent / "truth.cube").is_file():
         true_lut = Path(inputs).parent / "truth.cube"
     if true_lut is not None:
-        truth = _truth_at_lattice(Path(true_lut), predictor.lut_size)
+        truth = truth_at_lattice(Path(true_lut), predictor.lut_size)
         covered = covered_lattice_points(data.inputs, predictor.lut_size)
         report["lut"] = {"truth": str(true_lut), "rmse_all": lut_rmse(mean_lut, truth),
                          "rmse_covered": lut_rmse(mean_lut, truth, covered),

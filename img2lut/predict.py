@@ -36,7 +36,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import lutkern
-from lutkern.apply import DEFAULT_STRIP_PIXELS, _same_file, grade_codes
+from lutkern.apply import DEFAULT_STRIP_PIXELS, grade_codes, same_file
 from lutkern.imageio import FORMATS, codes_to_pixels, decode_image, output_format, write_codes
 from lutkern.reference.apply import INTERPOLATIONS
 
@@ -201,7 +201,7 @@ def _predict_file(src: Path, args, predictor: LUTPredictor, seen: dict[str, Path
         raise ValueError(f"same output name as {seen[src.stem]}: {cube_path} would be written twice")
     targets = (cube_path,) if args.cube_only else (dst, cube_path)
     for path in targets:
-        if any(_same_file(path, other) for other in args.images):
+        if any(same_file(path, other) for other in args.images):
             raise ValueError(f"refusing to overwrite an input: {path}")
         if path.exists() and not args.overwrite:
             raise ValueError(f"{path} exists (use --overwrite to replace it)")

@@ -264,14 +264,13 @@ class Data:
     truth_path: str | None
 
 
-def _truth_at_lattice(path: Path, lut_size: int) -> torch.Tensor:
-    """The true LUT resampled to the learned LUT's lattice (exact when the sizes agree)."""
+def truth_at_lattice(path: Path, lut_size: int) -> torch.Tensor:
+    """The 3D table of the ``.cube`` at ``path`` resampled to the learned LUT's lattice ``(S,S,S,3)``
+    (exact when the sizes agree)."""
     cube = lutkern.read_cube(path)
     if cube.lut3d is None:
         raise DataError(f"{path}: holds no 3D LUT")
-    points = lutkern.identity_lut(lut_size).reshape(-1, 3).T.reshape(3, 1, -1)
-    values = lutkern.apply_lut(points, cube.lut3d.float()).reshape(3, -1).T
-    return values.reshape(lut_size, lut_size, lut_size, 3)
+    return lutkern.resample_lut(cube.lut3d.float(), lut_size)
 
 
 @torch.no_grad()
@@ -305,12 +304,12 @@ def load_data(config: TrainConfig, console: Console) -> Data:
             train, val = pairs.subset(train_idx), pairs.subset(val_idx)
     if truth is None and (Path(inputs).parent / "truth.cube").is_file():
         truth = str(Path(inputs).parent / "truth.cube")
-    truth_lut = _truth_at_lattice(Path(truth), config.lut_size) if truth is not None else None
+    truth_lut = truth_at_lattice(Path(truth), config.lut_size) if truth is not None else None
     cnn = config.cnn_size or config.image_size
     return Data(train, val, resize(train.inputs, cnn), resize(val.inputs, cnn), source, truth_lut, truth)
 
 
-def _make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device):
+def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device):
     # Adam moves a parameter by about lr per step whatever its gradient's size, and a LUT entry's
     # gradient is sparse (only pixels near it): the shared LUT (the last bias) may need a larger lr.
     bias = model.lut_generator[-1].bias
@@ -407,13 +406,13 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
     model = ResNetLUTGenerator(config.lut_size, config.interpolation, config.init)
     if config.init_from is not None and payload is None:
         try:
-            start = _truth_at_lattice(Path(config.init_from), config.lut_size)
+            start = truth_at_lattice(Path(config.init_from), config.lut_size)
         except (OSError, lutkern.CubeFormatError) as exc:
             raise DataError(f"--init-from {config.init_from}: {exc}") from None
         start_at_lut(model, start)
     layout = torch.channels_last if channels_last_for(config, device) else torch.preserve_format
     model = model.to(device, memory_format=layout)
-    opt, sched = _make_optimizer(model, config, device)
+    opt, sched = make_optimizer(model, config, device)
     # This rank's share of each epoch, shuffled by (seed, epoch) alone, so a resumed epoch replays its
     # order. The loss subsample offsets (aug) are the same on every rank: rank 0's saved state serves all.
     sampler = distributed.make_sampler(ctx, len(data.train), config.seed)

@@ -83,7 +83,7 @@ def _profile_name(icc: bytes) -> str:
         return "unparsable"
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)
     except OSError:
@@ -146,7 +146,7 @@ def _grade_file(src: Path, args, lut: CubeLUT, seen: dict[Path, Path], on_strip)
         raise ValueError(f"unsupported image type {src.suffix!r} (PNG, JPEG or TIFF)")
     if dst in seen:
         raise ValueError(f"same output name as {seen[dst]}: {dst} would be written twice")
-    if any(_same_file(dst, other) for other in args.images):
+    if any(same_file(dst, other) for other in args.images):
         raise ValueError(f"refusing to overwrite an input: {dst}")
     if dst.exists() and not args.overwrite:
         raise ValueError(f"{dst} exists (use --overwrite to replace it)")

@@ -93,3 +93,16 @@ def apply_lut(
     else:
         out = apply_lut_torch(img, lut5, interpolation)
     return out.squeeze(0) if unbatched else out
+
+
+def resample_lut(lut: torch.Tensor, size: int) -> torch.Tensor:
+    """Resample ``lut`` ``(D,D,D,3)`` to ``(size,size,size,3)`` by trilinear interpolation (exact for
+    lattice points shared by both sizes)."""
+    check_lut(lut)
+    grid = (
+        identity_lut(size, dtype=lut.dtype, device=lut.device)
+        .permute(3, 0, 1, 2)
+        .reshape(3, size * size, size)
+    )
+    out = apply_lut(grid, lut, interpolation="trilinear", backend="torch")
+    return out.reshape(3, size, size, size).permute(1, 2, 3, 0).contiguous()

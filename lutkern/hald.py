@@ -13,7 +13,7 @@ import os
 
 import torch
 
-from .functional import apply_lut, check_lut, identity_lut
+from .functional import check_lut, resample_lut
 from .imageio import read_image, write_image
 
 MIN_LEVEL, MAX_LEVEL = 2, 16
@@ -43,19 +43,6 @@ def hald_from_lut(lut: torch.Tensor) -> torch.Tensor:
         )
     side = level**3
     return lut.reshape(side, side, 3).permute(2, 0, 1)
-
-
-def resample_lut(lut: torch.Tensor, size: int) -> torch.Tensor:
-    """Resample ``lut`` ``(D,D,D,3)`` to ``(size,size,size,3)`` by trilinear interpolation (exact for
-    lattice points shared by both sizes)."""
-    check_lut(lut)
-    grid = (
-        identity_lut(size, dtype=lut.dtype, device=lut.device)
-        .permute(3, 0, 1, 2)
-        .reshape(3, size * size, size)
-    )
-    out = apply_lut(grid, lut, interpolation="trilinear", backend="torch")
-    return out.reshape(3, size, size, size).permute(1, 2, 3, 0).contiguous()
 
 
 def read_hald(path: str | os.PathLike, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
