@@ -14,14 +14,7 @@ TINY = DemoSpec(image_size=16, crops_per_photo=1, val_crops_per_photo=2, synthet
                 lut_size=5)
 
 
-@pytest.fixture(autouse=True)
-def _fast_small_tensors(monkeypatch):
-    monkeypatch.setenv("LUTKERN_BACKEND", "torch")  # the kernels are tested elsewhere; keep this fast
-    # Tiny tensors gain nothing from a second thread, and spinning threads crawl on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("fast_small_tensors")
 
 
 @pytest.fixture(scope="module")

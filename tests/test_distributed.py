@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from PIL import Image
 
 import img2lut.train as train_mod
 import lutkern
@@ -26,14 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def _fast_small_tensors(monkeypatch):
-    monkeypatch.setenv("LUTKERN_BACKEND", "torch")  # the kernels are tested elsewhere
+def _single_process_environment(monkeypatch, fast_small_tensors):
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(name, raising=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _free_port() -> int:
@@ -156,20 +150,11 @@ TRAIN_ARGS = ("--image-size", "32", "--cnn-size", "16", "--loss-stride", "2", "-
 
 
 @pytest.fixture(scope="module")
-def pairs(tmp_path_factory):
+def pairs(tmp_path_factory, write_patch_pairs):
     """Eight 32x32 pairs of random 8x8-pixel colour patches, graded by the bw look."""
     root = tmp_path_factory.mktemp("pairs")
     look = lutkern.looks["bw"](size=LUT)
-    gen = torch.Generator().manual_seed(0)
-    for folder in ("inputs", "targets"):
-        (root / folder).mkdir()
-    for i in range(8):
-        img = torch.rand(3, 4, 4, generator=gen).repeat_interleave(8, 1).repeat_interleave(8, 2)
-        img = (img * 255).round() / 255
-        graded = lutkern.apply_lut(img, look, backend="torch")
-        for folder, pixels in (("inputs", img), ("targets", graded)):
-            codes = (pixels * 255).round().permute(1, 2, 0).to(torch.uint8).numpy()
-            Image.fromarray(codes, "RGB").save(root / folder / f"p{i}.png")
+    write_patch_pairs(root, [f"p{i}" for i in range(8)], look, torch.Generator().manual_seed(0))
     return root
 
 

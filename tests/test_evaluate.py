@@ -23,36 +23,18 @@ LUT = 5
 SIZE = 32
 
 
-@pytest.fixture(autouse=True)
-def _fast_small_tensors(monkeypatch):
-    monkeypatch.setenv("LUTKERN_BACKEND", "torch")  # the kernels are tested elsewhere
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _write_pairs(folder, names, truth, gen):
-    (folder / "inputs").mkdir(parents=True)
-    (folder / "targets").mkdir()
-    for name in names:
-        blocks = torch.rand(3, 4, 4, generator=gen)  # 8x8-pixel patches of random colours
-        img = (blocks.repeat_interleave(8, 1).repeat_interleave(8, 2) * 255).round()
-        graded = (lutkern.apply_lut(img / 255, truth, backend="torch") * 255).round()
-        for sub, pixels in (("inputs", img), ("targets", graded)):
-            codes = pixels.permute(1, 2, 0).to(torch.uint8).numpy()
-            Image.fromarray(codes, "RGB").save(folder / sub / f"{name}.png")
+pytestmark = pytest.mark.usefixtures("fast_small_tensors")
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, write_patch_pairs):
     """A model trained for two epochs on 8 pairs graded by the bw look; 3 validation pairs beside
     truth.cube. Returns (root, run directory)."""
     root = tmp_path_factory.mktemp("eval")
     truth = lutkern.looks["bw"](size=LUT)
     gen = torch.Generator().manual_seed(0)
-    _write_pairs(root / "train", [f"t{i}" for i in range(8)], truth, gen)
-    _write_pairs(root / "val", ["v0", "v1", "v2"], truth, gen)
+    write_patch_pairs(root / "train", [f"t{i}" for i in range(8)], truth, gen)
+    write_patch_pairs(root / "val", ["v0", "v1", "v2"], truth, gen)
     lutkern.write_cube(root / "val" / "truth.cube", truth)
     args = ["--inputs", str(root / "train" / "inputs"), "--targets", str(root / "train" / "targets"),
             "--val-inputs", str(root / "val" / "inputs"), "--val-targets", str(root / "val" / "targets"),

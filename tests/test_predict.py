@@ -21,13 +21,7 @@ LUT = 5
 IMAGE_SIZE, CNN_SIZE = 32, 16
 
 
-@pytest.fixture(autouse=True)
-def _fast_small_tensors(monkeypatch):
-    monkeypatch.setenv("LUTKERN_BACKEND", "torch")  # the kernels are tested elsewhere
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("fast_small_tensors")
 
 
 @pytest.fixture(scope="module")

@@ -19,31 +19,15 @@ from img2lut.train import PRESETS, build_parser, config_from_args, main
 LUT = 5  # small LUT, small images: the whole run takes about a second
 
 
-@pytest.fixture(autouse=True)
-def _fast_small_tensors(monkeypatch):
-    monkeypatch.setenv("LUTKERN_BACKEND", "torch")  # the kernels are tested elsewhere; keep this fast
-    # Tiny tensors gain nothing from a second thread, and spinning threads crawl on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("fast_small_tensors")
 
 
 @pytest.fixture(scope="module")
-def pairs(tmp_path_factory):
+def pairs(tmp_path_factory, write_patch_pairs):
     """Eight 32x32 pairs graded by the bw look, with truth.cube beside the two folders."""
     root = tmp_path_factory.mktemp("pairs")
-    (root / "inputs").mkdir()
-    (root / "targets").mkdir()
     truth = lutkern.looks["bw"](size=LUT)
-    gen = torch.Generator().manual_seed(0)
-    for i in range(8):
-        blocks = torch.rand(3, 4, 4, generator=gen)  # 8x8-pixel patches of random colours
-        img = (blocks.repeat_interleave(8, 1).repeat_interleave(8, 2) * 255).round()
-        graded = (lutkern.apply_lut(img / 255, truth, backend="torch") * 255).round()
-        for folder, pixels in (("inputs", img), ("targets", graded)):
-            codes = pixels.permute(1, 2, 0).to(torch.uint8).numpy()
-            Image.fromarray(codes, "RGB").save(root / folder / f"p{i}.png")
+    write_patch_pairs(root, [f"p{i}" for i in range(8)], truth, torch.Generator().manual_seed(0))
     lutkern.write_cube(root / "truth.cube", truth)
     return root
 
