@@ -33,10 +33,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import lutkern
-from lutkern.apply import DEFAULT_STRIP_PIXELS, grade_codes, same_file
+from lutkern.apply import DEFAULT_STRIP_PIXELS, grade_codes, process_files, same_file
 from lutkern.imageio import FORMATS, codes_to_pixels, decode_image, output_format, write_codes
 from lutkern.reference.apply import INTERPOLATIONS
 
@@ -232,24 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as exc:  # CheckpointError is a ValueError
         err.print(f"{PROG}: error: {one_line(exc)}", markup=False)
         return 2
-    failed = 0
     seen: dict[str, Path] = {}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err) as progress:
-        task = progress.add_task("predicting", total=len(args.images))
-        for src in args.images:
-            progress.update(task, description=f"grading {src.name}")
-            done_before = progress.tasks[task].completed
-            try:
-                note = _predict_file(src, args, predictor, seen, lambda f: progress.advance(task, f))
-                if note:
-                    progress.console.print(f"{src}: {note}", markup=False)
-            except (ValueError, OSError, RuntimeError) as exc:  # ImageReadError is a ValueError
-                failed += 1
-                message = one_line(exc)
-                message = message if str(src) in message else f"{src}: {message}"
-                progress.console.print(f"error: {message}", markup=False)
-            progress.update(task, completed=done_before + 1)
+    failed = process_files(
+        args.images, lambda src, on_strip: _predict_file(src, args, predictor, seen, on_strip), err,
+        label="grading", errors=(ValueError, OSError, RuntimeError), message=one_line,
+    )
     what = "LUTs" if args.cube_only else "graded images and LUTs"
     err.print(f"{len(args.images) - failed} {what} written to {args.out}, {failed} failed", markup=False)
     return 1 if failed else 0

@@ -116,27 +116,42 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:  # CubeFormatError is a ValueError
         err.print(f"error: {exc}", markup=False)
         return 2
-    failed = 0
     seen: dict[Path, Path] = {}
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
-    ) as progress:
-        task = progress.add_task("grading", total=len(args.images))
-        for src in args.images:
-            progress.update(task, description=f"grading {src.name}")
-            done_before = progress.tasks[task].completed
-            try:
-                note = _grade_file(src, args, lut, seen, lambda f: progress.advance(task, f))
-                if note:
-                    progress.console.print(f"{src}: {note}", markup=False, highlight=False)
-            except (ValueError, OSError) as exc:  # ImageReadError and CubeFormatError are ValueErrors
-                failed += 1
-                message = str(exc) if str(src) in str(exc) else f"{src}: {exc}"
-                progress.console.print(f"error: {message}", markup=False, highlight=False)
-            progress.update(task, completed=done_before + 1)
+    failed = process_files(
+        args.images, lambda src, on_strip: _grade_file(src, args, lut, seen, on_strip), err, label="grading"
+    )
     ok = len(args.images) - failed
     err.print(f"{ok} graded into {args.out}, {failed} failed", markup=False)
     return 1 if failed else 0
+
+
+def process_files(
+    paths, process, console: Console, *, label: str, errors=(ValueError, OSError), message=str
+) -> int:
+    """Run ``process(path, on_strip)`` on each path under a progress bar, reporting errors per file.
+
+    ``process`` returns a note for the console ('' for none) and may call ``on_strip(fraction)`` as it
+    goes. An exception of ``errors`` is printed as one line naming the file (``message(exc)`` gives its
+    text) and the batch goes on. Returns the number of files that failed.
+    """
+    failed = 0
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(label, total=len(paths))
+        for src in paths:
+            progress.update(task, description=f"{label} {src.name}")
+            done_before = progress.tasks[task].completed
+            try:
+                note = process(src, lambda f: progress.advance(task, f))
+                if note:
+                    progress.console.print(f"{src}: {note}", markup=False, highlight=False)
+            except errors as exc:
+                failed += 1
+                text = message(exc)
+                text = text if str(src) in text else f"{src}: {text}"
+                progress.console.print(f"error: {text}", markup=False, highlight=False)
+            progress.update(task, completed=done_before + 1)
+    return failed
 
 
 def _grade_file(src: Path, args, lut: CubeLUT, seen: dict[Path, Path], on_strip) -> str:
