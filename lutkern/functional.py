@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ._backend import resolve_backend
+from .ops.apply_lut_cpu import apply_lut_cpu, native_available
 from .ops.apply_lut_torch import apply_lut_torch
 from .reference.apply import INTERPOLATIONS
 
@@ -77,7 +78,9 @@ def apply_lut(
     lut: ``(B,D,D,D,3)`` one LUT per image, or ``(D,D,D,3)`` shared; ``lut[..., b, g, r, c]``, red index
         fastest in memory (the ``.cube`` row order). 2 <= D <= 256.
     interpolation: ``"trilinear"``, ``"tetrahedral"`` or ``"nearest"``.
-    backend: None (automatic), ``"triton"`` or ``"torch"``; see :mod:`lutkern._backend`.
+    backend: None (automatic), ``"triton"`` or ``"torch"``; see :mod:`lutkern._backend`. On CPU tensors
+        the torch backend runs a compiled C loop (:mod:`lutkern.ops.apply_lut_cpu`) when a C compiler is
+        available and ``LUTKERN_NATIVE`` is not 0, else eager torch ops.
     Returns the graded image, same shape and dtype as ``image``.
     """
     _check_inputs(image, lut, interpolation)
@@ -90,6 +93,8 @@ def apply_lut(
         from .ops.apply_lut import apply_lut_triton
 
         out = apply_lut_triton(img, lut5, interpolation)
+    elif img.device.type == "cpu" and native_available():
+        out = apply_lut_cpu(img, lut5, interpolation)
     else:
         out = apply_lut_torch(img, lut5, interpolation)
     return out.squeeze(0) if unbatched else out

@@ -1,6 +1,7 @@
-"""apply_lut on the torch backend: the fast fallback against the plain reference, against the seed's
-``F.grid_sample`` formula (trilinear) and against an independent per-pixel evaluation of the six
-tetrahedra in plain Python; forward, image gradient and LUT gradient; edge values; dtypes; input errors.
+"""apply_lut on the torch backend, on both of its CPU loops (the compiled C loop and eager torch ops):
+against the plain reference, against the seed's ``F.grid_sample`` formula (trilinear) and against an
+independent per-pixel evaluation of the six tetrahedra in plain Python; forward, image gradient and LUT
+gradient; edge values; dtypes; input errors.
 
 LUTs here are "graded" (a gamma, a colour mix and a gentle wave on top of the identity), not random
 noise. Implementations compute the lattice coordinate with different float operations (``x*(D-1)`` vs
@@ -17,9 +18,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import lutkern.ops.apply_lut_cpu as cpu_mod
 import lutkern.ops.apply_lut_torch as fast_mod
 from lutkern import apply_lut, identity_lut
-from lutkern.ops.apply_lut_torch import apply_lut_torch
+from lutkern._cbuild import find_compiler
 from lutkern.reference.apply import apply_lut_reference
 
 INTERPOLATIONS = ("trilinear", "tetrahedral", "nearest")
@@ -28,6 +30,24 @@ FP32 = {"atol": 1e-6, "rtol": 1e-6}
 # Per-dtype tolerances of a half-precision result against the fp32 result of the same (rounded) inputs:
 # the output is rounded once to the dtype (half an ulp at 1.0 is 4.9e-4 for fp16, 3.9e-3 for bf16).
 HALF = {torch.float16: {"atol": 1e-3, "rtol": 1e-3}, torch.bfloat16: {"atol": 8e-3, "rtol": 8e-3}}
+
+
+@pytest.fixture(autouse=True, params=["compiled", "eager"])
+def cpu_loop(request, monkeypatch):
+    """Every test runs on both CPU loops of the torch backend: the compiled C loop and eager torch ops."""
+    if request.param == "eager":
+        monkeypatch.setenv("LUTKERN_NATIVE", "0")
+        return request.param
+    monkeypatch.delenv("LUTKERN_NATIVE", raising=False)
+    if find_compiler() is None:
+        pytest.skip("no C compiler on this machine: the compiled CPU loop cannot be built")
+    assert cpu_mod.native_available(), "a C compiler is present but the CPU loop did not build (see the log)"
+    return request.param
+
+
+def fallback(image, lut, interpolation):
+    """The torch backend (the CPU loop chosen by the ``cpu_loop`` fixture)."""
+    return apply_lut(image, lut, interpolation=interpolation, backend="torch")
 
 
 def graded_lut(d: int, n: int | None = None, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
@@ -187,7 +207,7 @@ def test_tetrahedral_matches_python_six_tetrahedra(d):
     torch.testing.assert_close(out32, out.float(), **FP32)
 
 
-@pytest.mark.parametrize("fn", [apply_lut_reference, apply_lut_torch], ids=["reference", "fallback"])
+@pytest.mark.parametrize("fn", [apply_lut_reference, fallback], ids=["reference", "fallback"])
 @pytest.mark.parametrize("interpolation", ["trilinear", "tetrahedral"])
 def test_gradcheck_float64(fn, interpolation):
     d = 4
@@ -196,7 +216,7 @@ def test_gradcheck_float64(fn, interpolation):
     assert torch.autograd.gradcheck(lambda i, t: fn(i, t, interpolation), (image, lut), eps=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("fn", [apply_lut_reference, apply_lut_torch], ids=["reference", "fallback"])
+@pytest.mark.parametrize("fn", [apply_lut_reference, fallback], ids=["reference", "fallback"])
 def test_gradcheck_float64_nearest_lut(fn):
     d = 5
     image = interior_image(2, 3, 4, d, seed=7)
@@ -364,6 +384,7 @@ def test_shared_lut_and_unbatched_image(interpolation):
 def test_many_chunks_and_workers_match_reference_and_are_deterministic(monkeypatch, shared):
     """Tiny chunks so every image spans several chunks spread over the worker threads."""
     monkeypatch.setattr(fast_mod, "CHUNK", 37)
+    monkeypatch.setattr(cpu_mod, "CHUNK", 37)
     d = 7
     g = torch.Generator().manual_seed(6)
     image = torch.rand(3, 3, 13, 17, generator=g)

@@ -110,6 +110,7 @@ def test_apply_lut_dispatches_to_the_resolved_backend(triton_missing, monkeypatc
         return image.clone()
 
     monkeypatch.setattr(functional, "apply_lut_torch", spy)
+    monkeypatch.setenv("LUTKERN_NATIVE", "0")  # on CPU the torch backend would take its compiled loop
     image = torch.rand(3, 4, 5)
     out = apply_lut(image, identity_lut(3), interpolation="tetrahedral")
     # The backend receives validated, batched tensors; the unbatched shape is restored afterwards.

@@ -1,4 +1,5 @@
-"""Fast pure-torch LUT application: the fallback when Triton cannot run (CPU without the interpreter).
+"""LUT application in eager torch ops: the torch backend off the CPU, and on the CPU when its compiled loop
+(:mod:`lutkern.ops.apply_lut_cpu`) cannot be built or is switched off (``LUTKERN_NATIVE=0``).
 
 Same function as :func:`lutkern.reference.apply.apply_lut_reference` (same clamping, NaN and tie rules),
 built for speed on a few CPU cores:
@@ -160,15 +161,17 @@ class _Cell:
         )
 
 
-def _schedule(n: int, m: int, pixels: int, device: torch.device) -> list[list[tuple[int, int, slice]]]:
+def _schedule(
+    n: int, m: int, pixels: int, device: torch.device, chunk: int | None = None
+) -> list[list[tuple[int, int, slice]]]:
     """Chunks ``(image, LUT index, pixel slice)`` per worker, in a fixed order (so results are deterministic).
 
     With one LUT per image, whole images go to one worker, so each LUT's gradient has a single writer.
     With a shared LUT, chunks are dealt round-robin and every worker accumulates its own LUT gradient.
-    Off the CPU there is one worker and large chunks.
+    Off the CPU there is one worker and large chunks. ``chunk`` overrides the chunk size (pixels).
     """
     cpu = device.type == "cpu"
-    chunk = CHUNK if cpu else CHUNK_OTHER_DEVICES
+    chunk = chunk or (CHUNK if cpu else CHUNK_OTHER_DEVICES)
     jobs = [
         (i, i if m > 1 else 0, slice(p, min(p + chunk, pixels)))
         for i in range(n)

@@ -1,0 +1,149 @@
+"""LUT application on CPU tensors by a compiled C loop (``apply_lut_cpu.c``): the torch backend's CPU path.
+
+Eager torch pays one pass over memory per op, and a LUT lookup needs dozens of ops per pixel (8 corners
+x 3 channels gathered, then blended; the backward scatters as many). The C loop does the whole per-pixel
+computation in one pass. It is built on first use with the system C compiler (see :mod:`lutkern._cbuild`)
+and called through ctypes, which releases the GIL, on the same deterministic chunk plan as the eager
+fallback (:mod:`lutkern.ops.apply_lut_torch`): whole images per worker thread with one LUT per image,
+a private LUT-gradient accumulator per worker with a shared LUT. Without a C compiler, or with
+``LUTKERN_NATIVE=0``, the torch backend uses the eager fallback instead (same results within rounding).
+
+Computation runs in float32 (float64 when the image or the LUT is float64); half-precision images are
+converted chunk by chunk. The LUT gradient is accumulated in the compute dtype. First-order gradients
+only (no double backward).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from .._cbuild import BuildError, build
+from .apply_lut_torch import _compute_dtype, _run, _schedule
+
+SOURCE = Path(__file__).with_name("apply_lut_cpu.c")
+INCLUDES = (Path(__file__).with_name("apply_lut_cpu_generic.h"),)
+CHUNK = 1 << 16  # pixels per call: large enough that the per-call overhead (~10 us) is negligible
+_CODES = {"trilinear": 0, "tetrahedral": 1, "nearest": 2}
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+_I64, _PTR = ctypes.c_int64, ctypes.c_void_p
+_FORWARD_ARGS = [_PTR, _I64, _PTR, _I64, _I64, _PTR, _I64, ctypes.c_int]
+_BACKWARD_ARGS = [_PTR, _I64, _PTR, _I64, _PTR, _I64, _PTR, _I64, _PTR, _I64, ctypes.c_int]
+_log = logging.getLogger("lutkern")
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | None:
+    """The compiled kernels, or None (logged once) when they cannot be built or loaded."""
+    try:
+        lib = ctypes.CDLL(str(build(SOURCE, INCLUDES)))
+    except (BuildError, OSError) as exc:
+        _log.info("lutkern: compiled CPU loop unavailable, using the eager torch fallback (%s)", exc)
+        return None
+    for suffix in _SUFFIX.values():
+        getattr(lib, f"lut_forward_{suffix}").argtypes = _FORWARD_ARGS
+        getattr(lib, f"lut_backward_{suffix}").argtypes = _BACKWARD_ARGS
+    return lib
+
+
+def native_available() -> bool:
+    """True when the compiled CPU loop is enabled (``LUTKERN_NATIVE`` is not 0) and builds."""
+    if os.environ.get("LUTKERN_NATIVE", "1").strip() == "0":
+        return False
+    return _library() is not None
+
+
+def _kernel(direction: str, dtype: torch.dtype):
+    return getattr(_library(), f"lut_{direction}_{_SUFFIX[dtype]}")
+
+
+def _planes(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A ``(3,P)`` chunk with unit pixel stride in ``dtype`` (the chunk itself when it already is)."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
+class ApplyLutCpu(torch.autograd.Function):
+    """``image (N,3,H,W)``, ``lut (N|1,D,D,D,3)`` (contiguous, CPU) -> ``(N,3,H,W)`` in the image's dtype."""
+
+    @staticmethod
+    def forward(ctx, image: torch.Tensor, lut: torch.Tensor, interpolation: str) -> torch.Tensor:
+        n, _, h, w = image.shape
+        d = lut.shape[1]
+        dtype = _compute_dtype(image, lut)
+        luts = lut.to(dtype).contiguous()
+        kernel, code = _kernel("forward", dtype), _CODES[interpolation]
+        src = image.reshape(n, 3, h * w)
+        out = torch.empty_like(src)
+
+        def chunk(_, job):
+            i, m, sl = job
+            x, o = _planes(src[i, :, sl], dtype), out[i, :, sl]
+            res = o if o.dtype == dtype else torch.empty_like(x)
+            kernel(
+                x.data_ptr(),
+                x.stride(0),
+                res.data_ptr(),
+                res.stride(0),
+                x.shape[1],
+                luts[m].data_ptr(),
+                d,
+                code,
+            )
+            if res is not o:
+                o.copy_(res)
+
+        _run(chunk, _schedule(n, lut.shape[0], h * w, image.device, CHUNK))
+        ctx.save_for_backward(image, lut)
+        ctx.interpolation = interpolation
+        return out.view(n, 3, h, w)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        image, lut = ctx.saved_tensors
+        need_image, need_lut = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        n, _, h, w = image.shape
+        m, d = lut.shape[0], lut.shape[1]
+        dtype = _compute_dtype(image, lut)
+        luts = lut.to(dtype).contiguous()
+        kernel, code = _kernel("backward", dtype), _CODES[ctx.interpolation]
+        src = image.reshape(n, 3, h * w)
+        gsrc = grad_out.contiguous().reshape(n, 3, h * w)
+        plan = _schedule(n, m, h * w, image.device, CHUNK)
+        # One accumulator per LUT (a single writer each), or per worker for a shared LUT (summed in a fixed
+        # order afterwards): deterministic without atomics or locks.
+        acc = torch.zeros((len(plan) if m == 1 else m, d, d, d, 3), dtype=dtype) if need_lut else None
+        grad_image = torch.empty_like(src) if need_image else None
+
+        def chunk(wk, job):
+            i, mi, sl = job
+            x, go = _planes(src[i, :, sl], dtype), _planes(gsrc[i, :, sl], dtype)
+            gx = None if grad_image is None else grad_image[i, :, sl]
+            res = gx if gx is None or gx.dtype == dtype else torch.empty_like(x)
+            kernel(
+                x.data_ptr(), x.stride(0), go.data_ptr(), go.stride(0),
+                None if res is None else res.data_ptr(), 0 if res is None else res.stride(0),
+                None if acc is None else acc[wk if m == 1 else mi].data_ptr(),
+                x.shape[1], luts[mi].data_ptr(), d, code,
+            )  # fmt: skip
+            if res is not gx:
+                gx.copy_(res)
+
+        _run(chunk, plan)
+        grad_lut = None
+        if need_lut:
+            grad_lut = (acc.sum(0, keepdim=True) if m == 1 and acc.shape[0] > 1 else acc).to(lut.dtype)
+        if need_image:
+            grad_image = grad_image.view(image.shape)
+        return grad_image, grad_lut, None
+
+
+def apply_lut_cpu(image: torch.Tensor, lut: torch.Tensor, interpolation: str = "trilinear") -> torch.Tensor:
+    """Apply ``lut`` ``(N|1,D,D,D,3)`` to ``image`` ``(N,3,H,W)`` on the CPU (validated by the caller;
+    needs :func:`native_available`)."""
+    return ApplyLutCpu.apply(image.contiguous(), lut.contiguous(), interpolation)

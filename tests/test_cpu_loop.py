@@ -1,0 +1,130 @@
+"""The compiled CPU loop's plumbing: building C with the system compiler (cache, errors, untrusted cache
+directories), the switch to eager torch when it cannot be used, and reads that stay inside the LUT.
+Its numbers are tested against the reference in test_apply_lut.py (every test there runs on both loops)."""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import stat
+import sys
+
+import pytest
+import torch
+
+import lutkern.ops.apply_lut_cpu as cpu_mod
+from lutkern import apply_lut
+from lutkern._cbuild import BuildError, build, find_compiler
+from lutkern.reference.apply import apply_lut_reference
+
+needs_cc = pytest.mark.skipif(find_compiler() is None, reason="no C compiler on this machine")
+
+
+@pytest.fixture
+def answer_c(tmp_path):
+    src = tmp_path / "src" / "answer.c"
+    src.parent.mkdir()
+    src.write_text("int answer(void) { return 42; }\n")
+    return src
+
+
+@pytest.fixture
+def counting_cc(tmp_path):
+    """A compiler wrapper that records each call, so a test can see whether a build ran."""
+    real = find_compiler()
+    log = tmp_path / "calls.log"
+    wrapper = tmp_path / "cc-wrapper"
+    wrapper.write_text(f'#!/bin/sh\necho call >> "{log}"\nexec "{real}" "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper, log
+
+
+def calls(log) -> int:
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+@needs_cc
+def test_build_compiles_once_and_reuses_the_cached_library(answer_c, counting_cc, tmp_path):
+    cc, log = counting_cc
+    cache = tmp_path / "cache"
+    first = build(answer_c, compiler=str(cc), directory=cache)
+    again = build(answer_c, compiler=str(cc), directory=cache)
+    assert first == again and first.parent == cache
+    assert calls(log) == 1
+    assert ctypes.CDLL(str(first)).answer() == 42
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    assert [p.name for p in cache.iterdir()] == [first.name]  # no temporary file left behind
+    # An edited source is a different library.
+    answer_c.write_text("int answer(void) { return 43; }\n")
+    edited = build(answer_c, compiler=str(cc), directory=cache)
+    assert edited != first and calls(log) == 2
+    assert ctypes.CDLL(str(edited)).answer() == 43
+
+
+@needs_cc
+def test_a_cache_directory_others_can_write_is_not_used(answer_c, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    lib = build(answer_c, directory=shared)
+    assert lib.parent != shared and not any(shared.iterdir())
+    assert ctypes.CDLL(str(lib)).answer() == 42
+
+
+def test_missing_compiler_is_a_clear_error(answer_c, tmp_path):
+    with pytest.raises(BuildError, match="no-such-cc"):
+        build(answer_c, compiler=str(tmp_path / "no-such-cc"), directory=tmp_path / "cache")
+    assert not any((tmp_path / "cache").iterdir())
+
+
+@needs_cc
+def test_compile_error_names_the_file_and_the_message(tmp_path):
+    src = tmp_path / "broken.c"
+    src.write_text("int broken(void) { return undeclared_name; }\n")
+    with pytest.raises(BuildError, match="broken.c") as info:
+        build(src, directory=tmp_path / "cache")
+    assert "undeclared_name" in str(info.value)
+
+
+def test_native_switch_and_eager_fallback(monkeypatch):
+    image = torch.rand(2, 3, 5, 7)
+    lut = torch.rand(2, 4, 4, 4, 3)
+    want = apply_lut_reference(image, lut, "tetrahedral")
+    monkeypatch.setenv("LUTKERN_NATIVE", "0")
+    assert not cpu_mod.native_available()
+    # As when no compiler is found: the library is None and the torch backend runs eager ops.
+    monkeypatch.delenv("LUTKERN_NATIVE")
+    monkeypatch.setattr(cpu_mod, "_library", lambda: None)
+    assert not cpu_mod.native_available()
+    got = apply_lut(image, lut, interpolation="tetrahedral", backend="torch")
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+
+
+@needs_cc
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses mprotect through libc")
+@pytest.mark.parametrize("interpolation", ["trilinear", "tetrahedral", "nearest"])
+def test_lookups_do_not_read_past_the_lut(monkeypatch, interpolation):
+    """The LUT ends exactly where an inaccessible page begins: a read past its last element would crash.
+    Pixels at (1, 1, 1) use the last lattice point, which the loop reads as three lanes, not four."""
+    monkeypatch.delenv("LUTKERN_NATIVE", raising=False)
+    assert cpu_mod.native_available()
+    page = mmap.PAGESIZE
+    region = mmap.mmap(-1, 2 * page)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    base = ctypes.addressof(ctypes.c_char.from_buffer(region))
+    assert libc.mprotect(base + page, page, 0) == 0, os.strerror(ctypes.get_errno())  # PROT_NONE
+    try:
+        d = 5
+        flat = torch.frombuffer(region, dtype=torch.float32, count=page // 4)
+        lut = flat[page // 4 - d**3 * 3 :].view(1, d, d, d, 3)
+        lut.copy_(torch.rand(1, d, d, d, 3))
+        pixels = torch.tensor([[1.0, 1.0, 1.0], [0.999, 1.0, 1.0], [2.0, 1.5, 1.0]])  # (P, RGB)
+        image = pixels.t().reshape(1, 3, 3, 1).requires_grad_()
+        out = apply_lut(image, lut, interpolation=interpolation, backend="torch")
+        torch.testing.assert_close(out, apply_lut_reference(image, lut, interpolation), atol=1e-6, rtol=1e-6)
+        out.sum().backward()
+        del flat, lut
+    finally:
+        libc.mprotect(base + page, page, 3)  # PROT_READ | PROT_WRITE, so the mapping can be released
