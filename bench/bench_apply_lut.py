@@ -2,11 +2,16 @@
 align_corners=True), forward and forward+backward (gradients for both the image and the LUT).
 
     python bench/bench_apply_lut.py                                   # CPU, torch backend, 64x3x256x256, D=33
+    python bench/bench_apply_lut.py --backend torch-eager             # the torch backend without its C loop
+    python bench/bench_apply_lut.py --pixels photo                    # crops of photographs, not noise
     python bench/bench_apply_lut.py --device cuda --backend triton --batch 16 --size 2160 3840
 
-Every row is measured in the same run as its baseline, on the same inputs (uniform random images, one
-random LUT per image unless --shared-lut). Printed as Markdown rows:
-  time        best of --repeats calls after one warm-up (best-of is the least noisy on a shared machine)
+Every row is measured in the same run as its baseline, on the same inputs (uniform random pixels, or
+256x256 crops of scikit-image's sample photographs with --pixels photo; one random LUT per image unless
+--shared-lut). On the CPU the torch backend runs its compiled C loop; --backend torch-eager sets
+LUTKERN_NATIVE=0 for the eager torch ops. Printed as Markdown rows:
+  time        best of --repeats calls after one warm-up; the calls of the baseline and of every row take
+              turns, so a slow spell of a shared machine hits them alike (best-of is the least noisy)
   Mpix/s      pixels per second (batch * H * W / time)
   GB/s        minimum traffic (read the image, write the output; +grad in/grad out for fwd+bwd) / time
   vs seed     grid_sample time / this time (> 1 is faster than the seed)
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -49,11 +55,35 @@ def seed_grid_sample(
     return out.squeeze(2)
 
 
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+
+
+def photo_crops(n: int, h: int, w: int, g: torch.Generator) -> torch.Tensor:
+    """``(n,3,h,w)`` random crops of scikit-image's sample photographs, in [0, 1]."""
+    from skimage import data as skdata  # the "demo" / "test" extras
+
+    photos = [
+        torch.from_numpy(getattr(skdata, name)().copy()).permute(2, 0, 1).float() / 255 for name in PHOTOS
+    ]
+    crops = []
+    for k in range(n):
+        photo = photos[k % len(photos)]
+        if photo.shape[1] < h or photo.shape[2] < w:
+            raise SystemExit(f"--size {h} {w} is larger than the photo {PHOTOS[k % len(PHOTOS)]!r}")
+        top = int(torch.randint(0, photo.shape[1] - h + 1, (1,), generator=g))
+        left = int(torch.randint(0, photo.shape[2] - w + 1, (1,), generator=g))
+        crops.append(photo[:, top : top + h, left : left + w])
+    return torch.stack(crops)
+
+
 def make_inputs(args) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     h, w = args.size
     dtype = DTYPES[args.dtype]
-    image = torch.rand(args.batch, 3, h, w, generator=g).to(dtype)
+    if args.pixels == "photo":
+        image = photo_crops(args.batch, h, w, g).to(dtype)
+    else:
+        image = torch.rand(args.batch, 3, h, w, generator=g).to(dtype)
     lut = torch.rand(
         1 if args.shared_lut else args.batch, args.lut_size, args.lut_size, args.lut_size, 3, generator=g
     )
@@ -67,7 +97,7 @@ def case_fn(name: str, args):
     impl, interpolation = name.split("/")
     if impl == "grid_sample":
         return seed_grid_sample
-    backend = args.backend
+    backend = "torch" if args.backend == "torch-eager" else args.backend  # see main() for the eager switch
 
     def run(image, lut):
         if args.shared_lut:
@@ -93,17 +123,21 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, image, lut, mode, grad_out, args) -> tuple[float, float]:
-    """Best wall time and best process CPU time (all threads) over ``args.repeats`` calls."""
-    call(fn, image, lut, mode, grad_out)  # warm-up: thread pools, Triton compilation, allocator
-    wall = cpu = float("inf")
+def timed(fns: list, image, lut, mode, grad_out, args) -> list[tuple[float, float]]:
+    """Best wall time and best process CPU time (all threads) of each of ``fns`` over ``args.repeats``
+    rounds in which every function is called once, in turn."""
+    for fn in fns:
+        call(fn, image, lut, mode, grad_out)  # warm-up: thread pools, compilation, allocator
+    best = [(float("inf"), float("inf")) for _ in fns]
     for _ in range(args.repeats):
-        sync(args.device)
-        t0, c0 = time.perf_counter(), time.process_time()
-        call(fn, image, lut, mode, grad_out)
-        sync(args.device)
-        wall, cpu = min(wall, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
-    return wall, cpu
+        for k, fn in enumerate(fns):
+            sync(args.device)
+            t0, c0 = time.perf_counter(), time.process_time()
+            call(fn, image, lut, mode, grad_out)
+            sync(args.device)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            best[k] = (min(best[k][0], wall), min(best[k][1], cpu))
+    return best
 
 
 def _status_kib(field: str) -> int:
@@ -158,7 +192,8 @@ def parse_args(argv):
     p.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
     p.add_argument("--lut-size", type=int, default=33)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--backend", choices=("torch", "triton"), default="torch")
+    p.add_argument("--backend", choices=("torch", "torch-eager", "triton"), default="torch")
+    p.add_argument("--pixels", choices=("uniform", "photo"), default="uniform")
     p.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
     p.add_argument("--interpolations", nargs="+", default=["trilinear", "tetrahedral", "nearest"])
     p.add_argument("--modes", nargs="+", choices=("fwd", "fwdbwd"), default=["fwd", "fwdbwd"])
@@ -172,6 +207,8 @@ def parse_args(argv):
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.backend == "torch-eager":
+        os.environ["LUTKERN_NATIVE"] = "0"
     if args.measure_memory:
         name, mode = args.measure_memory.rsplit(":", 1)
         print(json.dumps({"peak_mib": peak_memory_here(name, mode, args)}))
@@ -182,20 +219,18 @@ def main(argv: list[str] | None = None) -> None:
     elem = image.element_size()
     print(
         f"# apply_lut: batch {args.batch}, {args.size[0]}x{args.size[1]}, D={args.lut_size}, {args.dtype}, "
-        f"{'shared' if args.shared_lut else 'per-image'} LUT, device {args.device}, backend {args.backend}, "
-        f"torch threads {torch.get_num_threads()}, best of {args.repeats}"
+        f"{args.pixels} pixels, {'shared' if args.shared_lut else 'per-image'} LUT, device {args.device}, "
+        f"backend {args.backend}{cpu_loop(args)}, torch threads {torch.get_num_threads()}, "
+        f"best of {args.repeats}"
     )
     print("| case | mode | time ms | Mpix/s | GB/s | vs seed | CPU ms | vs seed (CPU) | peak MiB |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    names = ["grid_sample/trilinear"] + [f"{args.backend}/{i}" for i in args.interpolations]
     for mode in args.modes:
         traffic = pixels * 3 * elem * (2 if mode == "fwd" else 4)
-        base_wall, base_cpu = timed(seed_grid_sample, image, lut, mode, grad_out, args)
-        names = ["grid_sample/trilinear"] + [f"{args.backend}/{i}" for i in args.interpolations]
-        for name in names:
-            if name.startswith("grid_sample"):
-                wall, cpu = base_wall, base_cpu
-            else:
-                wall, cpu = timed(case_fn(name, args), image, lut, mode, grad_out, args)
+        results = timed([case_fn(name, args) for name in names], image, lut, mode, grad_out, args)
+        base_wall, base_cpu = results[0]
+        for name, (wall, cpu) in zip(names, results, strict=True):
             mem = "-" if args.no_memory else f"{peak_memory(name, mode, args, argv):.0f}"
             print(
                 f"| {name} | {mode} | {wall * 1e3:.1f} | {pixels / wall / 1e6:.1f} | "
@@ -203,6 +238,15 @@ def main(argv: list[str] | None = None) -> None:
                 f"{cpu * 1e3:.0f} | {base_cpu / cpu:.2f}x | {mem} |",
                 flush=True,
             )
+
+
+def cpu_loop(args) -> str:
+    """Which CPU loop the torch backend runs, for the header line."""
+    if args.backend == "triton" or args.device != "cpu":
+        return ""
+    from lutkern.ops.apply_lut_cpu import native_available
+
+    return " (compiled C loop)" if native_available() else " (eager torch ops)"
 
 
 if __name__ == "__main__":

@@ -280,6 +280,16 @@ def test_edge_gradients_are_one_sided(interpolation):
     torch.testing.assert_close(image2.grad, image.grad)
 
 
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-lut", "per-image-luts"])
+def test_empty_image_gives_empty_output_and_zero_lut_gradient(shared):
+    image = torch.rand(2, 3, 0, 5, requires_grad=True)
+    lut = graded_lut(3, None if shared else 2).requires_grad_()
+    out = apply_lut(image, lut, backend="torch")
+    assert out.shape == image.shape
+    out.sum().backward()
+    assert torch.equal(lut.grad, torch.zeros_like(lut)) and image.grad.shape == image.shape
+
+
 def test_nan_pixel_does_not_touch_lut_gradient():
     d = 5
     g = torch.Generator().manual_seed(3)

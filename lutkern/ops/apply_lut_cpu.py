@@ -116,19 +116,25 @@ class ApplyLutCpu(torch.autograd.Function):
         gsrc = grad_out.contiguous().reshape(n, 3, h * w)
         plan = _schedule(n, m, h * w, image.device, CHUNK)
         # One accumulator per LUT (a single writer each), or per worker for a shared LUT (summed in a fixed
-        # order afterwards): deterministic without atomics or locks.
-        acc = torch.zeros((len(plan) if m == 1 else m, d, d, d, 3), dtype=dtype) if need_lut else None
+        # order afterwards): deterministic without atomics or locks. Each is zeroed by its writer just
+        # before its first use: in parallel, and it is then in that core's cache.
+        acc = torch.empty((len(plan) if m == 1 else m, d, d, d, 3), dtype=dtype) if need_lut else None
+        zeroed = set()
         grad_image = torch.empty_like(src) if need_image else None
 
         def chunk(wk, job):
             i, mi, sl = job
+            slot = wk if m == 1 else mi
+            if acc is not None and slot not in zeroed:
+                acc[slot].zero_()
+                zeroed.add(slot)
             x, go = _planes(src[i, :, sl], dtype), _planes(gsrc[i, :, sl], dtype)
             gx = None if grad_image is None else grad_image[i, :, sl]
             res = gx if gx is None or gx.dtype == dtype else torch.empty_like(x)
             kernel(
                 x.data_ptr(), x.stride(0), go.data_ptr(), go.stride(0),
                 None if res is None else res.data_ptr(), 0 if res is None else res.stride(0),
-                None if acc is None else acc[wk if m == 1 else mi].data_ptr(),
+                None if acc is None else acc[slot].data_ptr(),
                 x.shape[1], luts[mi].data_ptr(), d, code,
             )  # fmt: skip
             if res is not gx:
@@ -137,6 +143,8 @@ class ApplyLutCpu(torch.autograd.Function):
         _run(chunk, plan)
         grad_lut = None
         if need_lut:
+            for slot in set(range(acc.shape[0])) - zeroed:  # no pixels reached it (an empty image)
+                acc[slot].zero_()
             grad_lut = (acc.sum(0, keepdim=True) if m == 1 and acc.shape[0] > 1 else acc).to(lut.dtype)
         if need_image:
             grad_image = grad_image.view(image.shape)

@@ -155,42 +155,52 @@ void SUF(lut_backward)(const T *restrict x, int64_t xs, const T *restrict go, in
         }
         const int64_t b = SUF(cell)(s, d, f);
         if (interp == TRILINEAR) {
-            const T w0[3] = {1 - f[0], 1 - f[1], 1 - f[2]};
-            /* corner k = dr + 2 dg + 4 db */
-            const int64_t off[8] = {0, sr, sg, sg + sr, sb, sb + sr, sb + sg, sb + sg + sr};
-            const T *c = lut + b;
-            T t[8]; /* <go, corner k> */
-            for (int k = 0; k < 8; ++k) {
-                const T *q = c + off[k];
-                t[k] = g[0] * q[0] + g[1] * q[1] + g[2] * q[2];
+            if (gx) {
+                /* The partial derivatives of the blend along r, g and b, as vectors, then <go, .>. */
+                const T *c = lut + b;
+                V e00 = SUF(load4)(c + sr), e10 = SUF(load4)(c + sg + sr), e01 = SUF(load4)(c + sb + sr);
+                V e11 = SUF(point)(lut, b + sb + sg + sr, last);
+                V a00 = SUF(load4)(c), a10 = SUF(load4)(c + sg), a01 = SUF(load4)(c + sb);
+                V a11 = SUF(load4)(c + sb + sg);
+                e00 -= a00, e10 -= a10, e01 -= a01, e11 -= a11; /* steps along r */
+                a00 += f[0] * e00, a10 += f[0] * e10, a01 += f[0] * e01, a11 += f[0] * e11;
+                V x0 = e00 + f[1] * (e10 - e00), x1 = e01 + f[1] * (e11 - e01);
+                V y0 = a10 - a00, y1 = a11 - a01; /* steps along g */
+                V b0 = a00 + f[1] * y0, b1 = a01 + f[1] * y1;
+                dc[0] = SUF(dot3)(g, x0 + f[2] * (x1 - x0));
+                dc[1] = SUF(dot3)(g, y0 + f[2] * (y1 - y0));
+                dc[2] = SUF(dot3)(g, b1 - b0);
             }
             if (glut) {
-                for (int k = 0; k < 8; ++k) {
-                    T w = ((k & 4) ? f[2] : w0[2]) * ((k & 2) ? f[1] : w0[1]) * ((k & 1) ? f[0] : w0[0]);
-                    SUF(add_corner)(glut, b + off[k], w, g);
-                }
+                const T r0 = 1 - f[0], r1 = f[0];
+                const T w00 = (1 - f[1]) * (1 - f[2]), w10 = f[1] * (1 - f[2]); /* weights of (g, b) */
+                const T w01 = (1 - f[1]) * f[2], w11 = f[1] * f[2];
+                SUF(add_corner)(glut, b, w00 * r0, g);
+                SUF(add_corner)(glut, b + sr, w00 * r1, g);
+                SUF(add_corner)(glut, b + sg, w10 * r0, g);
+                SUF(add_corner)(glut, b + sg + sr, w10 * r1, g);
+                SUF(add_corner)(glut, b + sb, w01 * r0, g);
+                SUF(add_corner)(glut, b + sb + sr, w01 * r1, g);
+                SUF(add_corner)(glut, b + sb + sg, w11 * r0, g);
+                SUF(add_corner)(glut, b + sb + sg + sr, w11 * r1, g);
             }
-            dc[0] = w0[2] * (w0[1] * (t[1] - t[0]) + f[1] * (t[3] - t[2])) +
-                    f[2] * (w0[1] * (t[5] - t[4]) + f[1] * (t[7] - t[6]));
-            dc[1] = w0[2] * (w0[0] * (t[2] - t[0]) + f[0] * (t[3] - t[1])) +
-                    f[2] * (w0[0] * (t[6] - t[4]) + f[0] * (t[7] - t[5]));
-            dc[2] = w0[1] * (w0[0] * (t[4] - t[0]) + f[0] * (t[5] - t[1])) +
-                    f[1] * (w0[0] * (t[6] - t[2]) + f[0] * (t[7] - t[3]));
         } else {
             Tetra tc = tetra_case(f[0], f[1], f[2]);
             const int64_t off[4] = {b, b + stride[tc.first], b + stride[tc.first] + stride[tc.second],
                                     b + sr + sg + sb};
             T f1 = f[tc.first], f2 = f[tc.second], f3 = f[tc.third];
             const T w[4] = {1 - f1, f1 - f2, f2 - f3, f3};
-            T t[4];
-            for (int k = 0; k < 4; ++k) {
-                t[k] = SUF(dot3)(g, SUF(point)(lut, off[k], last));
-                if (glut) SUF(add_corner)(glut, off[k], w[k], g);
+            if (gx) {
+                T t[4];
+                for (int k = 0; k < 4; ++k) t[k] = SUF(dot3)(g, SUF(point)(lut, off[k], last));
+                /* out = c000 + f1 (ca - c000) + f2 (cb - ca) + f3 (c111 - cb) */
+                dc[tc.first] = t[1] - t[0];
+                dc[tc.second] = t[2] - t[1];
+                dc[tc.third] = t[3] - t[2];
             }
-            /* out = c000 + f1 (ca - c000) + f2 (cb - ca) + f3 (c111 - cb) */
-            dc[tc.first] = t[1] - t[0];
-            dc[tc.second] = t[2] - t[1];
-            dc[tc.third] = t[3] - t[2];
+            if (glut) {
+                for (int k = 0; k < 4; ++k) SUF(add_corner)(glut, off[k], w[k], g);
+            }
         }
         if (gx) {
             for (int a = 0; a < 3; ++a) gx[a * gxs + p] = (v[a] >= 0 && v[a] <= 1) ? dc[a] * scale : 0;
