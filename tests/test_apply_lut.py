@@ -393,14 +393,17 @@ def test_shared_lut_and_unbatched_image(interpolation):
 @pytest.mark.parametrize("shared", [True, False], ids=["shared-lut", "per-image-luts"])
 def test_many_chunks_and_workers_match_reference_and_are_deterministic(monkeypatch, shared):
     """Tiny chunks so every image spans several chunks spread over the worker threads."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # two workers, whatever the machine
     monkeypatch.setattr(fast_mod, "CHUNK", 37)
     monkeypatch.setattr(cpu_mod, "CHUNK", 37)
+    monkeypatch.setattr(cpu_mod, "MIN_WORK", 1)
     d = 7
     g = torch.Generator().manual_seed(6)
     image = torch.rand(3, 3, 13, 17, generator=g)
     lut = graded_lut(d, None if shared else 3, seed=13)
     lut5 = lut.expand(1, -1, -1, -1, -1) if shared else lut
     go = torch.randn(3, 3, 13, 17, generator=g)
+    assert len(fast_mod._schedule(3, lut5.shape[0], 13 * 17, image.device, 37, 1)) == 2
     ref = grads(lambda i, t: apply_lut_reference(i, t.expand_as(lut5)), image, lut, go)
     first = grads(lambda i, t: apply_lut(i, t, backend="torch"), image, lut, go)
     again = grads(lambda i, t: apply_lut(i, t, backend="torch"), image, lut, go)

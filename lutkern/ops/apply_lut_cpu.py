@@ -29,6 +29,7 @@ from .apply_lut_torch import _compute_dtype, _run, _schedule
 SOURCE = Path(__file__).with_name("apply_lut_cpu.c")
 INCLUDES = (Path(__file__).with_name("apply_lut_cpu_generic.h"),)
 CHUNK = 1 << 16  # pixels per call: large enough that the per-call overhead (~10 us) is negligible
+MIN_WORK = 1 << 16  # pixels per worker thread at least: below that a second thread costs more than it saves
 _CODES = {"trilinear": 0, "tetrahedral": 1, "nearest": 2}
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
@@ -97,7 +98,7 @@ class ApplyLutCpu(torch.autograd.Function):
             if res is not o:
                 o.copy_(res)
 
-        _run(chunk, _schedule(n, lut.shape[0], h * w, image.device, CHUNK))
+        _run(chunk, _schedule(n, lut.shape[0], h * w, image.device, CHUNK, MIN_WORK))
         ctx.save_for_backward(image, lut)
         ctx.interpolation = interpolation
         return out.view(n, 3, h, w)
@@ -114,7 +115,7 @@ class ApplyLutCpu(torch.autograd.Function):
         kernel, code = _kernel("backward", dtype), _CODES[ctx.interpolation]
         src = image.reshape(n, 3, h * w)
         gsrc = grad_out.contiguous().reshape(n, 3, h * w)
-        plan = _schedule(n, m, h * w, image.device, CHUNK)
+        plan = _schedule(n, m, h * w, image.device, CHUNK, MIN_WORK)
         # One accumulator per LUT (a single writer each), or per worker for a shared LUT (summed in a fixed
         # order afterwards): deterministic without atomics or locks. Each is zeroed by its writer just
         # before its first use: in parallel, and it is then in that core's cache.
