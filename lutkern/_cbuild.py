@@ -3,9 +3,9 @@
 The library lands in ``$LUTKERN_CACHE_DIR`` (default ``$XDG_CACHE_HOME/lutkern``, i.e.
 ``~/.cache/lutkern``) under a name hashed from the source, the compiler and its flags, so an edited
 source or another compiler builds anew and concurrent builds cannot clash (each compiles to a private
-file that is renamed into place). A cache directory that another user could write to is not trusted: the
-library is then built in a fresh temporary directory instead. Triton and torch.compile rely on the same
-system compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``) for their CPU-side code.
+file that is renamed into place). A cache directory or library that another user could write to is not
+trusted: the library is then built in a fresh temporary directory instead. Triton and torch.compile rely
+on the same system compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``) for their CPU-side code.
 """
 
 from __future__ import annotations
@@ -48,15 +48,23 @@ def cache_dir() -> Path:
     return Path(base) / "lutkern"
 
 
-def _private_dir(path: Path) -> bool:
-    """Create ``path`` (mode 0700) if needed; True if it is ours and not writable by others."""
+def _ours(path: Path) -> bool:
+    """True if ``path`` belongs to this user and nobody else can write it."""
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
         st = path.stat()
     except OSError:
         return False
     owned = not hasattr(os, "getuid") or st.st_uid == os.getuid()
     return owned and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _private_dir(path: Path) -> bool:
+    """Create ``path`` (mode 0700) if needed; True if it is ours and not writable by others."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return _ours(path)
 
 
 def build(
@@ -84,7 +92,10 @@ def build(
         directory = Path(tempfile.mkdtemp(prefix="lutkern-"))
     target = directory / name
     if target.exists():
-        return target
+        if _ours(target):
+            return target
+        directory = Path(tempfile.mkdtemp(prefix="lutkern-"))  # someone else could have written it
+        target = directory / name
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
     os.close(fd)
     try:
@@ -98,6 +109,7 @@ def build(
             raise BuildError(
                 f"C compiler {cc!r} failed on {source.name} ({run.returncode}): {' | '.join(detail)}"
             )
+        os.chmod(tmp, 0o700)  # whatever the umask: a library others can write is not reused
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

@@ -72,6 +72,17 @@ def test_a_cache_directory_others_can_write_is_not_used(answer_c, tmp_path):
     assert ctypes.CDLL(str(lib)).answer() == 42
 
 
+@needs_cc
+def test_a_cached_library_others_can_write_is_rebuilt_elsewhere(answer_c, counting_cc, tmp_path):
+    cc, log = counting_cc
+    cache = tmp_path / "cache"
+    lib = build(answer_c, compiler=str(cc), directory=cache)
+    lib.chmod(0o777)
+    again = build(answer_c, compiler=str(cc), directory=cache)
+    assert again != lib and again.parent != cache and calls(log) == 2
+    assert ctypes.CDLL(str(again)).answer() == 42
+
+
 def test_missing_compiler_is_a_clear_error(answer_c, tmp_path):
     with pytest.raises(BuildError, match="no-such-cc"):
         build(answer_c, compiler=str(tmp_path / "no-such-cc"), directory=tmp_path / "cache")
