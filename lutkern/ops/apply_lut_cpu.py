@@ -33,7 +33,7 @@ MIN_WORK = 1 << 16  # pixels per worker thread at least: below that a second thr
 _CODES = {"trilinear": 0, "tetrahedral": 1, "nearest": 2}
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
-_FORWARD_ARGS = [_PTR, _I64, _PTR, _I64, _I64, _PTR, _I64, ctypes.c_int]
+_FORWARD_ARGS = [_PTR, _I64, _PTR, _I64, _I64, _PTR, _I64, ctypes.c_int, ctypes.c_int]
 _BACKWARD_ARGS = [_PTR, _I64, _PTR, _I64, _PTR, _I64, _PTR, _I64, _PTR, _I64, ctypes.c_int]
 _log = logging.getLogger("lutkern")
 
@@ -72,12 +72,12 @@ class ApplyLutCpu(torch.autograd.Function):
     """``image (N,3,H,W)``, ``lut (N|1,D,D,D,3)`` (contiguous, CPU) -> ``(N,3,H,W)`` in the image's dtype."""
 
     @staticmethod
-    def forward(ctx, image: torch.Tensor, lut: torch.Tensor, interpolation: str) -> torch.Tensor:
+    def forward(ctx, image: torch.Tensor, lut: torch.Tensor, interpolation: str, simd: bool = True):
         n, _, h, w = image.shape
         d = lut.shape[1]
         dtype = _compute_dtype(image, lut)
         luts = lut.to(dtype).contiguous()
-        kernel, code = _kernel("forward", dtype), _CODES[interpolation]
+        kernel, code, simd = _kernel("forward", dtype), _CODES[interpolation], int(simd)
         src = image.reshape(n, 3, h * w)
         out = torch.empty_like(src)
 
@@ -85,16 +85,8 @@ class ApplyLutCpu(torch.autograd.Function):
             i, m, sl = job
             x, o = _planes(src[i, :, sl], dtype), out[i, :, sl]
             res = o if o.dtype == dtype else torch.empty_like(x)
-            kernel(
-                x.data_ptr(),
-                x.stride(0),
-                res.data_ptr(),
-                res.stride(0),
-                x.shape[1],
-                luts[m].data_ptr(),
-                d,
-                code,
-            )
+            ptrs = (x.data_ptr(), x.stride(0), res.data_ptr(), res.stride(0))
+            kernel(*ptrs, x.shape[1], luts[m].data_ptr(), d, code, simd)
             if res is not o:
                 o.copy_(res)
 
@@ -149,10 +141,18 @@ class ApplyLutCpu(torch.autograd.Function):
             grad_lut = (acc.sum(0, keepdim=True) if m == 1 and acc.shape[0] > 1 else acc).to(lut.dtype)
         if need_image:
             grad_image = grad_image.view(image.shape)
-        return grad_image, grad_lut, None
+        return grad_image, grad_lut, None, None
 
 
-def apply_lut_cpu(image: torch.Tensor, lut: torch.Tensor, interpolation: str = "trilinear") -> torch.Tensor:
+def apply_lut_cpu(
+    image: torch.Tensor, lut: torch.Tensor, interpolation: str = "trilinear", *, simd: bool = True
+) -> torch.Tensor:
     """Apply ``lut`` ``(N|1,D,D,D,3)`` to ``image`` ``(N,3,H,W)`` on the CPU (validated by the caller;
-    needs :func:`native_available`)."""
-    return ApplyLutCpu.apply(image.contiguous(), lut.contiguous(), interpolation)
+    needs :func:`native_available`). ``simd=False`` keeps the float32 forward to the scalar loop (the
+    vector loop, where the CPU has one, gives the same bits; see :func:`has_simd`)."""
+    return ApplyLutCpu.apply(image.contiguous(), lut.contiguous(), interpolation, simd)
+
+
+def has_simd() -> bool:
+    """True when the float32 forward runs 8 pixels at a time (x86-64 with AVX2)."""
+    return bool(_library().lut_has_simd())

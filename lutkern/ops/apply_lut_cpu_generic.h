@@ -85,15 +85,14 @@ static inline int SUF(coords)(const T *x, int64_t xs, int64_t p, T scale, T v[3]
     return 1;
 }
 
-/* out (3 planes, stride os) = lut applied to x (3 planes, stride xs), for n pixels. */
-void SUF(lut_forward)(const T *restrict x, int64_t xs, T *restrict out, int64_t os, int64_t n,
-                      const T *restrict lut, int64_t d, int interp)
+/* out (3 planes, stride os) = lut applied to x (3 planes, stride xs), for pixels p0 .. n-1. */
+static void SUF(forward_scalar)(const T *restrict x, int64_t xs, T *restrict out, int64_t os, int64_t n,
+                                const T *restrict lut, int64_t d, int interp, int64_t p0)
 {
     const T scale = (T)(d - 1);
     const int64_t sr = 3, sg = 3 * d, sb = 3 * d * d, last = 3 * (d * d * d - 1);
     const int64_t stride[3] = {sr, sg, sb};
-    SUF(warm)(lut, d, n);
-    for (int64_t p = 0; p < n; ++p) {
+    for (int64_t p = p0; p < n; ++p) {
         T v[3], s[3], f[3];
         V o;
         if (!SUF(coords)(x, xs, p, scale, v, s)) {
