@@ -142,11 +142,13 @@ def test_lookups_do_not_read_past_the_lut(monkeypatch, interpolation):
 
 
 @needs_cc
+@pytest.mark.parametrize("shared", [False, True], ids=["per-image-luts", "shared-lut"])
 @pytest.mark.parametrize("d", [2, 3, 17, 33, 65])
 @pytest.mark.parametrize("interpolation", ["trilinear", "tetrahedral", "nearest"])
-def test_vector_forward_gives_the_scalar_loops_bits(d, interpolation):
-    """Where the CPU has AVX2 the float32 forward does 8 pixels at a time: it must give exactly the
-    scalar loop's bits, at edges, NaN, ties between fractions (tetrahedron boundaries) and -0."""
+def test_vector_loops_give_the_scalar_loops_bits(d, interpolation, shared):
+    """Where the CPU has AVX2 the float32 loops do 8 pixels at a time: forward, image gradient and LUT
+    gradient must be exactly the scalar loop's bits, at edges, NaN, -0 and ties between fractions
+    (tetrahedron boundaries)."""
     if not cpu_mod.native_available() or not cpu_mod.has_simd():
         pytest.skip("this CPU has no vector path (AVX2)")
     g = torch.Generator().manual_seed(d)
@@ -155,10 +157,15 @@ def test_vector_forward_gives_the_scalar_loops_bits(d, interpolation):
     image[1, :, 3, :8] = 0.5  # all three fractions equal
     image[2, 0, 5, :16] = image[2, 1, 5, :16]  # r and g fractions equal
     image[2, 2, 6, :16] = image[2, 0, 6, :16]  # b and r fractions equal
-    lut = torch.randn(3, d, d, d, 3, generator=g)
+    lut = torch.randn(1 if shared else 3, d, d, d, 3, generator=g)
     lut[0, 0, 0, 0, 0] = -0.0
-    fast = cpu_mod.apply_lut_cpu(image, lut, interpolation, simd=True)
-    scalar = cpu_mod.apply_lut_cpu(image, lut, interpolation, simd=False)
-    assert torch.equal(fast.view(torch.int32), scalar.view(torch.int32))
+    go = torch.randn(3, 3, 17, 23, generator=g)
+    results = []
+    for simd in (True, False):
+        i, t = image.clone().requires_grad_(), lut.clone().requires_grad_()
+        out = cpu_mod.apply_lut_cpu(i, t, interpolation, simd=simd)
+        results.append((out, *torch.autograd.grad(out, (i, t), go)))
+    for fast, scalar in zip(*results, strict=True):
+        assert torch.equal(fast.view(torch.int32), scalar.view(torch.int32))
     want = apply_lut_reference(image, lut, interpolation)
-    torch.testing.assert_close(fast, want, atol=1e-5, rtol=1e-5, equal_nan=True)
+    torch.testing.assert_close(results[0][0], want, atol=1e-5, rtol=1e-5, equal_nan=True)

@@ -9,8 +9,9 @@ a private LUT-gradient accumulator per worker with a shared LUT. Without a C com
 ``LUTKERN_NATIVE=0``, the torch backend uses the eager fallback instead (same results within rounding).
 
 Computation runs in float32 (float64 when the image or the LUT is float64); half-precision images are
-converted chunk by chunk. The LUT gradient is accumulated in the compute dtype. First-order gradients
-only (no double backward).
+converted chunk by chunk. On x86-64 CPUs with AVX2, float32 trilinear and tetrahedral run 8 pixels at a
+time (same bits as the scalar loop). The LUT gradient is accumulated in the compute dtype. First-order
+gradients only (no double backward).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ _CODES = {"trilinear": 0, "tetrahedral": 1, "nearest": 2}
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
 _FORWARD_ARGS = [_PTR, _I64, _PTR, _I64, _I64, _PTR, _I64, ctypes.c_int, ctypes.c_int]
-_BACKWARD_ARGS = [_PTR, _I64, _PTR, _I64, _PTR, _I64, _PTR, _I64, _PTR, _I64, ctypes.c_int]
+_BACKWARD_ARGS = [_PTR, _I64, _PTR, _I64, _PTR, _I64, _PTR, _I64, _PTR, _I64, ctypes.c_int, ctypes.c_int]
 _log = logging.getLogger("lutkern")
 
 
@@ -92,7 +93,7 @@ class ApplyLutCpu(torch.autograd.Function):
 
         _run(chunk, _schedule(n, lut.shape[0], h * w, image.device, CHUNK, MIN_WORK))
         ctx.save_for_backward(image, lut)
-        ctx.interpolation = interpolation
+        ctx.interpolation, ctx.simd = interpolation, simd
         return out.view(n, 3, h, w)
 
     @staticmethod
@@ -128,7 +129,7 @@ class ApplyLutCpu(torch.autograd.Function):
                 x.data_ptr(), x.stride(0), go.data_ptr(), go.stride(0),
                 None if res is None else res.data_ptr(), 0 if res is None else res.stride(0),
                 None if acc is None else acc[slot].data_ptr(),
-                x.shape[1], luts[mi].data_ptr(), d, code,
+                x.shape[1], luts[mi].data_ptr(), d, code, ctx.simd,
             )  # fmt: skip
             if res is not gx:
                 gx.copy_(res)
@@ -148,11 +149,11 @@ def apply_lut_cpu(
     image: torch.Tensor, lut: torch.Tensor, interpolation: str = "trilinear", *, simd: bool = True
 ) -> torch.Tensor:
     """Apply ``lut`` ``(N|1,D,D,D,3)`` to ``image`` ``(N,3,H,W)`` on the CPU (validated by the caller;
-    needs :func:`native_available`). ``simd=False`` keeps the float32 forward to the scalar loop (the
-    vector loop, where the CPU has one, gives the same bits; see :func:`has_simd`)."""
+    needs :func:`native_available`). ``simd=False`` keeps float32 to the scalar loop (the vector loop,
+    where the CPU has one, gives the same bits; see :func:`has_simd`)."""
     return ApplyLutCpu.apply(image.contiguous(), lut.contiguous(), interpolation, simd)
 
 
 def has_simd() -> bool:
-    """True when the float32 forward runs 8 pixels at a time (x86-64 with AVX2)."""
+    """True when the float32 loops run 8 pixels at a time (x86-64 with AVX2)."""
     return bool(_library().lut_has_simd())

@@ -85,7 +85,7 @@ static inline int SUF(coords)(const T *x, int64_t xs, int64_t p, T scale, T v[3]
     return 1;
 }
 
-/* out (3 planes, stride os) = lut applied to x (3 planes, stride xs), for pixels p0 .. n-1. */
+/* The forward of pixels p0 .. n-1 (the contract is at lut_forward_f32 in apply_lut_cpu.c). */
 static void SUF(forward_scalar)(const T *restrict x, int64_t xs, T *restrict out, int64_t os, int64_t n,
                                 const T *restrict lut, int64_t d, int interp, int64_t p0)
 {
@@ -128,19 +128,15 @@ static void SUF(forward_scalar)(const T *restrict x, int64_t xs, T *restrict out
     }
 }
 
-/* Gradients of sum(out * go) for n pixels: the image gradient gx (3 planes, stride gxs; NULL to skip)
- * is written, the LUT gradient is ADDED to glut (one (D,D,D,3) accumulator that no other thread
- * touches; NULL to skip). NaN pixels contribute nothing; the image gradient is zero where a channel is
- * outside [0, 1] or NaN (the gradient of clamp) and for nearest (piecewise constant). */
-void SUF(lut_backward)(const T *restrict x, int64_t xs, const T *restrict go, int64_t gs, T *restrict gx,
-                       int64_t gxs, T *restrict glut, int64_t n, const T *restrict lut, int64_t d, int interp)
+/* The backward of pixels p0 .. n-1 (the contract is at lut_backward_f32 in apply_lut_cpu.c). */
+static void SUF(backward_scalar)(const T *restrict x, int64_t xs, const T *restrict go, int64_t gs,
+                                 T *restrict gx, int64_t gxs, T *restrict glut, int64_t n,
+                                 const T *restrict lut, int64_t d, int interp, int64_t p0)
 {
     const T scale = (T)(d - 1);
     const int64_t sr = 3, sg = 3 * d, sb = 3 * d * d, last = 3 * (d * d * d - 1);
     const int64_t stride[3] = {sr, sg, sb};
-    SUF(warm)(lut, d, n);
-    if (glut) SUF(warm)(glut, d, n);
-    for (int64_t p = 0; p < n; ++p) {
+    for (int64_t p = p0; p < n; ++p) {
         T v[3], s[3], f[3], dc[3] = {0, 0, 0};
         const V g = {go[p], go[gs + p], go[2 * gs + p], 0};
         if (!SUF(coords)(x, xs, p, scale, v, s)) {
