@@ -121,38 +121,89 @@ AVX2 static inline __m256 lerp8(__m256 a, __m256 b, __m256 t)
 /* Trilinear: the two corners (r, g, b) and (r+1, g, b) of a cell edge along r are 6 consecutive floats
  * R0 G0 B0 R1 G1 B1, fetched as three 8-byte pairs (half the gathered elements of one float per value).
  * Splitting the pairs leaves the pixels in the order 0 1 4 5 2 3 6 7 (shuffles work within 128-bit
- * halves); the fractions are put in that order and the result back (the permutation is its own inverse). */
+ * halves): callers put per-pixel inputs in that order with PAIR_ORDER and results back the same way
+ * (the permutation is its own inverse). at[c] and next[c] are channel c of the two corners. */
+#define PAIR_ORDER _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7)
+
+AVX2 static inline void edge8(const float *lut, __m256i base, int row, __m256 at[3], __m256 next[3])
+{
+    __m256 lo0, hi0, lo1, hi1, lo2, hi2;
+    gather_pairs(lut, base, row, &lo0, &hi0);     /* R0 G0 */
+    gather_pairs(lut, base, row + 2, &lo1, &hi1); /* B0 R1 */
+    gather_pairs(lut, base, row + 4, &lo2, &hi2); /* G1 B1 */
+    at[0] = _mm256_shuffle_ps(lo0, hi0, _MM_SHUFFLE(2, 0, 2, 0));
+    at[1] = _mm256_shuffle_ps(lo0, hi0, _MM_SHUFFLE(3, 1, 3, 1));
+    at[2] = _mm256_shuffle_ps(lo1, hi1, _MM_SHUFFLE(2, 0, 2, 0));
+    next[0] = _mm256_shuffle_ps(lo1, hi1, _MM_SHUFFLE(3, 1, 3, 1));
+    next[1] = _mm256_shuffle_ps(lo2, hi2, _MM_SHUFFLE(2, 0, 2, 0));
+    next[2] = _mm256_shuffle_ps(lo2, hi2, _MM_SHUFFLE(3, 1, 3, 1));
+}
+
+/* Tetrahedral: per case of TETRA_CASES, the offsets of ca and cb and the role (0 largest, 1 middle,
+ * 2 smallest fraction) of each axis. */
+typedef struct {
+    __m256i oa, ob, role[3];
+} TetraTables;
+
+AVX2 static TetraTables tetra_tables(int64_t d)
+{
+    const int stride[3] = {3, 3 * (int)d, 3 * (int)(d * d)};
+    int oa[8], ob[8], role[3][8];
+    for (int k = 0; k < 8; ++k) {
+        const Tetra t = TETRA_CASES[k];
+        oa[k] = stride[t.first];
+        ob[k] = stride[t.first] + stride[t.second];
+        role[t.first][k] = 0, role[t.second][k] = 1, role[t.third][k] = 2;
+    }
+    TetraTables tt;
+    tt.oa = _mm256_loadu_si256((const __m256i *)oa);
+    tt.ob = _mm256_loadu_si256((const __m256i *)ob);
+    for (int a = 0; a < 3; ++a) tt.role[a] = _mm256_loadu_si256((const __m256i *)role[a]);
+    return tt;
+}
+
+/* The tetrahedra of 8 pixels: returns the case index; off = element offsets of c000, ca, cb, c111 from
+ * the cell origin, w = their weights (1 - f1, f1 - f2, f2 - f3, f3 for the sorted fractions). */
+AVX2 static inline __m256i tetra8(const TetraTables *tt, int64_t d, const __m256 f[3], __m256i off[4], __m256 w[4])
+{
+    /* index 4 (fr >= fg) + 2 (fg >= fb) + (fr >= fb), from the all-ones (-1) compare masks */
+    const __m256i ge_rg = _mm256_castps_si256(_mm256_cmp_ps(f[0], f[1], _CMP_GE_OQ));
+    const __m256i ge_gb = _mm256_castps_si256(_mm256_cmp_ps(f[1], f[2], _CMP_GE_OQ));
+    const __m256i ge_rb = _mm256_castps_si256(_mm256_cmp_ps(f[0], f[2], _CMP_GE_OQ));
+    const __m256i k = _mm256_sub_epi32(
+        _mm256_setzero_si256(),
+        _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(ge_rg, 2), _mm256_slli_epi32(ge_gb, 1)), ge_rb));
+    off[0] = _mm256_setzero_si256();
+    off[1] = _mm256_permutevar8x32_epi32(tt->oa, k);
+    off[2] = _mm256_permutevar8x32_epi32(tt->ob, k);
+    off[3] = _mm256_set1_epi32(3 * (int)(1 + d + d * d));
+    const __m256 f1 = _mm256_max_ps(_mm256_max_ps(f[0], f[1]), f[2]);
+    const __m256 f3 = _mm256_min_ps(_mm256_min_ps(f[0], f[1]), f[2]);
+    const __m256 f2 = _mm256_max_ps(_mm256_min_ps(f[0], f[1]), _mm256_min_ps(_mm256_max_ps(f[0], f[1]), f[2]));
+    w[0] = _mm256_sub_ps(_mm256_set1_ps(1.0f), f1), w[1] = _mm256_sub_ps(f1, f2), w[2] = _mm256_sub_ps(f2, f3);
+    w[3] = f3;
+    return k;
+}
+
 AVX2 static int64_t trilinear_avx2_f32(const float *restrict x, int64_t xs, float *restrict out, int64_t os,
                                        int64_t n, const float *restrict lut, int64_t d)
 {
     const __m256 nan = _mm256_set1_ps(NAN);
-    const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
     const int rows[4] = {0, 3 * (int)d, 3 * (int)(d * d), 3 * (int)(d * d + d)}; /* (g, b) = 00 10 01 11 */
     int64_t p = 0;
     for (; p + 8 <= n; p += 8) {
-        __m256 f[3], isnan;
+        __m256 f[3], isnan, e[4][3]; /* e: per row, per channel, the value lerped along r */
         const __m256i base = cells8(x, xs, p, d, f, &isnan);
-        for (int a = 0; a < 3; ++a) f[a] = _mm256_permutevar8x32_ps(f[a], order);
-        __m256 e[4][3]; /* per row, per channel: the value lerped along r */
+        for (int a = 0; a < 3; ++a) f[a] = _mm256_permutevar8x32_ps(f[a], PAIR_ORDER);
         for (int row = 0; row < 4; ++row) {
-            __m256 lo0, hi0, lo1, hi1, lo2, hi2;
-            gather_pairs(lut, base, rows[row], &lo0, &hi0);     /* R0 G0 */
-            gather_pairs(lut, base, rows[row] + 2, &lo1, &hi1); /* B0 R1 */
-            gather_pairs(lut, base, rows[row] + 4, &lo2, &hi2); /* G1 B1 */
-            const __m256 r0 = _mm256_shuffle_ps(lo0, hi0, _MM_SHUFFLE(2, 0, 2, 0));
-            const __m256 g0 = _mm256_shuffle_ps(lo0, hi0, _MM_SHUFFLE(3, 1, 3, 1));
-            const __m256 b0 = _mm256_shuffle_ps(lo1, hi1, _MM_SHUFFLE(2, 0, 2, 0));
-            const __m256 r1 = _mm256_shuffle_ps(lo1, hi1, _MM_SHUFFLE(3, 1, 3, 1));
-            const __m256 g1 = _mm256_shuffle_ps(lo2, hi2, _MM_SHUFFLE(2, 0, 2, 0));
-            const __m256 b1 = _mm256_shuffle_ps(lo2, hi2, _MM_SHUFFLE(3, 1, 3, 1));
-            e[row][0] = lerp8(r0, r1, f[0]);
-            e[row][1] = lerp8(g0, g1, f[0]);
-            e[row][2] = lerp8(b0, b1, f[0]);
+            __m256 next[3];
+            edge8(lut, base, rows[row], e[row], next);
+            for (int c = 0; c < 3; ++c) e[row][c] = lerp8(e[row][c], next[c], f[0]);
         }
-        for (int ch = 0; ch < 3; ++ch) {
-            const __m256 lo = lerp8(e[0][ch], e[1][ch], f[1]), hi = lerp8(e[2][ch], e[3][ch], f[1]);
-            const __m256 o = _mm256_permutevar8x32_ps(lerp8(lo, hi, f[2]), order);
-            _mm256_storeu_ps(out + ch * os + p, _mm256_blendv_ps(o, nan, isnan));
+        for (int c = 0; c < 3; ++c) {
+            const __m256 lo = lerp8(e[0][c], e[1][c], f[1]), hi = lerp8(e[2][c], e[3][c], f[1]);
+            const __m256 o = _mm256_permutevar8x32_ps(lerp8(lo, hi, f[2]), PAIR_ORDER);
+            _mm256_storeu_ps(out + c * os + p, _mm256_blendv_ps(o, nan, isnan));
         }
     }
     return p;
@@ -161,40 +212,19 @@ AVX2 static int64_t trilinear_avx2_f32(const float *restrict x, int64_t xs, floa
 AVX2 static int64_t tetrahedral_avx2_f32(const float *restrict x, int64_t xs, float *restrict out,
                                          int64_t os, int64_t n, const float *restrict lut, int64_t d)
 {
-    const __m256 one = _mm256_set1_ps(1.0f), nan = _mm256_set1_ps(NAN);
-    const int stride[3] = {3, 3 * (int)d, 3 * (int)(d * d)};
-    const __m256i c000 = _mm256_setzero_si256(), c111 = _mm256_set1_epi32(stride[0] + stride[1] + stride[2]);
-    int oa_table[8], ob_table[8]; /* offsets of ca and cb for each case of TETRA_CASES */
-    for (int k = 0; k < 8; ++k) {
-        oa_table[k] = stride[TETRA_CASES[k].first];
-        ob_table[k] = stride[TETRA_CASES[k].first] + stride[TETRA_CASES[k].second];
-    }
-    const __m256i oa_t = _mm256_loadu_si256((const __m256i *)oa_table);
-    const __m256i ob_t = _mm256_loadu_si256((const __m256i *)ob_table);
+    const __m256 nan = _mm256_set1_ps(NAN);
+    const TetraTables tt = tetra_tables(d);
     int64_t p = 0;
     for (; p + 8 <= n; p += 8) {
-        __m256 f[3], isnan;
+        __m256 f[3], isnan, w[4];
+        __m256i off[4];
         const __m256i base = cells8(x, xs, p, d, f, &isnan);
-        /* case index 4 (fr >= fg) + 2 (fg >= fb) + (fr >= fb), from the all-ones (-1) compare masks */
-        const __m256i ge_rg = _mm256_castps_si256(_mm256_cmp_ps(f[0], f[1], _CMP_GE_OQ));
-        const __m256i ge_gb = _mm256_castps_si256(_mm256_cmp_ps(f[1], f[2], _CMP_GE_OQ));
-        const __m256i ge_rb = _mm256_castps_si256(_mm256_cmp_ps(f[0], f[2], _CMP_GE_OQ));
-        const __m256i k = _mm256_sub_epi32(
-            _mm256_setzero_si256(),
-            _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(ge_rg, 2), _mm256_slli_epi32(ge_gb, 1)), ge_rb));
-        const __m256i oa = _mm256_permutevar8x32_epi32(oa_t, k), ob = _mm256_permutevar8x32_epi32(ob_t, k);
-        /* the largest, middle and smallest fraction */
-        const __m256 f1 = _mm256_max_ps(_mm256_max_ps(f[0], f[1]), f[2]);
-        const __m256 f3 = _mm256_min_ps(_mm256_min_ps(f[0], f[1]), f[2]);
-        const __m256 f2 = _mm256_max_ps(_mm256_min_ps(f[0], f[1]), _mm256_min_ps(_mm256_max_ps(f[0], f[1]), f[2]));
-        const __m256 w0 = _mm256_sub_ps(one, f1), w1 = _mm256_sub_ps(f1, f2), w2 = _mm256_sub_ps(f2, f3);
-        for (int ch = 0; ch < 3; ++ch) {
-            const __m256i b = _mm256_add_epi32(base, _mm256_set1_epi32(ch));
-            __m256 o = _mm256_mul_ps(w0, gather(lut, b, c000));
-            o = _mm256_add_ps(o, _mm256_mul_ps(w1, gather(lut, b, oa)));
-            o = _mm256_add_ps(o, _mm256_mul_ps(w2, gather(lut, b, ob)));
-            o = _mm256_add_ps(o, _mm256_mul_ps(f3, gather(lut, b, c111)));
-            _mm256_storeu_ps(out + ch * os + p, _mm256_blendv_ps(o, nan, isnan));
+        tetra8(&tt, d, f, off, w);
+        for (int c = 0; c < 3; ++c) {
+            const __m256i b = _mm256_add_epi32(base, _mm256_set1_epi32(c));
+            __m256 o = _mm256_mul_ps(w[0], gather(lut, b, off[0]));
+            for (int j = 1; j < 4; ++j) o = _mm256_add_ps(o, _mm256_mul_ps(w[j], gather(lut, b, off[j])));
+            _mm256_storeu_ps(out + c * os + p, _mm256_blendv_ps(o, nan, isnan));
         }
     }
     return p;
@@ -216,74 +246,44 @@ AVX2 static int64_t vector_backward_f32(const float *restrict x, int64_t xs, con
     if (d > 812 || interp == NEAREST) return 0; /* gather indices are int32: 3 * d^3 < 2^31 */
     const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
     const __m256 scale = _mm256_set1_ps((float)(d - 1));
-    const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
-    const int stride[3] = {3, 3 * (int)d, 3 * (int)(d * d)};
-    const int rows[4] = {0, stride[1], stride[2], stride[1] + stride[2]}; /* (g, b) = 00 10 01 11 */
-    const __m256i c000 = _mm256_setzero_si256(), c111 = _mm256_set1_epi32(stride[0] + stride[1] + stride[2]);
-    int oa_table[8], ob_table[8], role_table[3][8]; /* per case of TETRA_CASES: offsets, each axis's role */
-    for (int k = 0; k < 8; ++k) {
-        const Tetra t = TETRA_CASES[k];
-        oa_table[k] = stride[t.first];
-        ob_table[k] = stride[t.first] + stride[t.second];
-        role_table[t.first][k] = 0, role_table[t.second][k] = 1, role_table[t.third][k] = 2;
-    }
-    const __m256i oa_t = _mm256_loadu_si256((const __m256i *)oa_table);
-    const __m256i ob_t = _mm256_loadu_si256((const __m256i *)ob_table);
+    const int rows[4] = {0, 3 * (int)d, 3 * (int)(d * d), 3 * (int)(d * d + d)}; /* (g, b) = 00 10 01 11 */
+    const TetraTables tt = tetra_tables(d);
     int64_t p = 0;
     for (; p + 8 <= n; p += 8) {
-        __m256 f[3], isnan, g[3], dc[3];
+        __m256 f[3], isnan, g[3], dc[3], w[4] = {zero, zero, zero, zero};
+        __m256i off[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
         const __m256i base = cells8(x, xs, p, d, f, &isnan);
         for (int c = 0; c < 3; ++c) g[c] = _mm256_loadu_ps(go + c * gs + p);
-        __m256i off[4] = {c000, c000, c000, c000}; /* tetrahedral: the four corners' offsets, weights */
-        __m256 w[4] = {zero, zero, zero, zero};
         if (interp == TETRAHEDRAL) {
-            const __m256i ge_rg = _mm256_castps_si256(_mm256_cmp_ps(f[0], f[1], _CMP_GE_OQ));
-            const __m256i ge_gb = _mm256_castps_si256(_mm256_cmp_ps(f[1], f[2], _CMP_GE_OQ));
-            const __m256i ge_rb = _mm256_castps_si256(_mm256_cmp_ps(f[0], f[2], _CMP_GE_OQ));
-            const __m256i k = _mm256_sub_epi32(
-                _mm256_setzero_si256(),
-                _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(ge_rg, 2), _mm256_slli_epi32(ge_gb, 1)), ge_rb));
-            off[0] = c000;
-            off[1] = _mm256_permutevar8x32_epi32(oa_t, k);
-            off[2] = _mm256_permutevar8x32_epi32(ob_t, k);
-            off[3] = c111;
-            const __m256 f1 = _mm256_max_ps(_mm256_max_ps(f[0], f[1]), f[2]);
-            const __m256 f3 = _mm256_min_ps(_mm256_min_ps(f[0], f[1]), f[2]);
-            const __m256 f2 = _mm256_max_ps(_mm256_min_ps(f[0], f[1]), _mm256_min_ps(_mm256_max_ps(f[0], f[1]), f[2]));
-            w[0] = _mm256_sub_ps(one, f1), w[1] = _mm256_sub_ps(f1, f2), w[2] = _mm256_sub_ps(f2, f3), w[3] = f3;
+            const __m256i k = tetra8(&tt, d, f, off, w);
             if (gx) {
-                __m256 t[4];
+                __m256 t[4]; /* <go, corner> */
                 for (int j = 0; j < 4; ++j) {
                     const __m256i at = _mm256_add_epi32(base, off[j]);
                     const __m256 corner[3] = {gather(lut, at, _mm256_set1_epi32(0)), gather(lut, at, _mm256_set1_epi32(1)),
                                               gather(lut, at, _mm256_set1_epi32(2))};
                     t[j] = dot3_8(g, corner);
                 }
+                /* out = c000 + f1 (ca - c000) + f2 (cb - ca) + f3 (c111 - cb): the axis in role j moves along step j */
                 const __m256 step[3] = {_mm256_sub_ps(t[1], t[0]), _mm256_sub_ps(t[2], t[1]), _mm256_sub_ps(t[3], t[2])};
                 for (int a = 0; a < 3; ++a) {
-                    const __m256i role = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)role_table[a]), k);
+                    const __m256i role = _mm256_permutevar8x32_epi32(tt.role[a], k);
                     const __m256 is0 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(role, _mm256_setzero_si256()));
                     const __m256 is1 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(role, _mm256_set1_epi32(1)));
                     dc[a] = _mm256_blendv_ps(_mm256_blendv_ps(step[2], step[1], is1), step[0], is0);
                 }
             }
         } else if (gx) {
-            /* as trilinear_avx2_f32: rows fetched as pairs, pixels in the order 0 1 4 5 2 3 6 7 */
+            /* A: corner value at r, then lerped along r; E: the step along r; per row and channel */
             __m256 fp[3], gp[3], A[4][3], E[4][3];
-            for (int a = 0; a < 3; ++a) fp[a] = _mm256_permutevar8x32_ps(f[a], order);
-            for (int c = 0; c < 3; ++c) gp[c] = _mm256_permutevar8x32_ps(g[c], order);
+            for (int a = 0; a < 3; ++a) fp[a] = _mm256_permutevar8x32_ps(f[a], PAIR_ORDER);
+            for (int c = 0; c < 3; ++c) gp[c] = _mm256_permutevar8x32_ps(g[c], PAIR_ORDER);
             for (int row = 0; row < 4; ++row) {
-                __m256 lo0, hi0, lo1, hi1, lo2, hi2;
-                gather_pairs(lut, base, rows[row], &lo0, &hi0);     /* R0 G0 */
-                gather_pairs(lut, base, rows[row] + 2, &lo1, &hi1); /* B0 R1 */
-                gather_pairs(lut, base, rows[row] + 4, &lo2, &hi2); /* G1 B1 */
-                A[row][0] = _mm256_shuffle_ps(lo0, hi0, _MM_SHUFFLE(2, 0, 2, 0));
-                A[row][1] = _mm256_shuffle_ps(lo0, hi0, _MM_SHUFFLE(3, 1, 3, 1));
-                A[row][2] = _mm256_shuffle_ps(lo1, hi1, _MM_SHUFFLE(2, 0, 2, 0));
-                E[row][0] = _mm256_sub_ps(_mm256_shuffle_ps(lo1, hi1, _MM_SHUFFLE(3, 1, 3, 1)), A[row][0]);
-                E[row][1] = _mm256_sub_ps(_mm256_shuffle_ps(lo2, hi2, _MM_SHUFFLE(2, 0, 2, 0)), A[row][1]);
-                E[row][2] = _mm256_sub_ps(_mm256_shuffle_ps(lo2, hi2, _MM_SHUFFLE(3, 1, 3, 1)), A[row][2]);
-                for (int c = 0; c < 3; ++c) A[row][c] = _mm256_add_ps(A[row][c], _mm256_mul_ps(fp[0], E[row][c]));
+                edge8(lut, base, rows[row], A[row], E[row]);
+                for (int c = 0; c < 3; ++c) {
+                    E[row][c] = _mm256_sub_ps(E[row][c], A[row][c]);
+                    A[row][c] = _mm256_add_ps(A[row][c], _mm256_mul_ps(fp[0], E[row][c]));
+                }
             }
             __m256 dr[3], dg[3], db[3]; /* the blend's partial derivatives along r, g, b, per channel */
             for (int c = 0; c < 3; ++c) {
@@ -295,9 +295,9 @@ AVX2 static int64_t vector_backward_f32(const float *restrict x, int64_t xs, con
                 dg[c] = lerp8(y0, y1, fp[2]);
                 db[c] = _mm256_sub_ps(b1, b0);
             }
-            dc[0] = _mm256_permutevar8x32_ps(dot3_8(gp, dr), order);
-            dc[1] = _mm256_permutevar8x32_ps(dot3_8(gp, dg), order);
-            dc[2] = _mm256_permutevar8x32_ps(dot3_8(gp, db), order);
+            dc[0] = _mm256_permutevar8x32_ps(dot3_8(gp, dr), PAIR_ORDER);
+            dc[1] = _mm256_permutevar8x32_ps(dot3_8(gp, dg), PAIR_ORDER);
+            dc[2] = _mm256_permutevar8x32_ps(dot3_8(gp, db), PAIR_ORDER);
         }
         if (gx) {
             for (int a = 0; a < 3; ++a) {
