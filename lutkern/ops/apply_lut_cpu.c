@@ -65,15 +65,15 @@ static Tetra tetra_case(double fr, double fg, double fb)
 
 #define AVX2 __attribute__((target("avx2")))
 
-static int cpu_has_avx2(void)
+static int has_avx2; /* set once when the library is loaded, before any call */
+
+__attribute__((constructor)) static void detect_cpu(void)
 {
-    static int known = -1;
-    if (known < 0) {
-        __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx2") ? 1 : 0;
-    }
-    return known;
+    __builtin_cpu_init();
+    has_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
 }
+
+static int cpu_has_avx2(void) { return has_avx2; }
 
 /* The cells of pixels p .. p+7: element offset of c000 (base), fractions f and the NaN-pixel mask. */
 AVX2 static inline __m256i cells8(const float *x, int64_t xs, int64_t p, int64_t d, __m256 f[3], __m256 *isnan)
