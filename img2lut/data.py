@@ -10,6 +10,7 @@ About 200 pairs at 256x256 take ~300 MB, so the whole set stays in memory as two
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,19 +140,94 @@ def load_pairs(
     return PairedImages([p.name for p in pairs], torch.stack(inputs), torch.stack(targets))
 
 
-def split_names(names: list[str], val_fraction: float) -> tuple[list[int], list[int]]:
-    """Deterministic train/validation split: ``(train_indices, val_indices)``, both sorted.
+# The default grouping: a trailing counter after a separator names one of several pairs cut from (or
+# shot of) the same photograph: "beach-003", "beach_crop12", "beach crop 2", "beach.f07" -> "beach".
+DEFAULT_GROUP_PATTERN = r"^(?P<group>.+?)[-_. ]+(?:crop|tile|patch|frame|shot|aug|exp|c|f|v)?[-_ ]*\d+$"
+# A rule that puts every pair into fewer groups than this does not describe photographs (e.g. camera
+# names IMG_0001, IMG_0002: one group "IMG"); the default then treats every file as its own photo.
+MIN_GROUPS = 3
 
-    Names are ranked by a hash of the name, so the split depends on the names only: not on the seed,
-    the listing order or the file extensions.
-    Needs 0 < val_fraction < 1 and at least two names; each side gets at least one.
+
+@dataclass(frozen=True)
+class Grouping:
+    """Which pairs come from the same photograph: ``groups[i]`` is pair i's group key.
+
+    rule: how the keys were made, in words (reported in the run summary).
+    """
+
+    groups: list[str]
+    rule: str
+
+    @property
+    def count(self) -> int:
+        return len(set(self.groups))
+
+
+def group_names(names: list[str], pattern: str | None = "default") -> Grouping:
+    """Group pair names by photograph.
+
+    pattern: ``"default"`` (:data:`DEFAULT_GROUP_PATTERN`: a trailing counter is dropped; when that
+    leaves fewer than :data:`MIN_GROUPS` groups, every name is its own group), ``"none"`` or None (every
+    name its own group), or a regular expression searched in each name whose group ``group`` (else
+    its first group, else the whole match) is the key; a name it does not match is its own group.
+    """
+    if pattern in (None, "none"):
+        return Grouping(list(names), "one photograph per pair")
+    default = pattern == "default"
+    try:
+        regex = re.compile(DEFAULT_GROUP_PATTERN if default else pattern)
+    except re.error as exc:
+        raise DataError(f"--group-by {pattern!r} is not a regular expression ({exc})") from None
+    keys = [_group_key(regex, name) for name in names]
+    if default and len(set(keys)) < min(MIN_GROUPS, len(set(names))):
+        return Grouping(list(names), "one photograph per pair (the names show no shared photographs)")
+    shown = "a trailing counter dropped from the name" if default else f"--group-by {pattern!r}"
+    return Grouping(keys, shown)
+
+
+def _group_key(regex: re.Pattern, name: str) -> str:
+    match = regex.search(name)
+    if match is None:
+        return name
+    if "group" in regex.groupindex:
+        key = match.group("group")
+    else:
+        key = match.group(1) if regex.groups else match.group(0)
+    return key or name
+
+
+def split_groups(groups: list[str], val_fraction: float) -> tuple[list[int], list[int]]:
+    """Deterministic train/validation split that keeps every group on one side.
+
+    groups: the group key of each pair (:func:`group_names`). Groups are ranked by a hash of the key,
+    so the split depends on the keys only (not the seed, the listing order or the file extensions), and
+    validation takes groups in that order until it holds ``val_fraction`` of the pairs (at least one
+    group, never all). Returns ``(train_indices, val_indices)``, both sorted.
     """
     if not 0 < val_fraction < 1:
         raise DataError(f"the validation fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    members: dict[str, list[int]] = {}
+    for i, key in enumerate(groups):
+        members.setdefault(key, []).append(i)
+    if len(members) < 2:
+        raise DataError(f"need pairs from at least 2 photographs to hold whole photographs out for "
+                        f"validation, got {len(groups)} pairs from 1 ({next(iter(members), '-')!r}); "
+                        "pass --group-by none if the pairs are different photos, or "
+                        "--val-inputs/--val-targets")
+    ranked = sorted(members, key=lambda k: hashlib.sha256(k.encode()).hexdigest())
+    wanted = max(round(len(groups) * val_fraction), 1)
+    held: list[str] = []
+    for key in ranked[:-1]:
+        if sum(len(members[k]) for k in held) >= wanted:
+            break
+        held.append(key)
+    val = [i for key in held for i in members[key]]
+    train = [i for key in ranked[len(held):] for i in members[key]]
+    return sorted(train), sorted(val)
+
+
+def split_names(names: list[str], val_fraction: float) -> tuple[list[int], list[int]]:
+    """:func:`split_groups` with every name its own group (one photograph per pair)."""
     if len(names) < 2:
         raise DataError(f"need at least 2 pairs to split into training and validation, got {len(names)}")
-    n_val = min(max(round(len(names) * val_fraction), 1), len(names) - 1)
-    ranked = sorted(range(len(names)), key=lambda i: hashlib.sha256(names[i].encode()).hexdigest())
-    val = sorted(ranked[:n_val])
-    train = sorted(ranked[n_val:])
-    return train, val
+    return split_groups(list(names), val_fraction)

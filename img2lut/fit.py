@@ -26,7 +26,7 @@ import torch
 
 import lutkern
 
-from .data import DataError, load_pairs, pair_files, split_names
+from .data import DataError, group_names, load_pairs, pair_files, split_groups
 from .metrics import psnr_from_mse
 from .plots import preview_grid
 
@@ -285,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--val-inputs", help="folder of validation originals (default: split off --inputs by --val-fraction)")
     add("--val-targets", help="folder of validation graded images")
     add("--val-fraction", type=float, default=0.1, help="share of pairs held out for validation (0: none)")
+    add("--group-by", default="default", metavar="REGEX|default|none", help="which pairs come from one "
+        "photograph, held out together (as python -m img2lut.train --group-by)")
     add("--image-size", type=int, default=256, help="pairs are resized to this square size, as for training")
 
     def tuning(flag: str, kind, help: str | None = None, **kw) -> None:
@@ -316,7 +318,7 @@ def _load(args: argparse.Namespace):
         return pairs, load_pairs(pair_files(args.val_inputs, args.val_targets), args.image_size)
     if args.val_fraction == 0:
         return pairs, None
-    train_idx, val_idx = split_names(pairs.names, args.val_fraction)
+    train_idx, val_idx = split_groups(group_names(pairs.names, args.group_by).groups, args.val_fraction)
     return pairs.subset(train_idx), pairs.subset(val_idx)
 
 
