@@ -24,6 +24,8 @@ from lutkern._atomic import atomic_open
 from .model import ResNetLUTGenerator
 
 CHECKPOINT_NAME = "checkpoint.pt"
+# The kept model alone (no optimizer or training state): what prediction needs, a fraction of the size.
+MODEL_NAME = "model.pt"
 CHECKPOINT_FORMAT = 1
 _REQUIRED = ("format", "model_config", "model", "config")
 

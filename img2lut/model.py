@@ -1,12 +1,31 @@
 """The LUT-predicting CNN: a small ResNet that looks at a photo and emits one 3D LUT per image.
 
-Architecture (the seed experiment's, parameter for parameter): 3x3 conv to 32 channels + BN + ReLU at
-the input resolution; three residual blocks 32->64->128->256, each stride 2 with a 1x1 projection
-shortcut; global average pooling; Linear 256->512, ReLU, Linear 512->S^3*3; reshaped to ``(B,S,S,S,3)``
-and squashed by a sigmoid into [0, 1]. The LUT follows the project convention ``lut[n, b, g, r, c]``
-(red index fastest), so the last Linear's outputs are in ``.cube`` row order.
+Backbone (the seed experiment's, parameter for parameter): 3x3 conv to 32 channels + BN + ReLU at the
+input resolution; three residual blocks 32->64->128->256, each stride 2 with a 1x1 projection shortcut;
+global average pooling to 256 features. Two heads turn the features into a LUT:
 
-The module and parameter names match the seed's, so its state dicts load unchanged.
+- ``"direct"`` (the seed's): Linear 256->512, ReLU, Linear 512->S^3*3, reshaped to ``(B,S,S,S,3)`` and
+  squashed by a sigmoid into [0, 1]. With S=33 the last layer alone has 55 M weights. The module and
+  parameter names match the seed's, so its state dicts load unchanged.
+- ``"basis"`` (image-adaptive 3D LUTs, Zeng et al. 2020; AdaInt 2022): Linear 256->512, ReLU,
+  Linear 512->K, tanh: K weights in [-1, 1] that blend K learned basis LUTs into a residual added to
+  one shared LUT, ``lut = base + sum_k w_k basis_k``. The bases start at zero, so every image starts at
+  ``base`` (the identity, or a fitted LUT: :meth:`ResNetLUTGenerator.start_at`), and the tanh bounds how
+  far any photo, however unfamiliar, can move from it. ~1.3 M parameters for K=8, S=33.
+- ``"curves"`` (separable 1D + 3D, after SepLUT, ECCV 2022): the basis head's 3D LUT preceded by one
+  tone curve per channel and image (S points each, the identity plus a tanh-bounded offset, clamped to
+  [0,1]): exposure, white balance and levels are per-channel curves, a look is 3D. The two are composed
+  at the lattice, ``lut(v) = lut3d(curves(v))`` at every lattice point ``v``, so the model still emits
+  one plain 3D LUT per image: what is trained is exactly what a ``.cube`` holds and a grading tool
+  applies. The curves start at the identity, so every image starts at ``base`` here too.
+
+The basis and curves heads also see the photo's colour distribution: a soft histogram of each channel
+of the CNN's input (:data:`HISTOGRAM_BINS` triangular bins), concatenated to the pooled features. A
+histogram is the same whatever the photo shows, so what the head learns from it carries over to photos
+unlike the training ones (levels and exposure are read off histograms), where the pooled features of
+a few training photos mostly tell those photos apart (docs/generalization.md).
+
+LUTs follow the project convention ``lut[n, b, g, r, c]`` (red index fastest), the ``.cube`` row order.
 """
 
 from __future__ import annotations
@@ -18,6 +37,8 @@ from torch import nn
 import lutkern
 
 INITS = ("identity", "default")
+HEADS = ("direct", "basis", "curves")
+HISTOGRAM_BINS = 16
 # Identity initialisation clamps the identity LUT to [eps, 1-eps] before the logit (0 and 1 have none)
 # and shrinks the last weight so that every image starts from (almost) the identity LUT.
 IDENTITY_EPS = 1e-3
@@ -46,17 +67,33 @@ class ResidualBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
+def colour_histogram(x: torch.Tensor, bins: int = HISTOGRAM_BINS) -> torch.Tensor:
+    """``(B,3,bins)`` soft histogram of each channel of ``x`` ``(B,3,h,w)`` (values clamped to [0,1]).
+
+    Triangular bins centred at ``j/(bins-1)``: each value splits between its two nearest centres, so a
+    channel's row sums to ``bins`` (scaled from 1 to be of the order of the pooled features).
+    """
+    centres = torch.linspace(0, 1, bins, device=x.device, dtype=torch.float32)
+    v = x.float().clamp(0, 1).flatten(2).unsqueeze(-1)  # (B,3,P,1)
+    weights = (1 - (v - centres).abs() * (bins - 1)).clamp(min=0)  # (B,3,P,bins)
+    return weights.mean(2) * bins
+
+
 class ResNetLUTGenerator(nn.Module):
     """Predict a ``(B,S,S,S,3)`` LUT from images ``(B,3,H,W)`` in [0,1] and apply it.
 
     lut_size: S, the LUT lattice size (2..256; 33 is the usual grading size).
     interpolation: how the LUT is applied, any mode of :func:`lutkern.apply_lut`.
-    init: ``"identity"`` starts every prediction at the identity LUT (last bias = logit of the identity
-        clamped to [eps, 1-eps], last weight scaled down); ``"default"`` keeps PyTorch's initialisation,
-        as the seed did. See docs/training.md for the measurement behind the default.
+    init: where every prediction starts. Direct head: ``"identity"`` (last bias = logit of the identity
+        clamped to [eps, 1-eps], last weight scaled down) or ``"default"`` (PyTorch's initialisation, as
+        the seed did). Basis head: the shared LUT starts at the identity (``"identity"``) or at 0.5
+        everywhere (``"default"``, what the direct head's default starts near).
+    head: ``"direct"`` or ``"basis"`` (see the module docstring).
+    basis_luts: K, the number of basis LUTs of the basis head.
     """
 
-    def __init__(self, lut_size: int = 33, interpolation: str = "trilinear", init: str = "default"):
+    def __init__(self, lut_size: int = 33, interpolation: str = "trilinear", init: str = "default",
+                 head: str = "direct", basis_luts: int = 8):
         super().__init__()
         if not isinstance(lut_size, int) or not lutkern.functional.MIN_LUT_SIZE <= lut_size <= 256:
             raise ValueError(f"lut_size must be an int in [2, 256], got {lut_size!r}")
@@ -65,9 +102,15 @@ class ResNetLUTGenerator(nn.Module):
                              f"got {interpolation!r}")
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        if not isinstance(basis_luts, int) or isinstance(basis_luts, bool) or not 1 <= basis_luts <= 256:
+            raise ValueError(f"basis_luts must be an int in [1, 256], got {basis_luts!r}")
         self.lut_size = lut_size
         self.interpolation = interpolation
         self.init = init
+        self.head = head
+        self.basis_luts = basis_luts
         self.initial_conv = nn.Sequential(
             nn.Conv2d(3, 32, kernel_size=3, stride=1, padding=1),
             nn.BatchNorm2d(32),
@@ -77,32 +120,85 @@ class ResNetLUTGenerator(nn.Module):
         self.layer2 = ResidualBlock(64, 128, stride=2)
         self.layer3 = ResidualBlock(128, 256, stride=2)
         self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.lut_generator = nn.Sequential(
-            nn.Linear(256, 512),
-            nn.ReLU(),
-            nn.Linear(512, lut_size**3 * 3),
-        )
-        if init == "identity":
-            self._init_identity()
-
-    @torch.no_grad()
-    def _init_identity(self) -> None:
-        last = self.lut_generator[-1]
-        target = lutkern.identity_lut(self.lut_size).clamp(IDENTITY_EPS, 1 - IDENTITY_EPS)
-        last.bias.copy_(torch.logit(target).reshape(-1))
-        last.weight.mul_(IDENTITY_WEIGHT_SCALE)
+        shape = (lut_size,) * 3 + (3,)
+        start = lutkern.identity_lut(lut_size) if init == "identity" else torch.full(shape, 0.5)
+        if head == "direct":
+            self.lut_generator = nn.Sequential(nn.Linear(256, 512), nn.ReLU(),
+                                               nn.Linear(512, lut_size**3 * 3))
+            if init == "identity":
+                with torch.no_grad():
+                    self.lut_generator[-1].weight.mul_(IDENTITY_WEIGHT_SCALE)
+                self.start_at(start)
+        else:
+            outputs = basis_luts + (3 * lut_size if head == "curves" else 0)
+            self.weight_generator = nn.Sequential(nn.Linear(256 + 3 * HISTOGRAM_BINS, 512), nn.ReLU(),
+                                                  nn.Linear(512, outputs))
+            with torch.no_grad():  # the curves' offsets start at 0: identity curves for every image
+                self.weight_generator[-1].weight[basis_luts:].zero_()
+                self.weight_generator[-1].bias[basis_luts:].zero_()
+            # Flat (S^3*3,) and (K, S^3*3), in .cube row order: no memory-format change applies to them.
+            self.base_lut = nn.Parameter(start.reshape(-1))
+            self.basis = nn.Parameter(torch.zeros(basis_luts, lut_size**3 * 3))
 
     def config(self) -> dict:
         """The constructor arguments: enough to rebuild this architecture (saved in checkpoints)."""
-        return {"lut_size": self.lut_size, "interpolation": self.interpolation, "init": self.init}
+        return {"lut_size": self.lut_size, "interpolation": self.interpolation, "init": self.init,
+                "head": self.head, "basis_luts": self.basis_luts}
+
+    def shared_lut(self) -> nn.Parameter:
+        """The parameter ``(S^3*3,)`` that holds the LUT every image shares, in ``.cube`` row order: the
+        direct head's last bias (the LUT's logits), the basis head's ``base_lut`` (its values)."""
+        return self.lut_generator[-1].bias if self.head == "direct" else self.base_lut
+
+    @torch.no_grad()
+    def start_at(self, lut: torch.Tensor) -> None:
+        """Make ``lut`` ``(S,S,S,3)`` the shared LUT that every image starts from (a warm start).
+
+        Direct head: the last bias becomes the logit of ``lut`` clamped to [eps, 1-eps]; only with
+        ``init="identity"`` (last weight scaled down) do images then start at ``lut``. Basis head: the
+        shared LUT becomes ``lut`` and the bases stay as they are (zero when new).
+        """
+        if tuple(lut.shape) != (self.lut_size,) * 3 + (3,):
+            raise ValueError(f"the start LUT must be {(self.lut_size,) * 3 + (3,)}, got {tuple(lut.shape)}")
+        shared = self.shared_lut()
+        if self.head == "direct":
+            if self.init != "identity":
+                raise ValueError("a warm start of the direct head needs init='identity' (the last weight "
+                                 "scaled down)")
+            lut = torch.logit(lut.clamp(IDENTITY_EPS, 1 - IDENTITY_EPS))
+        shared.copy_(lut.reshape(-1).to(shared))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B,256)`` globally pooled features of images ``x`` ``(B,3,h,w)``, followed for the basis and
+        curves heads by the ``(B,3*HISTOGRAM_BINS)`` :func:`colour_histogram` of ``x``."""
+        pooled = self.global_pool(self.layer3(self.layer2(self.layer1(self.initial_conv(x))))).flatten(1)
+        if self.head == "direct":
+            return pooled
+        return torch.cat([pooled, colour_histogram(x).flatten(1).to(pooled.dtype)], dim=1)
 
     def predict_lut(self, x: torch.Tensor) -> torch.Tensor:
-        """LUTs ``(B,S,S,S,3)`` in (0,1), ``lut[n, b, g, r, c]``, for images ``x`` ``(B,3,H,W)``."""
-        x = self.initial_conv(x)
-        x = self.layer3(self.layer2(self.layer1(x)))
-        features = self.global_pool(x).flatten(1)
+        """LUTs ``(B,S,S,S,3)``, ``lut[n, b, g, r, c]``, for images ``x`` ``(B,3,H,W)``: in (0,1) for the
+        direct head; the basis head's are not clamped (values outside [0,1] are applied as they are)."""
+        features = self.features(x)
         s = self.lut_size
-        return torch.sigmoid(self.lut_generator(features).view(-1, s, s, s, 3))
+        if self.head == "direct":
+            return torch.sigmoid(self.lut_generator(features).view(-1, s, s, s, 3))
+        outputs = torch.tanh(self.weight_generator(features))  # (B,K) weights [+ (B,3S) curve offsets]
+        weights = outputs[:, : self.basis_luts]
+        lut = (self.base_lut.to(weights.dtype) + weights @ self.basis.to(weights.dtype)).view(-1, s, s, s, 3)
+        if self.head == "basis":
+            return lut
+        knots = torch.linspace(0, 1, s, dtype=lut.dtype, device=lut.device)
+        curves = (knots + outputs[:, self.basis_luts:].view(-1, 3, s)).clamp(0, 1)  # (B,3,S) r, g, b
+        # The lattice as an image (B,3,S^3) in .cube order (red fastest), each point through its curves.
+        n = curves.shape[0]
+        lattice = torch.stack([
+            curves[:, 0].view(n, 1, 1, s).expand(n, s, s, s),
+            curves[:, 1].view(n, 1, s, 1).expand(n, s, s, s),
+            curves[:, 2].view(n, s, 1, 1).expand(n, s, s, s),
+        ], dim=1).reshape(n, 3, 1, s**3)
+        composed = lutkern.apply_lut(lattice, lut, interpolation=self.interpolation)  # (B,3,1,S^3)
+        return composed.view(n, 3, s**3).transpose(1, 2).reshape(n, s, s, s, 3)
 
     def forward(self, x: torch.Tensor, full: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(transformed, lut)``.

@@ -197,19 +197,25 @@ def test_cli_bad_arguments_are_one_line_errors(tmp_path, monkeypatch, capsys, ex
     assert not (tmp_path / "x.cube").exists()
 
 
-def test_warm_start_puts_every_prediction_at_the_lut():
+@pytest.mark.parametrize("head", ["direct", "basis"])
+def test_warm_start_puts_every_prediction_at_the_lut(head):
     from img2lut.model import ResNetLUTGenerator
 
     look = lutkern.looks["teal_orange"](5)
     torch.manual_seed(0)
-    model = ResNetLUTGenerator(5, init="identity").eval()
-    train.start_at_lut(model, look)
+    model = ResNetLUTGenerator(5, init="identity", head=head).eval()
+    model.start_at(look)
     with torch.no_grad():
         luts = model.predict_lut(torch.rand(4, 3, 16, 16))
-    # The scaled-down last weight leaves a small image-dependent part; the logit clamp costs <= 1e-3.
-    torch.testing.assert_close(luts, look.expand_as(luts), atol=5e-3, rtol=0)
-    with pytest.raises(ValueError, match="identity"):
-        train.start_at_lut(ResNetLUTGenerator(5, init="default"), look)
+    if head == "direct":
+        # The scaled-down last weight leaves a small image-dependent part; the logit clamp costs <= 1e-3.
+        torch.testing.assert_close(luts, look.expand_as(luts), atol=5e-3, rtol=0)
+        with pytest.raises(ValueError, match="identity"):
+            ResNetLUTGenerator(5, init="default").start_at(look)
+    else:  # zero bases: exactly the LUT, whatever the image
+        torch.testing.assert_close(luts, look.expand_as(luts), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="start LUT"):
+        model.start_at(lutkern.looks["bw"](3))
 
 
 def _train_args(tmp_path, *extra):
@@ -218,31 +224,37 @@ def _train_args(tmp_path, *extra):
             "--batch-size", "2", "--epochs", "1", "--val-fraction", "0.34", *extra]
 
 
-def test_train_init_from_cube(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("head", ["direct", "basis"])
+def test_train_init_from_cube(tmp_path, monkeypatch, capsys, head):
+    from img2lut.model import ResNetLUTGenerator
+
     monkeypatch.setenv("LUTKERN_BACKEND", BACKEND)
     _write_pairs(tmp_path, lutkern.looks["bw"](5), n=6, size=16)  # resized to 128: the loss crop fits
     look = lutkern.looks["faded_warm"](5)
     lutkern.write_cube(tmp_path / "start.cube", look)
     start = str(tmp_path / "start.cube")
     seen = {}
+    real_start_at = ResNetLUTGenerator.start_at
 
     def spy(model, lut):  # what the CNN predicts right after the warm start, before any step
-        real_start_at_lut(model, lut)
+        real_start_at(model, lut)
         with torch.no_grad():
             seen["luts"] = model.eval().predict_lut(torch.rand(2, 3, 16, 16))
         model.train()
 
-    real_start_at_lut = train.start_at_lut
-    monkeypatch.setattr(train, "start_at_lut", spy)
-    assert train.main(_train_args(tmp_path, "--init-from", start)) == 0
+    monkeypatch.setattr(ResNetLUTGenerator, "start_at", spy)
+    assert train.main(_train_args(tmp_path, "--init-from", start, "--head", head)) == 0
     torch.testing.assert_close(seen["luts"], look.expand_as(seen["luts"]), atol=5e-3, rtol=0)
     payload = torch.load(tmp_path / "models" / "pairs" / "checkpoint.pt", weights_only=True)
-    # Implied by --init-from: the identity init's scaled-down weight, and the shared LUT (the last
-    # bias) learning at the network's lr instead of the preset's large bias lr.
-    assert payload["config"]["init"] == "identity" and payload["config"]["bias_lr"] is None
+    if head == "direct":
+        # Implied by --init-from: the identity init's scaled-down weight, and the shared LUT (the last
+        # bias) learning at the network's lr instead of the preset's large bias lr.
+        assert payload["config"]["init"] == "identity" and payload["config"]["bias_lr"] is None
+    else:  # the basis head starts at the LUT whatever its init, and keeps the preset's table lr
+        assert payload["config"]["bias_lr"] == train.TrainConfig.bias_lr
     capsys.readouterr()
     for extra, match in ((["--init-from", str(tmp_path / "missing.cube")], "--init-from"),
-                         (["--init-from", start, "--init", "default"], "--init")):
+                         (["--init-from", start, "--init", "default", "--head", "direct"], "--init")):
         assert train.main(_train_args(tmp_path, "--experiment", "bad", *extra)) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and match in err, err
