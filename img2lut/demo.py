@@ -1,23 +1,30 @@
-"""The built-in demo data: (original, graded) pairs built on first use from photos that ship in a wheel.
+"""The built-in demo data: (original, graded) pairs built on first use from photos that ship in wheels.
 
-Sources: the public-domain colour photographs bundled with scikit-image (the ``demo`` extra), cut into
-many crops (random position and scale, horizontal flips), plus synthetic images that cover the whole
-colour cube (four-colour gradients, colour charts, random patches, planes through the cube, and blocks
-of random colours: photos reach only part of the cube, and every LUT cell should see some data). Every input
-is graded by a built-in look (``lutkern.looks["bw"]``, the seed's black-and-white target) with
-:func:`lutkern.apply_lut`, and the true LUT is saved beside the pairs, so what a model learns can be
-compared with the truth, not only its images.
+Sources: the colour photographs bundled with scikit-image, scikit-learn and matplotlib (the ``demo``
+extra; see :data:`PHOTOS`), cut into many crops (random position and scale, horizontal flips), plus
+synthetic images that cover the whole colour cube (four-colour gradients, colour charts, random patches,
+planes through the cube, and blocks of random colours: photos reach only part of the cube, and every LUT
+cell should see some data). Two sets (:data:`DEMO_SETS`, ``python -m img2lut.train --demo NAME``):
 
-Validation never shares a source photograph with training: the crops of one photo (``coffee``) and
+- ``bw`` (the default): every input graded by one built-in look (``lutkern.looks["bw"]``, the seed's
+  black-and-white target) with :func:`lutkern.apply_lut`; the true LUT is saved beside the pairs.
+- ``adaptive``: every input is a mis-shot crop (its own exposure, white-balance and haze error) and its
+  target is levelled from that input, then given a look whose strength follows the scene
+  (:mod:`img2lut.adaptive_grade`): one exact LUT per pair, no single LUT for all. The per-pair grades
+  are saved in ``grades.json``, so the true LUT of every pair is known.
+
+Validation never shares a source photograph with training: the crops of the validation photos and
 their own synthetic images are held out. Layout of the folder::
 
     inputs/ targets/            training pairs (PNG, 8-bit)
     val-inputs/ val-targets/    validation pairs
-    truth.cube                  the LUT that graded every target
+    truth.cube                  bw: the LUT that graded every target
+    grades.json                 adaptive: {pair name: grade}, see img2lut.adaptive_grade.grade_lut
     demo.json                   how it was built (written last: its presence means complete)
 
-The folder is ``$IMG2LUT_DEMO_DIR`` if set, else ``$XDG_CACHE_HOME/img2lut/demo-v1`` (``~/.cache``
-when XDG_CACHE_HOME is unset). Everything is deterministic given :class:`DemoSpec`.
+The folder is ``<root>/<name>-v2`` with ``<root>`` = ``$IMG2LUT_DEMO_DIR`` if set, else
+``$XDG_CACHE_HOME/img2lut`` (``~/.cache`` when XDG_CACHE_HOME is unset). Everything is deterministic
+given :class:`DemoSpec`.
 """
 
 from __future__ import annotations
@@ -34,11 +41,26 @@ import torch
 
 import lutkern
 
+from . import adaptive_grade
 from .data import DataError, resize
 
-DEMO_VERSION = "demo-v1"
-TRAIN_PHOTOS = ("astronaut", "chelsea", "rocket", "stereo_motorcycle")
-VAL_PHOTOS = ("coffee",)
+DEMO_VERSION = "v2"
+# Every colour photograph that ships in the demo extra's wheels: name -> (package, loader).
+PHOTOS = {
+    "astronaut": ("skimage", "astronaut"),
+    "chelsea": ("skimage", "chelsea"),
+    "coffee": ("skimage", "coffee"),
+    "rocket": ("skimage", "rocket"),
+    "motorcycle_left": ("skimage", "stereo_motorcycle"),
+    "motorcycle_right": ("skimage", "stereo_motorcycle"),
+    "china": ("sklearn", "china.jpg"),
+    "flower": ("sklearn", "flower.jpg"),
+    "grace_hopper": ("matplotlib", "grace_hopper.jpg"),
+}
+# The two views of the stereo pair are one scene: their crops share a name prefix, so they are one
+# photograph for every split by name.
+SCENE = {"motorcycle_left": "motorcycle", "motorcycle_right": "motorcycle"}
+GRADES = ("global", "adaptive")
 SYNTHETIC_KINDS = ("gradient", "chart", "patches", "plane", "noise")
 NOISE_BLOCK = 4  # pixels per side of one random colour in a "noise" image
 # Crops cover 35-100% of the photo's short side: close-ups and wide views.
@@ -54,9 +76,24 @@ class DemoSpec:
     val_crops_per_photo: int = 24
     synthetic: int = 64
     val_synthetic: int = 8
-    look: str = "bw"
+    look: str = "bw"  # the look of a "global" grade
     lut_size: int = 33
     seed: int = 0
+    grade: str = "global"  # or "adaptive": img2lut.adaptive_grade
+    train_photos: tuple[str, ...] = ("astronaut", "chelsea", "rocket", "motorcycle_left")
+    val_photos: tuple[str, ...] = ("coffee",)
+
+
+# The built-in sets, each ~200-230 training pairs (a few minutes of the default preset on a 2-core CPU).
+DEMO_SETS = {
+    "bw": DemoSpec(),
+    "adaptive": DemoSpec(
+        # Photos only: a synthetic chart's levels say nothing about how photos are mis-shot.
+        grade="adaptive", crops_per_photo=32, val_crops_per_photo=16, synthetic=0, val_synthetic=0,
+        train_photos=("astronaut", "chelsea", "rocket", "motorcycle_left", "motorcycle_right", "china",
+                      "flower"),
+        val_photos=("coffee", "grace_hopper")),
+}
 
 
 @dataclass(frozen=True)
@@ -66,31 +103,56 @@ class DemoData:
     targets: Path
     val_inputs: Path
     val_targets: Path
-    truth: Path
+    truth: Path  # bw: the look's .cube
+    grades: Path  # adaptive: grades.json
+
+    def true_luts(self, names: list[str], lut_size: int) -> torch.Tensor | None:
+        """``(N,S,S,S,3)`` the true LUT of each named pair of an adaptive set; None for a global one."""
+        if not self.grades.is_file():
+            return None
+        grades = json.loads(self.grades.read_text())
+        return torch.stack([adaptive_grade.grade_lut(adaptive_grade.Grade.from_dict(grades[n]), lut_size)
+                            for n in names])
 
 
-def default_demo_dir() -> Path:
-    if os.environ.get("IMG2LUT_DEMO_DIR"):
-        return Path(os.environ["IMG2LUT_DEMO_DIR"])
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "img2lut" / DEMO_VERSION
+def default_demo_dir(name: str = "bw") -> Path:
+    root = os.environ.get("IMG2LUT_DEMO_DIR")
+    if not root:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "img2lut"
+    return Path(root) / f"{name}-{DEMO_VERSION}"
 
 
 def _layout(root: Path) -> DemoData:
     return DemoData(root, root / "inputs", root / "targets", root / "val-inputs", root / "val-targets",
-                    root / "truth.cube")
+                    root / "truth.cube", root / "grades.json")
 
 
-def _photo(name: str) -> torch.Tensor:
-    """A scikit-image sample photo as ``(3,H,W)`` float32 in [0,1]."""
+def load_photo(name: str) -> torch.Tensor:
+    """A photograph of :data:`PHOTOS` as ``(3,H,W)`` float32 in [0,1]."""
+    if name not in PHOTOS:
+        raise DataError(f"unknown demo photo {name!r}; known: {', '.join(PHOTOS)}")
+    package, loader = PHOTOS[name]
     try:
-        from skimage import data as skdata
+        if package == "skimage":
+            from skimage import data as skdata
+
+            pixels = getattr(skdata, loader)()
+            if loader == "stereo_motorcycle":  # (left view, right view, disparity)
+                pixels = pixels[0] if name.endswith("left") else pixels[1]
+        elif package == "sklearn":
+            from sklearn.datasets import load_sample_image
+
+            pixels = load_sample_image(loader)
+        else:
+            import numpy as np
+            from matplotlib import cbook
+            from PIL import Image
+
+            with Image.open(cbook.get_sample_data(loader, asfileobj=False)) as im:
+                pixels = np.asarray(im.convert("RGB"))
     except ImportError as exc:
-        raise DataError("the demo data needs scikit-image: pip install 'lutkern[demo]' "
+        raise DataError(f"the demo photo {name!r} ships with {package}: pip install 'lutkern[demo]' "
                         "(or train on your own pairs with --inputs/--targets)") from exc
-    pixels = getattr(skdata, name)()
-    if name == "stereo_motorcycle":
-        pixels = pixels[0]  # (left view, right view, disparity): one view
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255
 
 
@@ -152,14 +214,15 @@ def _quantize8(img: torch.Tensor) -> torch.Tensor:
     return (img.clamp(0, 1) * 255).round() / 255
 
 
-def _write_pairs(inputs: list[torch.Tensor], names: list[str], lut: torch.Tensor, in_dir: Path,
+def _write_pairs(inputs: list[torch.Tensor], names: list[str], luts: torch.Tensor, in_dir: Path,
                  out_dir: Path) -> None:
+    """Write the inputs and their grades by ``luts`` (one ``(S,S,S,3)`` LUT, or ``(N,S,S,S,3)``)."""
     from lutkern.imageio import write_image
 
     in_dir.mkdir(parents=True)
     out_dir.mkdir(parents=True)
     batch = _quantize8(torch.stack(inputs))
-    graded = _quantize8(lutkern.apply_lut(batch, lut, interpolation="trilinear"))
+    graded = _quantize8(lutkern.apply_lut(batch, luts, interpolation="trilinear"))
     for name, x, y in zip(names, batch, graded, strict=True):
         write_image(in_dir / f"{name}.png", x, bit_depth=8)
         write_image(out_dir / f"{name}.png", y, bit_depth=8)
@@ -168,10 +231,13 @@ def _write_pairs(inputs: list[torch.Tensor], names: list[str], lut: torch.Tensor
 def _sources(photos: tuple[str, ...], crops: int, synthetic: int, spec: DemoSpec, gen: torch.Generator):
     names, images = [], []
     for photo_name in photos:
-        photo = _photo(photo_name)
+        photo = load_photo(photo_name)
+        offset = sum(crops for other in photos[:photos.index(photo_name)]
+                     if SCENE.get(other, other) == SCENE.get(photo_name, photo_name))
         for i in range(crops):
-            names.append(f"{photo_name}-{i:03d}")
-            images.append(random_crop(photo, spec.image_size, gen))
+            names.append(f"{SCENE.get(photo_name, photo_name)}-{offset + i:03d}")
+            crop = random_crop(photo, spec.image_size, gen)
+            images.append(adaptive_grade.mis_shoot(crop, gen) if spec.grade == "adaptive" else crop)
     for i in range(synthetic):
         kind = SYNTHETIC_KINDS[i % len(SYNTHETIC_KINDS)]
         names.append(f"synthetic-{kind}-{i:03d}")
@@ -183,19 +249,33 @@ def build_demo(root: Path, spec: DemoSpec) -> DemoData:
     """Build the demo into ``root`` (which must not exist) via a temporary sibling folder."""
     if spec.look not in lutkern.looks:
         raise DataError(f"unknown look {spec.look!r}; built-in looks: {', '.join(lutkern.looks)}")
+    if spec.grade not in GRADES:
+        raise DataError(f"unknown grade {spec.grade!r}; expected one of {', '.join(GRADES)}")
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:
         gen = torch.Generator().manual_seed(spec.seed)
         lut = lutkern.looks[spec.look](size=spec.lut_size)
         layout = _layout(tmp)
-        names, images = _sources(TRAIN_PHOTOS, spec.crops_per_photo, spec.synthetic, spec, gen)
-        _write_pairs(images, names, lut, layout.inputs, layout.targets)
-        names, images = _sources(VAL_PHOTOS, spec.val_crops_per_photo, spec.val_synthetic, spec, gen)
-        _write_pairs(images, [f"val-{n}" for n in names], lut, layout.val_inputs, layout.val_targets)
-        lutkern.write_cube(layout.truth, lut, title=f"img2lut demo look {spec.look}")
-        info = {"version": DEMO_VERSION, "spec": dataclasses.asdict(spec),
-                "train_photos": TRAIN_PHOTOS, "val_photos": VAL_PHOTOS}
+        grades: dict[str, dict] = {}
+        for photos, crops, synthetic, prefix, in_dir, out_dir in (
+            (spec.train_photos, spec.crops_per_photo, spec.synthetic, "", layout.inputs, layout.targets),
+            (spec.val_photos, spec.val_crops_per_photo, spec.val_synthetic, "val-", layout.val_inputs,
+             layout.val_targets),
+        ):
+            names, images = _sources(photos, crops, synthetic, spec, gen)
+            names = [prefix + n for n in names]
+            luts = lut
+            if spec.grade == "adaptive":
+                per_pair = [adaptive_grade.grade_of(_quantize8(x)) for x in images]
+                grades.update({n: g.to_dict() for n, g in zip(names, per_pair, strict=True)})
+                luts = torch.stack([adaptive_grade.grade_lut(g, spec.lut_size) for g in per_pair])
+            _write_pairs(images, names, luts, in_dir, out_dir)
+        if spec.grade == "adaptive":
+            layout.grades.write_text(json.dumps(grades, indent=1) + "\n")
+        else:
+            lutkern.write_cube(layout.truth, lut, title=f"img2lut demo look {spec.look}")
+        info = {"version": DEMO_VERSION, "spec": dataclasses.asdict(spec)}
         (tmp / "demo.json").write_text(json.dumps(info, indent=2) + "\n")
         os.replace(tmp, root)
     except BaseException:
@@ -204,18 +284,21 @@ def build_demo(root: Path, spec: DemoSpec) -> DemoData:
     return _layout(root)
 
 
-def ensure_demo(root: str | Path | None = None, spec: DemoSpec | None = None) -> DemoData:
-    """The demo folders, building them first when ``root`` has no complete demo yet.
+def ensure_demo(root: str | Path | None = None, spec: DemoSpec | None = None, name: str = "bw") -> DemoData:
+    """The folders of demo set ``name`` (or of ``spec``), building them first when ``root`` (default:
+    :func:`default_demo_dir`) has no complete demo yet.
 
     A folder built from a different spec, or one that exists without ``demo.json`` (not ours), is a
     DataError rather than something to overwrite.
     """
-    spec = spec or DemoSpec()
-    root = Path(root) if root is not None else default_demo_dir()
+    if name not in DEMO_SETS:
+        raise DataError(f"unknown demo set {name!r}; built-in sets: {', '.join(DEMO_SETS)}")
+    spec = spec or DEMO_SETS[name]
+    root = Path(root) if root is not None else default_demo_dir(name)
     marker = root / "demo.json"
     if marker.is_file():
         built = json.loads(marker.read_text()).get("spec")
-        if built != dataclasses.asdict(spec):
+        if built != json.loads(json.dumps(dataclasses.asdict(spec))):
             raise DataError(f"{root} holds demo data built with other settings; delete it to rebuild")
         return _layout(root)
     if root.exists():

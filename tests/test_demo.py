@@ -84,6 +84,7 @@ def test_default_folder_honours_the_environment(monkeypatch, tmp_path):
 
     monkeypatch.delenv("IMG2LUT_DEMO_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert default_demo_dir() == tmp_path / "img2lut" / DEMO_VERSION
+    assert default_demo_dir() == tmp_path / "img2lut" / f"bw-{DEMO_VERSION}"
     monkeypatch.setenv("IMG2LUT_DEMO_DIR", str(tmp_path / "x"))
-    assert default_demo_dir() == tmp_path / "x"
+    assert default_demo_dir() == tmp_path / "x" / f"bw-{DEMO_VERSION}"
+    assert default_demo_dir("adaptive") == tmp_path / "x" / f"adaptive-{DEMO_VERSION}"
