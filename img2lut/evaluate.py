@@ -61,7 +61,8 @@ def evaluate_pairs(predictor: LUTPredictor, inputs: str | Path, targets: str | P
     size = image_size or predictor.image_size
     data = load_pairs(pair_files(inputs, targets), size, progress)
     thumbs = predictor.cnn_input(data.inputs)
-    mse, mean_lut, outputs = run_model(predictor.model, data, thumbs, batch_size, predictor.device)
+    result = run_model(predictor.model, data, thumbs, batch_size, predictor.device)
+    mse, mean_lut, outputs = result.mse, result.mean_lut, result.outputs
     rows, images = [], {}
     for i, name in enumerate(data.names):
         out, tgt = outputs[i], data.targets[i]

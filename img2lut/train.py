@@ -5,10 +5,17 @@ the ``default`` preset, sized for a 2-core CPU; ``--inputs DIR --targets DIR`` t
 with the same preset; ``--preset seed`` reproduces the original experiment's settings. Every
 hyperparameter has a flag; explicit flags override the preset.
 
-Outputs, in ``<out>/models/<experiment>/``: ``checkpoint.pt`` (see :mod:`img2lut.checkpoint`),
-``metrics.csv``, ``loss.png``, ``previews/epoch_NNNN.png``, ``lut.cube`` (the mean of the LUTs predicted
-for the validation images) and ``summary.json``. Ctrl-C stops after the current step and saves a
-checkpoint from which ``--resume`` continues exactly where it stopped.
+The default recipe (docs/generalization.md): pairs cut from one photograph stay on one side of the
+train/validation split (``--group-by``); one LUT is first fitted directly to the training pairs
+(:func:`img2lut.fit.fit_lut`, seconds), the basis-LUT head starts at it and learns only what differs
+from photo to photo, with the same regularizers as the fit; the epoch that did best on the held-out
+photos (epoch 0 is the fitted LUT alone) is the model kept.
+
+Outputs, in ``<out>/models/<experiment>/``: ``checkpoint.pt`` (see :mod:`img2lut.checkpoint`; for
+``--resume``), ``model.pt`` (the kept model alone, for prediction), ``metrics.csv``, ``loss.png``,
+``previews/epoch_NNNN.png``, ``lut.cube`` (the mean of the LUTs predicted for the validation images)
+and ``summary.json``. Ctrl-C stops after the current step and saves a checkpoint from which
+``--resume`` continues exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -32,11 +39,12 @@ import lutkern
 
 from . import checkpoint as ckpt
 from . import distributed
-from .data import DataError, PairedImages, load_pairs, pair_files, resize, split_names
-from .demo import ensure_demo
+from .data import DataError, PairedImages, group_names, load_pairs, pair_files, resize, split_groups
+from .demo import DEMO_SETS, ensure_demo
+from .fit import fit_lut
 from .losses import LossWeights, total_loss
 from .metrics import covered_lattice_points, lut_rmse, psnr_from_mse, ssim_value
-from .model import IDENTITY_EPS, INITS, ResNetLUTGenerator
+from .model import HEADS, INITS, ResNetLUTGenerator
 from .plots import loss_plot, preview_grid
 
 PROG = "python -m img2lut.train"
@@ -52,29 +60,37 @@ class TrainConfig:
     """Every setting of a run; saved in the checkpoint. ``cnn_size`` 0 = ``image_size``."""
 
     preset: str = "default"
+    demo: str = "bw"  # the built-in demo set used when inputs is None
     inputs: str | None = None  # None: the built-in demo data
     targets: str | None = None
     val_inputs: str | None = None  # explicit validation pairs; otherwise split by --val-fraction
     val_targets: str | None = None
+    group_by: str = "default"  # which pairs share a photograph: img2lut.data.group_names
     truth: str | None = None  # the true LUT, if known; default: truth.cube beside the inputs folder
     epochs: int = 40
     batch_size: int = 16
-    lr: float = 1e-4
-    bias_lr: float | None = 0.1  # the output layer's bias (the LUT all images share); None: lr
+    lr: float = 1e-3
+    # The LUT tables: shared LUT and basis LUTs (the direct head's last bias); None: lr.
+    bias_lr: float | None = 1e-2
     scheduler: str = "cosine"
     plateau_factor: float = 0.1
     plateau_patience: int = 10
     lut_size: int = 33
     interpolation: str = "trilinear"
+    head: str = "basis"
+    basis_luts: int = 8
     init: str = "default"
     init_from: str | None = None  # a .cube the CNN starts at (e.g. from python -m img2lut.fit)
+    fit_first: bool = True  # start at a LUT fitted to the training pairs (when no init_from)
+    select_best: bool = True  # keep the epoch (0 = the start LUT) best on the validation photos
+    augment: bool = True  # the CNN sees each photo flipped / turned at random (the LUT acts per pixel)
     image_size: int = 256
     cnn_size: int = 32
     loss_stride: int = 2
     ssim_weight: float = 0.0
     smooth_weight: float = 0.0
-    tv_weight: float = 1e-3
-    mono_weight: float = 0.0
+    tv_weight: float = 1e-2
+    mono_weight: float = 1e-2
     val_fraction: float = 0.1
     preview_every: int = 10
     # A 33^3 checkpoint is ~680 MB (seconds to write): every 10 epochs, at the end and on Ctrl-C.
@@ -96,8 +112,9 @@ PRESETS: dict[str, dict] = {
     # The seed experiment: batch 64, LUT 33, lr 1e-2, 500 epochs, 256x256, Adam,
     # ReduceLROnPlateau(factor=0.1, patience=10) on the epoch loss, MSE, PyTorch's initialisation.
     "seed": dict(epochs=500, batch_size=64, lr=1e-2, scheduler="plateau", lut_size=33, image_size=256,
-                 bias_lr=None, cnn_size=0, loss_stride=1, tv_weight=0.0, init="default",
-                 preview_every=50, checkpoint_every=1),
+                 bias_lr=None, cnn_size=0, loss_stride=1, tv_weight=0.0, mono_weight=0.0, init="default",
+                 head="direct", fit_first=False, select_best=False, augment=False, preview_every=50,
+                 checkpoint_every=1),
 }
 # Settings that may differ when resuming; anything else must match the checkpoint.
 RESUMABLE_CHANGES = ("epochs", "device", "preview_every", "checkpoint_every", "amp", "channels_last",
@@ -113,10 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     # Every default is None so that an explicit flag can be told apart from the preset's value.
     add = p.add_argument
     add("--preset", choices=sorted(PRESETS), help="settings to start from (default: default)")
+    add("--demo", choices=sorted(DEMO_SETS), help="the built-in demo set trained on without --inputs: bw "
+        "(one black-and-white look) or adaptive (a grade that differs per photo)")
     add("--inputs", help="folder of original images (default: the built-in demo data)")
     add("--targets", help="folder of graded images, paired with --inputs by file name")
     add("--val-inputs", help="folder of validation originals (default: split off --inputs)")
     add("--val-targets", help="folder of validation graded images")
+    add("--group-by", metavar="REGEX|default|none", help="which pairs come from one photograph (crops, "
+        "exposures), so that validation holds out whole photographs: default drops a trailing counter "
+        "from the file name (beach-003 -> beach); a regex's group 'group' (or first group) is the key; "
+        "none: every pair its own photo")
     add("--truth", help="the true LUT (.cube) to compare the learned one with "
         "(default: truth.cube in the folder holding --inputs)")
     add("--epochs", type=int)
@@ -130,10 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
     add("--plateau-patience", type=int)
     add("--lut-size", type=int, help="LUT lattice size S (the CNN emits S^3*3 values)")
     add("--interpolation", choices=lutkern.reference.apply.INTERPOLATIONS)
-    add("--init", choices=INITS, help="last layer: start at the identity LUT, or PyTorch's default")
+    add("--head", choices=HEADS, help="direct: the seed's Linear to S^3*3 values; basis: K basis LUTs "
+        "blended by predicted weights around one shared LUT")
+    add("--basis-luts", type=int, help="K, the basis LUTs of --head basis")
+    add("--init", choices=INITS, help="where the LUT starts before any fit: the identity, or PyTorch's "
+        "default (0.5 everywhere for the basis head)")
     add("--init-from", metavar="FILE.cube",
-        help="warm start: every image starts at this LUT (e.g. fitted by python -m img2lut.fit); "
-        "implies --init identity and --bias-lr = --lr")
+        help="warm start: every image starts at this LUT (e.g. fitted by python -m img2lut.fit) instead "
+        "of the automatic fit; with --head direct implies --init identity and --bias-lr = --lr")
+    add("--fit-first", action=argparse.BooleanOptionalAction, help="start at one LUT fitted directly to "
+        "the training pairs (img2lut.fit_lut, seconds)")
+    add("--augment", action=argparse.BooleanOptionalAction, help="show the CNN each image in one of its 8 "
+        "flips and quarter turns at random (the target stays valid: a LUT acts pixel by pixel)")
+    add("--select-best", action=argparse.BooleanOptionalAction, help="keep the epoch with the best mean "
+        "validation PSNR (epoch 0: the start LUT alone) as model.pt and lut.cube")
     add("--image-size", type=int, help="pairs are resized to this square size")
     add("--cnn-size", type=int, help="the CNN sees a thumbnail of this size (0: the whole image)")
     add("--loss-stride", type=int, help="the loss sees every N-th pixel in x and y, at a random offset "
@@ -161,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue a run: its checkpoint.pt, or the run of --out/--experiment when no path is given")
     defaults = TrainConfig()
     for action in p._actions:
-        if action.dest != "preset" and getattr(defaults, action.dest, None) is not None:
+        if action.dest not in ("preset", "help") and getattr(defaults, action.dest, None) is not None:
             shown = f"default preset: {getattr(defaults, action.dest)}"
             action.help = f"{action.help}; {shown}" if action.help else shown
     return p
@@ -201,7 +234,10 @@ def validate(config: TrainConfig) -> None:
     need(c.plateau_patience >= 0, "--plateau-patience", ">= 0", c.plateau_patience)
     need((c.inputs is None) == (c.targets is None), "--inputs/--targets", "given together",
          c.inputs or c.targets)
-    need(c.init_from is None or c.init == "identity", "--init", "identity with --init-from", c.init)
+    need(c.init_from is None or c.head != "direct" or c.init == "identity", "--init",
+         "identity with --init-from and --head direct", c.init)
+    need(1 <= c.basis_luts <= 256, "--basis-luts", "between 1 and 256", c.basis_luts)
+    need(c.demo in DEMO_SETS, "--demo", f"one of {', '.join(DEMO_SETS)}", c.demo)
     need(c.init_from is None or Path(c.init_from).is_file(), "--init-from", "an existing .cube file",
          c.init_from)
     need((c.val_inputs is None) == (c.val_targets is None), "--val-inputs/--val-targets", "given together",
@@ -217,21 +253,23 @@ def validate(config: TrainConfig) -> None:
          "(SyncBatchNorm has no CPU implementation)", c.device)
 
 
-def _default_experiment(inputs: str | None) -> str:
-    return "demo" if inputs is None else "pairs"
+def _default_experiment(inputs: str | None, demo: str | None) -> str:
+    if inputs is not None:
+        return "pairs"
+    return "demo" if demo in (None, "bw") else f"demo-{demo}"
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = _explicit(args)
     preset = given.get("preset", "default")
     config = TrainConfig(**{**PRESETS[preset], **given, "preset": preset})
-    if config.init_from is not None:
+    if config.head == "direct" and (config.init_from is not None or config.fit_first):
         if "init" not in given:
             config.init = "identity"  # a warm start needs the last weight scaled down, as this init does
         if "bias_lr" not in given:
             config.bias_lr = None  # the shared LUT is already fitted: a large lr knocks it off (docs/fit.md)
     if config.experiment is None:
-        config.experiment = _default_experiment(config.inputs)
+        config.experiment = _default_experiment(config.inputs, config.demo)
     validate(config)
     return config
 
@@ -262,6 +300,8 @@ class Data:
     source: str
     truth: torch.Tensor | None  # (S,S,S,3) sampled at the learned LUT's lattice
     truth_path: str | None
+    grouping: str  # how validation was held out, in words (for the summary)
+    val_truths: torch.Tensor | None = None  # (N_val,S,S,S,3): the true LUT of each validation pair
 
 
 def truth_at_lattice(path: Path, lut_size: int) -> torch.Tensor:
@@ -273,48 +313,51 @@ def truth_at_lattice(path: Path, lut_size: int) -> torch.Tensor:
     return lutkern.resample_lut(cube.lut3d.float(), lut_size)
 
 
-@torch.no_grad()
-def start_at_lut(model: ResNetLUTGenerator, lut: torch.Tensor) -> None:
-    """Warm start: the last bias becomes the logit of ``lut`` ``(S,S,S,3)`` (clamped like the identity
-    init); with the last weight already scaled down by ``init="identity"``, every image starts at ``lut``
-    and the CNN learns only the image-dependent part."""
-    if model.init != "identity":
-        raise ValueError("a warm start needs init='identity' (the last weight scaled down)")
-    bias = model.lut_generator[-1].bias
-    bias.copy_(torch.logit(lut.clamp(IDENTITY_EPS, 1 - IDENTITY_EPS)).reshape(-1).to(bias))
-
-
 def load_data(config: TrainConfig, console: Console) -> Data:
     inputs, targets = config.inputs, config.targets
     val_inputs, val_targets, truth = config.val_inputs, config.val_targets, config.truth
+    demo = None
     if inputs is None:
-        with console.status("building the demo data set (first run only)..."):
-            demo = ensure_demo()
+        with console.status(f"building the {config.demo} demo data set (first run only)..."):
+            demo = ensure_demo(name=config.demo)
         inputs, targets = demo.inputs, demo.targets
         val_inputs, val_targets = demo.val_inputs, demo.val_targets
-        source = f"demo data in {demo.root}"
+        source = f"{config.demo} demo data in {demo.root}"
     else:
         source = f"{inputs} + {targets}"
     with console.status("decoding images..."):
         pairs = load_pairs(pair_files(inputs, targets), config.image_size)
         if val_inputs is not None:
             train, val = pairs, load_pairs(pair_files(val_inputs, val_targets), config.image_size)
+            grouping = f"validation pairs from {val_inputs}"
         else:
-            train_idx, val_idx = split_names(pairs.names, config.val_fraction)
+            groups = group_names(pairs.names, config.group_by)
+            train_idx, val_idx = split_groups(groups.groups, config.val_fraction)
             train, val = pairs.subset(train_idx), pairs.subset(val_idx)
+            held = len({groups.groups[i] for i in val_idx})
+            grouping = (f"{held} of {groups.count} photographs held out whole ({groups.rule}): "
+                        f"{_names(sorted({groups.groups[i] for i in val_idx}))}")
     if truth is None and (Path(inputs).parent / "truth.cube").is_file():
         truth = str(Path(inputs).parent / "truth.cube")
     truth_lut = truth_at_lattice(Path(truth), config.lut_size) if truth is not None else None
+    val_truths = demo.true_luts(val.names, config.lut_size) if demo is not None else None
     cnn = config.cnn_size or config.image_size
-    return Data(train, val, resize(train.inputs, cnn), resize(val.inputs, cnn), source, truth_lut, truth)
+    return Data(train, val, resize(train.inputs, cnn), resize(val.inputs, cnn), source, truth_lut, truth,
+                grouping, val_truths)
 
 
-def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device):
+def _names(names: list[str], most: int = 8) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def make_optimizer(model: ResNetLUTGenerator, config: TrainConfig, device: torch.device):
     # Adam moves a parameter by about lr per step whatever its gradient's size, and a LUT entry's
-    # gradient is sparse (only pixels near it): the shared LUT (the last bias) may need a larger lr.
-    bias = model.lut_generator[-1].bias
-    groups = [{"params": [p for p in model.parameters() if p is not bias]},
-              {"params": [bias], "lr": config.bias_lr or config.lr}]
+    # gradient is sparse (only pixels near it): the LUT tables (the shared LUT, the basis LUTs) may need
+    # a larger lr than the network.
+    tables = [model.shared_lut()] + ([model.basis] if model.head == "basis" else [])
+    ids = {id(t) for t in tables}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in ids]},
+              {"params": tables, "lr": config.bias_lr or config.lr}]
     # The fused Adam is ~7x faster on CPU for the 55M-parameter last layer (S=33), same update rule.
     opt = torch.optim.Adam(groups, lr=config.lr, fused=device.type in ("cpu", "cuda"))
     if config.scheduler == "plateau":
@@ -325,21 +368,42 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.de
     return opt, sched
 
 
+@dataclass
+class Evaluation:
+    """A model on a set of pairs, in eval mode: ``mse`` over all pixels, ``image_mse`` ``(N,)`` per
+    image, the ``mean_lut`` ``(S,S,S,3)`` of the predicted LUTs, ``outputs`` ``(N,3,H,W)`` and, when
+    asked for, the predicted ``luts`` ``(N,S,S,S,3)``."""
+
+    mse: float
+    image_mse: torch.Tensor
+    mean_lut: torch.Tensor
+    outputs: torch.Tensor
+    luts: torch.Tensor | None = None
+
+    @property
+    def image_psnr(self) -> torch.Tensor:
+        return torch.tensor([psnr_from_mse(float(m)) for m in self.image_mse])
+
+
 @torch.no_grad()
 def evaluate(model: ResNetLUTGenerator, images: PairedImages, thumbs: torch.Tensor, batch_size: int,
-             device: torch.device) -> tuple[float, torch.Tensor, torch.Tensor]:
-    """``(mse over all pixels, mean LUT (S,S,S,3), outputs (N,3,H,W))`` in eval mode."""
+             device: torch.device, keep_luts: bool = False) -> Evaluation:
+    """Run ``model`` (in eval mode) on ``images``, the CNN seeing ``thumbs``."""
     was_training = model.training
     model.eval()
-    outputs, lut_sum, sq = [], 0.0, 0.0
+    outputs, luts, image_mse, lut_sum = [], [], [], 0.0
     for start in range(0, len(images), batch_size):
         sl = slice(start, start + batch_size)
         out, lut = model(thumbs[sl].to(device), full=images.inputs[sl].to(device))
-        sq += float((out - images.targets[sl].to(device)).square().sum())
-        lut_sum = lut_sum + lut.sum(0)
+        image_mse.append((out - images.targets[sl].to(device)).double().square().mean((1, 2, 3)).cpu())
+        lut_sum = lut_sum + lut.double().sum(0)
         outputs.append(out.cpu())
+        if keep_luts:
+            luts.append(lut.float().cpu())
     model.train(was_training)
-    return sq / images.targets.numel(), (lut_sum / len(images)).cpu(), torch.cat(outputs)
+    image_mse = torch.cat(image_mse)
+    return Evaluation(float(image_mse.mean()), image_mse, (lut_sum / len(images)).float().cpu(),
+                      torch.cat(outputs), torch.cat(luts) if keep_luts else None)
 
 
 def _write_metrics(run_dir: Path, history: list[dict]) -> None:
@@ -388,6 +452,17 @@ def channels_last_for(config: TrainConfig, device: torch.device) -> bool:
     return device.type == "cpu" if config.channels_last is None else config.channels_last
 
 
+def dihedral(images: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """``images`` ``(B,3,h,h)`` each turned by ``codes[i] % 4`` quarter turns, then mirrored if
+    ``codes[i] >= 4`` (the 8 symmetries of a square)."""
+    out = images.clone()
+    for code in codes.unique().tolist():
+        sel = codes == code
+        turned = images[sel].rot90(code % 4, dims=(2, 3))
+        out[sel] = turned.flip(3) if code >= 4 else turned
+    return out
+
+
 def _rng_state(aug: torch.Generator) -> dict:
     return {"torch": torch.get_rng_state(), "aug": aug.get_state()}
 
@@ -403,13 +478,12 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
     ctx = ctx or distributed.Dist(device=torch.device(config.device))
     device = ctx.device
     torch.manual_seed(config.seed)
-    model = ResNetLUTGenerator(config.lut_size, config.interpolation, config.init)
-    if config.init_from is not None and payload is None:
-        try:
-            start = truth_at_lattice(Path(config.init_from), config.lut_size)
-        except (OSError, lutkern.CubeFormatError) as exc:
-            raise DataError(f"--init-from {config.init_from}: {exc}") from None
-        start_at_lut(model, start)
+    model = ResNetLUTGenerator(config.lut_size, config.interpolation, config.init, config.head,
+                               config.basis_luts)
+    if payload is None:
+        start = start_lut(config, data, console)
+        if start is not None:
+            model.start_at(start)
     layout = torch.channels_last if channels_last_for(config, device) else torch.preserve_format
     model = model.to(device, memory_format=layout)
     opt, sched = make_optimizer(model, config, device)
@@ -421,7 +495,9 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
     amp = AMP_DTYPES[config.amp]
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     # Progress: `epoch` is the epoch in progress, `step` the steps of it already done.
-    state = {"epoch": 0, "step": 0, "loss_sum": 0.0, "mse_sum": 0.0, "seconds": 0.0, "history": []}
+    # `best`: the epoch with the best mean validation PSNR so far and its weights (--select-best).
+    state = {"epoch": 0, "step": 0, "loss_sum": 0.0, "mse_sum": 0.0, "seconds": 0.0, "history": [],
+             "best": None}
     if payload is not None:
         ckpt.check_architecture(payload, model.config())
         model.load_state_dict(payload["model"])
@@ -434,7 +510,7 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
         aug.set_state(saved["rng"]["aug"])
         if saved.get("scaler"):
             scaler.load_state_dict(saved["scaler"])
-        state = {k: saved[k] for k in state}
+        state = {k: saved.get(k) for k in state}
     # `net` runs the steps (DDP-wrapped under torchrun, compiled with --compile); `model` is evaluated and
     # saved, so checkpoints never carry a `module.` or `_orig_mod.` prefix.
     net = distributed.wrap(model, ctx, config.sync_bn)
@@ -452,6 +528,14 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
                 "scaler": scaler.state_dict(), "rng": _rng_state(aug)}
         ckpt.save_checkpoint(ckpt_path, model=model, config=dataclasses.asdict(config), state=full)
 
+    def consider(epoch: int, result: Evaluation) -> None:
+        score = float(result.image_psnr.mean())
+        if config.select_best and (state["best"] is None or score > state["best"]["psnr"]):
+            weights = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+            state["best"] = {"epoch": epoch, "psnr": score, "model": weights}
+
+    if state["epoch"] == 0 and state["step"] == 0 and config.select_best:
+        consider(0, evaluate(model, data.val, data.val_thumbs, config.batch_size, device))
     model.train()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]}  val PSNR {task.fields[psnr]}"), TimeRemainingColumn())
@@ -472,9 +556,13 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
                 if stride > 1:
                     dy, dx = torch.randint(0, stride, (2,), generator=aug).tolist()
                     x, y = x[..., dy::stride, dx::stride], y[..., dy::stride, dx::stride]
+                thumbs = data.train_thumbs[idx]
+                if config.augment:  # a fixed count per step keeps the ranks' generators in step
+                    codes = torch.randint(0, 8, (config.batch_size,), generator=aug)
+                    thumbs = dihedral(thumbs, codes[:len(idx)])
                 # Under autocast the LUT comes out in bf16/fp16, which the LUT kernels take with fp32 images.
                 with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                    out, lut = net(data.train_thumbs[idx].to(device), full=x.to(device))
+                    out, lut = net(thumbs.to(device), full=x.to(device))
                     loss, parts = total_loss(out, y.to(device), lut, weights)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -493,7 +581,9 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
             epoch = state["epoch"] + 1
             train_loss, train_mse = distributed.all_reduce_mean(
                 ctx, [state["loss_sum"] / steps_per_epoch, state["mse_sum"] / steps_per_epoch])
-            val_mse, _, outputs = evaluate(model, data.val, data.val_thumbs, config.batch_size, device)
+            result = evaluate(model, data.val, data.val_thumbs, config.batch_size, device)
+            val_mse, outputs = result.mse, result.outputs
+            consider(epoch, result)
             lr = opt.param_groups[0]["lr"]
             if config.scheduler == "plateau":
                 sched.step(train_loss)
@@ -527,22 +617,56 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
     return 0
 
 
+def start_lut(config: TrainConfig, data: Data, console: Console) -> torch.Tensor | None:
+    """The LUT ``(S,S,S,3)`` a new run starts at: ``--init-from``'s, else (``--fit-first``) one fitted to
+    the training pairs, else None (the model's own init)."""
+    if config.init_from is not None:
+        try:
+            return truth_at_lattice(Path(config.init_from), config.lut_size)
+        except (OSError, lutkern.CubeFormatError) as exc:
+            raise DataError(f"--init-from {config.init_from}: {exc}") from None
+    if not config.fit_first:
+        return None
+    # Small sets need fewer pixels per step than fit_lut's default sample: never more than they hold.
+    pixels = min(data.train.inputs[:, 0].numel(), 1 << 16)
+    fitted = fit_lut(data.train.inputs, data.train.targets, lut_size=config.lut_size,
+                     interpolation=config.interpolation, seed=config.seed, batch_pixels=pixels,
+                     progress=console.is_terminal)
+    console.print(f"first stage: one LUT fitted to the {len(data.train)} training pairs in "
+                  f"{fitted.seconds:.1f} s; the CNN starts there")
+    return fitted.lut
+
+
 def _finish(model: ResNetLUTGenerator, config: TrainConfig, data: Data, run_dir: Path, state: dict,
             device: torch.device, console: Console) -> None:
-    """Write lut.cube (the mean LUT over the validation images) and summary.json."""
-    val_mse, mean_lut, outputs = evaluate(model, data.val, data.val_thumbs, config.batch_size, device)
+    """Keep the best epoch (--select-best), write model.pt, lut.cube (the mean LUT over the validation
+    images) and summary.json."""
+    kept = state["epoch"]
+    if config.select_best and state["best"] is not None:
+        model.load_state_dict(state["best"]["model"])
+        kept = state["best"]["epoch"]
+    ckpt.save_checkpoint(run_dir / ckpt.MODEL_NAME, model=model, config=dataclasses.asdict(config))
+    result = evaluate(model, data.val, data.val_thumbs, config.batch_size, device,
+                      keep_luts=data.val_truths is not None)
+    mean_lut, psnr = result.mean_lut, result.image_psnr
     title = f"img2lut {config.experiment}: mean predicted LUT over {len(data.val)} validation images"
     lutkern.write_cube(run_dir / "lut.cube", mean_lut, title=title)
     summary = {
         "experiment": config.experiment,
         "data": data.source,
+        "validation": data.grouping,
         "train_pairs": len(data.train),
         "val_pairs": len(data.val),
         "epochs": state["epoch"],
+        "kept_epoch": kept,
         "train_seconds": round(state["seconds"], 1),
-        "val_mse": val_mse,
-        "val_psnr": psnr_from_mse(val_mse),
-        "val_ssim": ssim_value(outputs, data.val.targets),
+        "val_mse": result.mse,
+        "val_psnr": psnr_from_mse(result.mse),
+        "val_psnr_mean_image": float(psnr.mean()),
+        "val_psnr_worst_image": float(psnr.min()),
+        "val_worst_image": data.val.names[int(psnr.argmin())],
+        "val_ssim": ssim_value(result.outputs, data.val.targets),
+        "model": f"{ckpt.MODEL_NAME}: the kept model alone, for img2lut.predict / evaluate / load",
         "lut_cube": "lut.cube: the mean of the LUTs predicted for the validation images",
     }
     if data.truth is not None:
@@ -553,8 +677,23 @@ def _finish(model: ResNetLUTGenerator, config: TrainConfig, data: Data, run_dir:
             "lut_rmse_covered": lut_rmse(mean_lut, data.truth, covered),
             "covered_fraction": float(covered.float().mean()),
         })
+    if data.val_truths is not None:
+        truth_out = lutkern.apply_lut(data.val.inputs, data.val_truths, interpolation=config.interpolation)
+        ceiling = torch.tensor([psnr_from_mse(float(m)) for m in
+                                (truth_out - data.val.targets).double().square().mean((1, 2, 3))])
+        summary.update({
+            "true_luts_psnr_mean_image": float(ceiling.mean()),
+            "true_luts_psnr_worst_image": float(ceiling.min()),
+            "lut_rmse_per_image": float((result.luts - data.val_truths).square().mean((1, 2, 3, 4))
+                                        .sqrt().mean()),
+        })
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    line = f"done: val PSNR {summary['val_psnr']:.2f} dB, SSIM {summary['val_ssim']:.4f}"
+    console.print(f"validation: {data.grouping}; kept epoch {kept} of {state['epoch']}")
+    line = (f"done: val PSNR {summary['val_psnr']:.2f} dB (per image: mean "
+            f"{summary['val_psnr_mean_image']:.2f}, worst {summary['val_psnr_worst_image']:.2f}), "
+            f"SSIM {summary['val_ssim']:.4f}")
+    if data.val_truths is not None:
+        line += f"; the true per-image LUTs reach {summary['true_luts_psnr_mean_image']:.2f} dB"
     if data.truth is not None:
         line += (f", LUT RMSE {summary['lut_rmse_all']:.4f} (all) / {summary['lut_rmse_covered']:.4f} "
                  f"(covered, {100 * summary['covered_fraction']:.0f}% of the lattice)")
@@ -568,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.resume is not None:
             out = Path(args.out or TrainConfig.out)
-            experiment = args.experiment or _default_experiment(args.inputs)
+            experiment = args.experiment or _default_experiment(args.inputs, args.demo)
             path = Path(args.resume) if args.resume else out / "models" / experiment / ckpt.CHECKPOINT_NAME
             payload = ckpt.load_checkpoint(path)
             config = resume_config(args, payload)
@@ -585,7 +724,8 @@ def main(argv: list[str] | None = None) -> int:
         data = load_data(config, console)
         if ctx.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
-        console.print(f"{len(data.train)} training / {len(data.val)} validation pairs from {data.source}; "
+        console.print(f"{len(data.train)} training / {len(data.val)} validation pairs from {data.source} "
+                      f"({data.grouping}); "
                       f"preset {config.preset}, {config.epochs} epochs on {config.device}"
                       + (f" x {ctx.world_size} processes" if ctx.world_size > 1 else "")
                       + f"; outputs in {run_dir}")

@@ -60,9 +60,16 @@ def test_tiny_run_writes_every_artifact(pairs, tmp_path):
 
     payload = checkpoint.load_checkpoint(run / "checkpoint.pt")
     assert payload["config"]["lut_size"] == LUT and payload["state"]["epoch"] == 2
-    model = checkpoint.model_from_checkpoint(payload)
+    summary = json.loads((run / "summary.json").read_text())
+    # model.pt: the kept epoch's weights alone (the best validation epoch; 0 is the fitted start LUT).
+    kept = checkpoint.load_checkpoint(run / "model.pt")
+    assert kept["state"] is None and kept["model_config"] == payload["model_config"]
+    assert summary["kept_epoch"] == payload["state"]["best"]["epoch"]
+    for name, tensor in kept["model"].items():
+        torch.testing.assert_close(tensor, payload["state"]["best"]["model"][name], rtol=0, atol=0)
+    model = checkpoint.model_from_checkpoint(kept)
 
-    # lut.cube is the mean of the LUTs the saved model predicts for the validation pairs (2 of 8).
+    # lut.cube is the mean of the LUTs the kept model predicts for the validation pairs (2 of 8).
     from img2lut.data import load_pairs, pair_files, resize, split_names
 
     data = load_pairs(pair_files(pairs / "inputs", pairs / "targets"), 32)
@@ -74,10 +81,14 @@ def test_tiny_run_writes_every_artifact(pairs, tmp_path):
     cube = lutkern.read_cube(run / "lut.cube").lut3d
     torch.testing.assert_close(cube, luts.mean(0), atol=1e-6, rtol=0)  # .cube keeps 6+ decimals
 
-    summary = json.loads((run / "summary.json").read_text())
     mse = float((out - val.targets).square().mean())
     assert summary["val_psnr"] == pytest.approx(10 * torch.log10(torch.tensor(1 / mse)).item(), abs=1e-4)
-    assert summary["val_psnr"] == pytest.approx(float(rows[-1]["val_psnr"]), abs=1e-3)
+    if summary["kept_epoch"]:
+        kept_row = rows[summary["kept_epoch"] - 1]
+        assert summary["val_psnr"] == pytest.approx(float(kept_row["val_psnr"]), abs=1e-3)
+    per_image = 10 * torch.log10(1 / (out - val.targets).square().mean((1, 2, 3)))
+    assert summary["val_psnr_worst_image"] == pytest.approx(float(per_image.min()), abs=1e-4)
+    assert summary["val_psnr_mean_image"] == pytest.approx(float(per_image.mean()), abs=1e-4)
     truth = lutkern.read_cube(pairs / "truth.cube").lut3d
     assert summary["lut_rmse_all"] == pytest.approx(float((cube - truth).square().mean().sqrt()), abs=1e-5)
     assert 0 < summary["covered_fraction"] <= 1 and "lut_rmse_covered" in summary
