@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from rich.console import Console
 
 import lutkern
-from lutkern.apply import DEFAULT_STRIP_PIXELS, grade_codes, process_files, same_file
+from lutkern.apply import DEFAULT_STRIP_PIXELS, grade_codes, input_notes, process_files, same_file
 from lutkern.imageio import FORMATS, codes_to_pixels, decode_image, output_format, write_codes
 from lutkern.reference.apply import INTERPOLATIONS
 
@@ -211,12 +211,12 @@ def _predict_file(src: Path, args, predictor: LUTPredictor, seen: dict[str, Path
     lut = predictor.predict_lut_codes(img.codes, img.bit_depth)
     lutkern.write_cube(cube_path, lut, title="img2lut " + re.sub(r'["\r\n]', "_", src.stem))
     if args.cube_only:
-        return ""
+        return "; ".join(input_notes(img))
     # Grade with the LUT as stored in the file (6 decimals), so the .cube reproduces the image exactly.
     grade_codes(img.codes, lutkern.read_cube(cube_path), interpolation=args.interpolation,
                 device=args.device, backend=args.backend, strip_pixels=args.strip_pixels, on_strip=on_strip)
     write_codes(dst, img.codes, icc_profile=img.icc_profile, exif=img.exif, quality=args.quality)
-    return "alpha channel dropped" if img.dropped_alpha else ""
+    return "; ".join(input_notes(img))
 
 
 def main(argv: list[str] | None = None) -> int:

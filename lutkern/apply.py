@@ -29,7 +29,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .builtin_looks import LOOKS
 from .cube import CubeLUT, read_cube
 from .hald import read_hald
-from .imageio import FORMATS, codes_to_pixels, decode_image, output_format, to_integer_array, write_codes
+from .imageio import (
+    FORMATS,
+    DecodedImage,
+    codes_to_pixels,
+    decode_image,
+    output_format,
+    to_integer_array,
+    write_codes,
+)
 from .reference.apply import INTERPOLATIONS
 
 DEFAULT_STRIP_PIXELS = 1 << 20  # 1 Mpx: 12 MiB per float32 RGB strip (the torch path makes ~20 temporaries)
@@ -183,9 +191,15 @@ def _grade_file(src: Path, args, lut: CubeLUT, seen: dict[Path, Path], on_strip)
         notes.append(
             f"ICC profile '{_profile_name(img.icc_profile)}' carried over (LUT applied to stored values)"
         )
-    if img.dropped_alpha:
-        notes.append("alpha channel dropped")
-    return "; ".join(notes)
+    return "; ".join(notes + input_notes(img))
+
+
+def input_notes(img: DecodedImage) -> list[str]:
+    """What of a decoded input is not in its output: alpha, and frames after the first."""
+    notes = ["alpha channel dropped"] if img.dropped_alpha else []
+    if img.frames > 1:
+        notes.append(f"only the first of its {img.frames} frames is used")
+    return notes
 
 
 if __name__ == "__main__":
