@@ -30,6 +30,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from lutkern._atomic import atomic_open
+from lutkern._outputs import check_output
+
 from .color import delta_e_2000_srgb
 from .data import load_pairs, pair_files
 from .metrics import covered_lattice_points, lut_rmse, psnr_from_mse, ssim_value
@@ -127,8 +130,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, metavar="N",
                    help="resize pairs to N x N (default: the checkpoint's image_size, as in training)")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json/--grid file")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p
+
+
+def check_outputs(args: argparse.Namespace, pairs) -> None:
+    """ValueError unless --json and --grid are two files that may be written (lutkern._outputs)."""
+    inputs = [args.checkpoint, args.true_lut, Path(args.inputs).parent / "truth.cube",
+              *(p.input for p in pairs), *(p.target for p in pairs)]
+    if args.json is not None and args.grid is not None and args.json.resolve() == args.grid.resolve():
+        raise ValueError(f"--json and --grid name the same file: {args.json}")
+    for path in (args.json, args.grid):
+        if path is not None:
+            check_output(path, inputs, overwrite=args.overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,8 +154,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--image-size must be >= 16, got {args.image_size}")
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        pairs = pair_files(args.inputs, args.targets)
+        check_outputs(args, pairs)
         predictor = load(args.checkpoint, args.device)
-        n = len(pair_files(args.inputs, args.targets))
+        n = len(pairs)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
             task = progress.add_task("decoding pairs", total=n)
@@ -155,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
             report["grid"] = {"path": str(args.grid), "rows": names}
         if args.json is not None:
             args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(_json_safe(report), indent=2) + "\n")
+            with atomic_open(args.json, "w") as f:
+                f.write(json.dumps(_json_safe(report), indent=2) + "\n")
     except (ValueError, OSError, RuntimeError) as exc:  # DataError, CheckpointError, CubeFormatError
         err.print(f"{PROG}: error: {one_line(exc)}", markup=False)
         return 2

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from rich.console import Console
 
 import lutkern
-from lutkern.apply import DEFAULT_STRIP_PIXELS, grade_codes, input_notes, process_files, same_file
+from lutkern._outputs import check_output
+from lutkern.apply import DEFAULT_STRIP_PIXELS, grade_codes, input_notes, process_files
 from lutkern.imageio import FORMATS, codes_to_pixels, decode_image, output_format, write_codes
 from lutkern.reference.apply import INTERPOLATIONS
 
@@ -200,10 +201,7 @@ def _predict_file(src: Path, args, predictor: LUTPredictor, seen: dict[str, Path
         raise ValueError(f"same output name as {seen[src.stem]}: {cube_path} would be written twice")
     targets = (cube_path,) if args.cube_only else (dst, cube_path)
     for path in targets:
-        if any(same_file(path, other) for other in args.images):
-            raise ValueError(f"refusing to overwrite an input: {path}")
-        if path.exists() and not args.overwrite:
-            raise ValueError(f"{path} exists (use --overwrite to replace it)")
+        check_output(path, [*args.images, args.checkpoint], overwrite=args.overwrite)
     seen[src.stem] = src
     img = decode_image(src)
     if not args.cube_only:

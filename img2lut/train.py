@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 import lutkern
+from lutkern._outputs import same_file
 
 from . import checkpoint as ckpt
 from . import distributed
@@ -570,9 +571,13 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(args.out or TrainConfig.out)
             experiment = args.experiment or _default_experiment(args.inputs)
             path = Path(args.resume) if args.resume else out / "models" / experiment / ckpt.CHECKPOINT_NAME
+            run_dir = path.parent
+            named = out / "models" / experiment
+            if args.resume and (args.out or args.experiment) and not same_file(named, run_dir):
+                raise UsageError(f"--resume {path} continues the run in {run_dir}, but --out/--experiment "
+                                 f"name {named}; drop them, or name that run's folder")
             payload = ckpt.load_checkpoint(path)
             config = resume_config(args, payload)
-            run_dir = path.parent
         else:
             payload = None
             config = config_from_args(args)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from PIL import ImageCms
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ._outputs import check_output
 from .builtin_looks import LOOKS
 from .cube import CubeLUT, read_cube
 from .hald import read_hald
@@ -89,13 +89,6 @@ def _profile_name(icc: bytes) -> str:
         return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip() or "unnamed"
     except Exception:  # an unparsable profile is still carried over byte for byte
         return "unparsable"
-
-
-def same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -169,10 +162,7 @@ def _grade_file(src: Path, args, lut: CubeLUT, seen: dict[Path, Path], on_strip)
         raise ValueError(f"unsupported image type {src.suffix!r} (PNG, JPEG or TIFF)")
     if dst in seen:
         raise ValueError(f"same output name as {seen[dst]}: {dst} would be written twice")
-    if any(same_file(dst, other) for other in args.images):
-        raise ValueError(f"refusing to overwrite an input: {dst}")
-    if dst.exists() and not args.overwrite:
-        raise ValueError(f"{dst} exists (use --overwrite to replace it)")
+    check_output(dst, [*args.images, args.lut], overwrite=args.overwrite)
     seen[dst] = src
     img = decode_image(src)
     output_format(dst, img.bit_depth)

@@ -1,0 +1,159 @@
+"""Every command that writes files refuses to write over its inputs (even with --overwrite), over its
+checkpoint, or over any existing file without --overwrite: one line, exit status 2, nothing changed."""
+
+import pytest
+import torch
+
+import lutkern
+from img2lut import checkpoint, evaluate, fit, train
+from img2lut.model import ResNetLUTGenerator
+from lutkern import apply
+from lutkern._outputs import check_output
+
+pytestmark = pytest.mark.usefixtures("fast_small_tensors")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, write_patch_pairs):
+    """Pairs in ``root/in`` + ``root/tg`` and a tiny model checkpoint ``root/model.pt``."""
+    root = tmp_path_factory.mktemp("outputs")
+    write_patch_pairs(
+        root,
+        ["p00", "p01", "p02"],
+        lutkern.looks["bw"](5),
+        torch.Generator().manual_seed(0),
+        inputs="in",
+        targets="tg",
+    )
+    torch.manual_seed(0)
+    model = ResNetLUTGenerator(5, "trilinear", "identity").eval()
+    checkpoint.save_checkpoint(root / "model.pt", model=model, config={"image_size": 16, "cnn_size": 16})
+    (root / "luts").mkdir()
+    (root / "photos").mkdir()
+    lutkern.write_hald(root / "luts" / "hald.png", lutkern.identity_lut(4))
+    lutkern.imageio.write_image(root / "photos" / "hald.png", torch.rand(3, 6, 8))  # a photo of that name
+    return root
+
+
+def _snapshot(root):
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _evaluate(root, *extra):
+    return evaluate.main(
+        [
+            str(root / "model.pt"),
+            "--inputs",
+            str(root / "in"),
+            "--targets",
+            str(root / "tg"),
+            "--device",
+            "cpu",
+            *extra,
+        ]
+    )
+
+
+def _fit(root, out, *extra):
+    return fit.main(
+        [
+            "--inputs",
+            str(root / "in"),
+            "--targets",
+            str(root / "tg"),
+            "--out",
+            str(out),
+            "--image-size",
+            "16",
+            "--lut-size",
+            "3",
+            "--steps",
+            "2",
+            "--batch-pixels",
+            "64",
+            "--val-fraction",
+            "0",
+            *extra,
+        ]
+    )
+
+
+REFUSED = {  # name -> (command, the file it must not touch relative to the set-up root)
+    "evaluate --json onto the checkpoint": (
+        lambda r: _evaluate(r, "--json", str(r / "model.pt"), "--overwrite")
+    ),
+    "evaluate --grid onto an input photo": (
+        lambda r: _evaluate(r, "--grid", str(r / "in/p00.png"), "--overwrite")
+    ),
+    "evaluate --json onto a target": (lambda r: _evaluate(r, "--json", str(r / "tg/p01.png"), "--overwrite")),
+    "evaluate --json and --grid the same file": (
+        lambda r: _evaluate(r, "--json", str(r / "x.png"), "--grid", str(r / "x.png"))
+    ),
+    "fit --out onto an input photo": (lambda r: _fit(r, r / "in/p00.png", "--overwrite")),
+    "fit --preview onto a target": (
+        lambda r: _fit(r, r / "new.cube", "--preview", str(r / "tg/p00.png"), "--overwrite")
+    ),
+    "fit --out onto an existing file": (lambda r: _fit(r, r / "model.pt")),
+    "fit --out and --preview the same file": (lambda r: _fit(r, r / "x.png", "--preview", str(r / "x.png"))),
+    "apply onto its Hald LUT": (
+        lambda r: apply.main(
+            [
+                "--lut",
+                str(r / "luts/hald.png"),
+                str(r / "photos/hald.png"),
+                "--out",
+                str(r / "luts"),
+                "--overwrite",
+            ]
+        )
+    ),
+    "train --resume into another run's folder": (
+        lambda r: train.main(
+            ["--resume", str(r / "model.pt"), "--out", str(r / "elsewhere"), "--experiment", "x"]
+        )
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_refused_with_one_line_and_nothing_changes(setup, case, capsys):
+    before = _snapshot(setup)
+    code = REFUSED[case](setup)
+    err = capsys.readouterr().err
+    assert _snapshot(setup) == before, "a file was written or changed"
+    assert code in (1, 2) and "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1, err
+    if case.startswith("apply"):  # a per-file refusal in a batch: status 1, the batch goes on
+        assert code == 1 and "refusing to overwrite an input" in errors[0]
+    else:
+        assert code == 2
+
+
+def test_existing_outputs_are_replaced_only_with_overwrite(setup, tmp_path, capsys):
+    for name, run in (
+        ("r.json", lambda p, *o: _evaluate(setup, "--json", str(p), *o)),
+        ("g.png", lambda p, *o: _evaluate(setup, "--grid", str(p), *o)),
+        ("f.cube", lambda p, *o: _fit(setup, p, *o)),
+    ):
+        path = tmp_path / name
+        path.write_text("mine")
+        assert run(path) == 2 and path.read_text() == "mine"
+        assert "--overwrite" in capsys.readouterr().err
+        assert run(path, "--overwrite") == 0 and path.read_bytes() != b"mine"
+
+
+def test_the_guard_follows_links_and_refuses_folders(tmp_path):
+    src = tmp_path / "photo.png"
+    src.write_bytes(b"x")
+    (tmp_path / "link.png").symlink_to(src)
+    (tmp_path / "hard.png").hardlink_to(src)
+    for alias in ("link.png", "hard.png", "./photo.png"):
+        with pytest.raises(ValueError, match="refusing to overwrite an input"):
+            check_output(tmp_path / alias, [src], overwrite=True)
+    with pytest.raises(ValueError, match="is a folder"):
+        check_output(tmp_path, [], overwrite=True)
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="exists"):
+        check_output(tmp_path / "dangling.png")
+    assert check_output(tmp_path / "new.png", [src]) == tmp_path / "new.png"
