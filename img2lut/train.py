@@ -266,12 +266,18 @@ class Data:
 
 
 def truth_at_lattice(path: Path, lut_size: int) -> torch.Tensor:
-    """The 3D table of the ``.cube`` at ``path`` resampled to the learned LUT's lattice ``(S,S,S,3)``
-    (exact when the sizes agree)."""
-    cube = lutkern.read_cube(path)
-    if cube.lut3d is None:
-        raise DataError(f"{path}: holds no 3D LUT")
-    return lutkern.resample_lut(cube.lut3d.float(), lut_size)
+    """The whole transform of the ``.cube`` at ``path`` (domain, shaper, 3D table) sampled at the learned
+    LUT's lattice ``(S,S,S,3)`` (the table itself when it is a plain 3D table of that size).
+
+    Raises DataError naming the file when it cannot be read.
+    """
+    try:
+        cube = lutkern.read_cube(path)
+    except (OSError, ValueError) as exc:  # CubeFormatError is a ValueError
+        raise DataError(str(exc) if str(path) in str(exc) else f"{path}: {exc}") from None
+    grid = lutkern.identity_lut(lut_size, dtype=torch.float64).permute(3, 0, 1, 2).reshape(3, -1, lut_size)
+    out = cube.apply(grid, backend="torch")
+    return out.reshape(3, lut_size, lut_size, lut_size).permute(1, 2, 3, 0).float().contiguous()
 
 
 @torch.no_grad()
@@ -296,6 +302,10 @@ def load_data(config: TrainConfig, console: Console) -> Data:
         source = f"demo data in {demo.root}"
     else:
         source = f"{inputs} + {targets}"
+    if truth is None and (Path(inputs).parent / "truth.cube").is_file():
+        truth = str(Path(inputs).parent / "truth.cube")
+    # The true LUT is read before any image is decoded: a bad file fails at once.
+    truth_lut = truth_at_lattice(Path(truth), config.lut_size) if truth is not None else None
     with console.status("decoding images..."):
         pairs = load_pairs(pair_files(inputs, targets), config.image_size)
         if val_inputs is not None:
@@ -303,9 +313,6 @@ def load_data(config: TrainConfig, console: Console) -> Data:
         else:
             train_idx, val_idx = split_names(pairs.names, config.val_fraction)
             train, val = pairs.subset(train_idx), pairs.subset(val_idx)
-    if truth is None and (Path(inputs).parent / "truth.cube").is_file():
-        truth = str(Path(inputs).parent / "truth.cube")
-    truth_lut = truth_at_lattice(Path(truth), config.lut_size) if truth is not None else None
     cnn = config.cnn_size or config.image_size
     return Data(train, val, resize(train.inputs, cnn), resize(val.inputs, cnn), source, truth_lut, truth)
 
@@ -406,11 +413,7 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
     torch.manual_seed(config.seed)
     model = ResNetLUTGenerator(config.lut_size, config.interpolation, config.init)
     if config.init_from is not None and payload is None:
-        try:
-            start = truth_at_lattice(Path(config.init_from), config.lut_size)
-        except (OSError, lutkern.CubeFormatError) as exc:
-            raise DataError(f"--init-from {config.init_from}: {exc}") from None
-        start_at_lut(model, start)
+        start_at_lut(model, truth_at_lattice(Path(config.init_from), config.lut_size))
     layout = torch.channels_last if channels_last_for(config, device) else torch.preserve_format
     model = model.to(device, memory_format=layout)
     opt, sched = make_optimizer(model, config, device)
@@ -477,14 +480,21 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
                 with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                     out, lut = net(data.train_thumbs[idx].to(device), full=x.to(device))
                     loss, parts = total_loss(out, y.to(device), lut, weights)
+                value = float(loss.detach())
+                if distributed.any_rank(ctx, not math.isfinite(value)):  # never step on, or save, a NaN
+                    kept = f"kept the checkpoint {ckpt_path}" if ckpt_path.exists() else "no checkpoint yet"
+                    progress.console.print(f"{PROG}: error: the loss is not finite ({value}) at epoch "
+                                           f"{state['epoch'] + 1}, step {step + 1}; stopped, {kept}",
+                                           soft_wrap=True, markup=False, highlight=False)
+                    return 2
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
-                state["loss_sum"] += float(loss.detach())
+                state["loss_sum"] += value
                 state["mse_sum"] += parts["mse"]
                 state["step"] = step + 1
-                progress.update(task, advance=1, loss=f"{float(loss.detach()):.2e}")
+                progress.update(task, advance=1, loss=f"{value:.2e}")
                 if distributed.any_rank(ctx, stop.requested):  # all ranks stop at the same step
                     stopped = True
                     break
@@ -585,6 +595,8 @@ def main(argv: list[str] | None = None) -> int:
             if (run_dir / ckpt.CHECKPOINT_NAME).exists():
                 raise UsageError(f"{run_dir} already holds a run: add --resume to continue it, "
                                  "or --experiment NAME for a new one")
+        if payload is None and config.init_from is not None:
+            truth_at_lattice(Path(config.init_from), config.lut_size)  # a bad file fails before decoding
         ctx = distributed.setup(config.device)
         console.quiet = not ctx.is_main
         data = load_data(config, console)

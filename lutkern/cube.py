@@ -14,6 +14,7 @@ import dataclasses
 import math
 import os
 import re
+import warnings
 from array import array
 from pathlib import Path
 
@@ -39,6 +40,20 @@ _KEYWORDS = (
     "LUT_3D_INPUT_RANGE",
 )
 Triple = tuple[float, float, float]
+
+
+def domain_problem(lo: Triple, hi: Triple) -> str | None:
+    """Why ``(lo, hi)`` cannot map inputs to [0, 1] per channel in float32 arithmetic, or None."""
+    if not all(a < b for a, b in zip(lo, hi, strict=True)):
+        return f"reversed or empty domain: min {lo} is not below max {hi}"
+    with np.errstate(all="ignore"):
+        lo32, hi32 = np.float32(lo), np.float32(hi)
+        span = hi32 - lo32
+        usable = np.isfinite(lo32) & np.isfinite(hi32) & np.isfinite(span) & (span > 0)
+        usable &= np.isfinite(np.float32(1) / span)
+    if not usable.all():
+        return f"domain min {lo} max {hi} is unusable in float32 (beyond +-3.4e38, or too narrow a span)"
+    return None
 
 
 class CubeFormatError(ValueError):
@@ -84,9 +99,9 @@ class CubeLUT:
                 f"shaper must be (N,3) with 2 <= N <= {MAX_1D_SIZE}, got {tuple(self.shaper.shape)}"
             )
         for name in ("shaper_domain", "lut3d_domain"):
-            lo, hi = getattr(self, name)
-            if not all(math.isfinite(a) and math.isfinite(b) and a < b for a, b in zip(lo, hi, strict=True)):
-                raise ValueError(f"{name} must be finite with min < max per channel, got {(lo, hi)}")
+            problem = domain_problem(*getattr(self, name))
+            if problem is not None:
+                raise ValueError(f"{name}: {problem}")
 
     def apply(self, image: torch.Tensor, *, interpolation: str = "trilinear", backend: str | None = None):
         """Apply the file's transform to ``image`` ``(B,3,H,W)`` or ``(3,H,W)`` float.
@@ -213,16 +228,20 @@ def _domains(source: str, head: _Header) -> tuple[tuple[Triple, Triple], tuple[T
             "DOMAIN_MIN/MAX is ambiguous in a "
             "file with a 1D and a 3D table; use LUT_1D_INPUT_RANGE and LUT_3D_INPUT_RANGE",
         )
+    if head.range1d is not None and head.size1d is None and head.range3d is None and head.size3d is not None:
+        warnings.warn(f"{source}:{at('LUT_1D_INPUT_RANGE')}: LUT_1D_INPUT_RANGE in a file without a 1D table "
+                      "is read as the 3D input range (as colour-science 0.3.x wrote it)", stacklevel=4)
+        head.range1d, head.range3d = None, head.range1d
+        head.lines["LUT_3D_INPUT_RANGE"] = head.lines["LUT_1D_INPUT_RANGE"]
     if head.range1d is not None and head.size1d is None:
         raise CubeFormatError(source, at("LUT_1D_INPUT_RANGE"), "LUT_1D_INPUT_RANGE without LUT_1D_SIZE")
     if head.range3d is not None and head.size3d is None:
         raise CubeFormatError(source, at("LUT_3D_INPUT_RANGE"), "LUT_3D_INPUT_RANGE without LUT_3D_SIZE")
 
     def checked(lo: Triple, hi: Triple, keyword: str) -> tuple[Triple, Triple]:
-        if not all(a < b for a, b in zip(lo, hi, strict=True)):
-            raise CubeFormatError(
-                source, at(keyword), f"reversed or empty domain: min {lo} is not below max {hi}"
-            )
+        problem = domain_problem(lo, hi)
+        if problem is not None:
+            raise CubeFormatError(source, at(keyword), problem)
         return lo, hi
 
     shaper, lut3d = unit, unit
@@ -303,9 +322,10 @@ def parse_cube(
     if len(row_lines) != expected:
         raise CubeFormatError(source, last, f"expected {expected} table rows, found {len(row_lines)}")
     table = np.frombuffer(values, dtype=np.float64).reshape(-1, 3)
-    finite = np.isfinite(table).all(axis=1)
-    if not finite.all():  # a decimal that overflows, like 1e999
-        raise CubeFormatError(source, row_lines[int(np.argmin(finite))], "value is not finite")
+    fits = (np.abs(table) <= torch.finfo(dtype).max).all(axis=1)  # False for inf too
+    if not fits.all():  # a decimal that overflows, like 1e999, or 3.5e38 in float32
+        bad = int(np.argmin(fits))
+        raise CubeFormatError(source, row_lines[bad], f"value {table[bad].tolist()} is not finite in {dtype}")
     table = torch.from_numpy(table.copy()).to(dtype)
     n1 = head.size1d or 0
     shaper = table[:n1].clone() if head.size1d is not None else None

@@ -1,0 +1,199 @@
+"""Crafted inputs: `.cube` numbers that do not fit float32, absurd domains, shapers and domains that the
+true-LUT readers must not drop, a loss that turns NaN, and bad files that must fail before any work."""
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import img2lut.train as train_mod
+import lutkern
+from img2lut import checkpoint
+from img2lut.train import main as train_main
+from img2lut.train import truth_at_lattice
+from lutkern import CubeFormatError, CubeLUT, read_cube
+
+pytestmark = pytest.mark.usefixtures("fast_small_tensors")
+
+_ID2 = "".join(f"{r} {g} {b}\n" for b in (0, 1) for g in (0, 1) for r in (0, 1))
+
+BAD_NUMBERS = {  # name -> (file text, line of the error, message)
+    "value beyond float32": ("LUT_3D_SIZE 2\n" + _ID2.replace("0 1 1", "0 3.5e38 1"), 8, "not finite in"),
+    "negative value beyond float32": (
+        "LUT_3D_SIZE 2\n" + _ID2.replace("1 0 0", "-3.5e38 0 0"),
+        3,
+        "not finite",
+    ),
+    "shaper value beyond float32": ("LUT_1D_SIZE 2\n0 0 0\n1 1e39 1\n", 3, "not finite in"),
+    "DOMAIN_MIN -1e308": ("DOMAIN_MIN -1e308 0 0\nLUT_3D_SIZE 2\n" + _ID2, 1, "unusable in float32"),
+    "DOMAIN_MAX 1e39": ("DOMAIN_MAX 1e39 1 1\nLUT_3D_SIZE 2\n" + _ID2, 1, "unusable in float32"),
+    "span overflows": ("DOMAIN_MIN -3e38 0 0\nDOMAIN_MAX 3e38 1 1\nLUT_3D_SIZE 2\n" + _ID2, 2, "unusable"),
+    "span underflows": ("LUT_3D_INPUT_RANGE 0 1e-40\nLUT_3D_SIZE 2\n" + _ID2, 1, "unusable in float32"),
+    "span empty in float32": ("LUT_3D_INPUT_RANGE 1 1.00000000001\nLUT_3D_SIZE 2\n" + _ID2, 1, "unusable"),
+    "shaper range underflows": ("LUT_1D_INPUT_RANGE 0 1e-39\nLUT_1D_SIZE 2\n0 0 0\n1 1 1\n", 1, "unusable"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_NUMBERS))
+def test_cube_numbers_that_float32_cannot_hold_are_refused(tmp_path, name):
+    text, line, message = BAD_NUMBERS[name]
+    path = tmp_path / "bad.cube"
+    path.write_text(text)
+    with pytest.raises(CubeFormatError, match=rf"^{re.escape(str(path))}:{line}: .*{message}"):
+        read_cube(path)
+
+
+def test_values_beyond_float32_read_in_float64():
+    text = BAD_NUMBERS["value beyond float32"][0]
+    assert lutkern.cube.parse_cube(text, dtype=torch.float64).lut3d.abs().max() == 3.5e38
+
+
+@pytest.mark.parametrize(
+    "domain",
+    [
+        ((-1e308,) * 3, (1.0,) * 3),
+        ((0.0,) * 3, (1e-40,) * 3),
+        ((0.0,) * 3, (float("inf"),) * 3),
+        ((1.0,) * 3, (0.0,) * 3),
+    ],
+)
+def test_cubelut_refuses_unusable_domains(domain):
+    with pytest.raises(ValueError, match="domain"):
+        CubeLUT(lutkern.identity_lut(2), lut3d_domain=domain)
+
+
+# ----------------------------------------------------------------------- the whole transform as a lattice
+
+
+def _lattice(size: int) -> torch.Tensor:
+    return lutkern.identity_lut(size, dtype=torch.float64)
+
+
+def test_truth_at_lattice_keeps_the_shaper(tmp_path):
+    """A squaring shaper before an identity cube is x**2 per channel: the lattice must show it."""
+    ramp = torch.linspace(0, 1, 4097, dtype=torch.float64)[:, None].expand(-1, 3)
+    lutkern.write_cube(
+        tmp_path / "s.cube", CubeLUT(lutkern.identity_lut(2), ramp.square().float()), precision=9
+    )
+    got = truth_at_lattice(tmp_path / "s.cube", 5)
+    torch.testing.assert_close(got.double(), _lattice(5).square(), atol=1e-6, rtol=0)
+
+
+def test_truth_at_lattice_keeps_the_domain(tmp_path):
+    """An identity table over the domain [0, 2] halves every input in [0, 1]."""
+    lutkern.write_cube(tmp_path / "d.cube", lutkern.identity_lut(3), domain_max=(2.0, 2.0, 2.0))
+    torch.testing.assert_close(
+        truth_at_lattice(tmp_path / "d.cube", 5).double(), _lattice(5) / 2, atol=1e-6, rtol=0
+    )
+
+
+def test_truth_at_lattice_of_a_plain_table_is_the_table(tmp_path):
+    lut = lutkern.looks["teal_orange"](7)
+    lutkern.write_cube(tmp_path / "t.cube", lut)
+    torch.testing.assert_close(truth_at_lattice(tmp_path / "t.cube", 7), lut, atol=2e-6, rtol=0)
+
+
+def test_colour_science_03_file_reads_with_its_range_as_the_3d_range():
+    """colour-science 0.3.11 wrote LUT_1D_INPUT_RANGE in this 3D-only file: its table samples the sRGB
+    EOTF over [-1, 3], which is the range it names (colour-science 0.4 reads that file over [0, 1])."""
+    colour = pytest.importorskip("colour")
+    path = Path(colour.__file__).parent / "io/luts/tests/resources/resolve_cube/eotf_sRGB_3D.cube"
+    if not path.is_file():
+        pytest.skip("this colour-science ships without the resolve_cube fixtures")
+    with pytest.warns(UserWarning, match=r"eotf_sRGB_3D.cube:5: LUT_1D_INPUT_RANGE .* 3D input range"):
+        cube = read_cube(path, dtype=torch.float64)
+    theirs = colour.read_LUT(str(path))  # table indexed [r, g, b, c]
+    np.testing.assert_allclose(cube.lut3d.permute(2, 1, 0, 3).numpy(), theirs.table, rtol=0, atol=0)
+    assert cube.lut3d_domain == ((-1.0,) * 3, (3.0,) * 3) and cube.shaper is None
+    nodes = torch.linspace(-1, 3, 8, dtype=torch.float64)
+    out = cube.apply(nodes.expand(3, 1, -1).contiguous(), backend="torch")
+    np.testing.assert_allclose(out[0, 0].numpy(), colour.models.eotf_sRGB(nodes.numpy()), atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ train
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory, write_patch_pairs):
+    root = tmp_path_factory.mktemp("pairs")
+    write_patch_pairs(
+        root, [f"p{i}" for i in range(6)], lutkern.looks["bw"](5), torch.Generator().manual_seed(0)
+    )
+    return root
+
+
+def _train_args(pairs, out, *extra):
+    return [
+        "--inputs",
+        str(pairs / "inputs"),
+        "--targets",
+        str(pairs / "targets"),
+        "--out",
+        str(out),
+        "--image-size",
+        "32",
+        "--cnn-size",
+        "16",
+        "--lut-size",
+        "5",
+        "--batch-size",
+        "2",
+        "--epochs",
+        "2",
+        "--val-fraction",
+        "0.34",
+        "--checkpoint-every",
+        "1",
+        *extra,
+    ]
+
+
+def test_training_stops_at_the_first_non_finite_loss_and_keeps_the_last_checkpoint(
+    pairs, tmp_path, capsys, monkeypatch
+):
+    real, calls = train_mod.total_loss, []
+
+    def loss_turning_nan(*args, **kwargs):
+        loss, parts = real(*args, **kwargs)
+        calls.append(1)
+        return (loss * float("nan") if len(calls) == 3 else loss), parts  # epoch 2, step 1 (2 steps an epoch)
+
+    monkeypatch.setattr(train_mod, "total_loss", loss_turning_nan)
+    assert train_main(_train_args(pairs, tmp_path, "--experiment", "nan")) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1 and "not finite" in lines[0] and "epoch 2, step 1" in lines[0], err
+    payload = checkpoint.load_checkpoint(tmp_path / "models" / "nan" / "checkpoint.pt")
+    assert payload["state"]["epoch"] == 1 and payload["state"]["step"] == 0
+    assert all(torch.isfinite(t).all() for t in payload["model"].values() if t.is_floating_point())
+    assert not (tmp_path / "models" / "nan" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("flag", ["--truth", "--init-from"])
+@pytest.mark.parametrize("kind", ["malformed", "folder", "beyond float32"])
+def test_bad_true_or_start_lut_fails_before_any_image_is_decoded(
+    pairs, tmp_path, capsys, monkeypatch, flag, kind
+):
+    bad = tmp_path / "bad.cube"
+    if kind == "folder":
+        bad.mkdir()
+    else:
+        bad.write_text(
+            "LUT_3D_SIZE 2\n0 0 0\n" if kind == "malformed" else BAD_NUMBERS["value beyond float32"][0]
+        )
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("images decoded before the LUT was checked")
+
+    monkeypatch.setattr(train_mod, "load_pairs", no_decoding)
+    extra = [flag, str(bad)] + (["--init", "identity"] if flag == "--init-from" else [])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert train_main(_train_args(pairs, tmp_path, *extra)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("python -m img2lut.train: error: ") and str(bad) in err, (
+        err
+    )
