@@ -31,13 +31,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from lutkern._atomic import atomic_open
+from lutkern._cli import check_device, one_line
 from lutkern._outputs import check_output
 
 from .color import delta_e_2000_srgb
 from .data import load_pairs, pair_files
 from .metrics import covered_lattice_points, lut_rmse, psnr_from_mse, ssim_value
 from .plots import preview_grid
-from .predict import LUTPredictor, load, one_line
+from .predict import LUTPredictor, load
 from .train import evaluate as run_model
 from .train import truth_at_lattice
 
@@ -154,9 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--image-size must be >= 16, got {args.image_size}")
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        device = check_device(args.device)
         pairs = pair_files(args.inputs, args.targets)
         check_outputs(args, pairs)
-        predictor = load(args.checkpoint, args.device)
+        predictor = load(args.checkpoint, device)
         n = len(pairs)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:

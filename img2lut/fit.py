@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 import lutkern
+from lutkern._cli import one_line
 from lutkern._outputs import check_output
 
 from .data import DataError, load_pairs, pair_files, split_names
@@ -378,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             preview_grid(args.preview, rows, titles=("input", "target", "fitted LUT"))
             print(f"wrote {args.preview}")
     except (ValueError, TypeError, OSError) as exc:  # DataError and CubeFormatError are ValueErrors
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     return 0
 

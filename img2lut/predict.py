@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from rich.console import Console
 
 import lutkern
+from lutkern._cli import check_device, one_line
 from lutkern._outputs import check_output
 from lutkern.apply import DEFAULT_STRIP_PIXELS, grade_codes, input_notes, process_files
 from lutkern.imageio import FORMATS, codes_to_pixels, decode_image, output_format, write_codes
@@ -46,14 +47,6 @@ from .model import ResNetLUTGenerator
 
 PROG = "python -m img2lut.predict"
 _MIN_CNN_SIZE = 16  # three stride-2 blocks; as in training
-_MAX_ERROR_CHARS = 400
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def one_line(exc: BaseException) -> str:
-    """An error message on one line (whitespace runs and terminal escapes collapsed), for the command line."""
-    text = " ".join(_ANSI.sub("", str(exc)).split())
-    return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 3] + "..."
 
 
 def thumbnail_from_codes(codes: np.ndarray, bit_depth: int, size: int,
@@ -223,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.strip_pixels < 1:
             raise ValueError(f"--strip-pixels must be >= 1, got {args.strip_pixels}")
+        args.device = check_device(args.device, args.backend)
         predictor = load(args.checkpoint, args.device)
         args.interpolation = args.interpolation or predictor.interpolation
         args.out.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 import lutkern
+from lutkern._cli import check_device, one_line
 from lutkern._outputs import same_file
 
 from . import checkpoint as ckpt
@@ -208,11 +209,9 @@ def validate(config: TrainConfig) -> None:
     need((c.val_inputs is None) == (c.val_targets is None), "--val-inputs/--val-targets", "given together",
          c.val_inputs or c.val_targets)
     try:
-        device = torch.device(c.device)
-    except RuntimeError as exc:
-        raise UsageError(f"--device: {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {c.device}: CUDA is not available on this machine")
+        device = check_device(c.device)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     need(c.amp in AMP_DTYPES, "--amp", f"one of {', '.join(AMP_DTYPES)}", c.amp)
     need(not c.sync_bn or device.type == "cuda", "--sync-bn", "used with a CUDA --device "
          "(SyncBatchNorm has no CPU implementation)", c.device)
@@ -239,7 +238,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def resume_config(args: argparse.Namespace, payload: dict) -> TrainConfig:
     """The checkpoint's config with the allowed changes; UsageError for any other differing flag."""
-    saved = TrainConfig(**payload["config"])
+    try:
+        saved = TrainConfig(**payload["config"])
+    except TypeError as exc:  # not a dict, or keys this version does not know
+        raise ckpt.CheckpointError(f"the checkpoint's training config is damaged ({exc})") from None
     changes = {}
     for key, value in _explicit(args).items():
         if key in RESUMABLE_CHANGES:
@@ -429,16 +431,22 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
     if payload is not None:
         ckpt.check_architecture(payload, model.config())
         model.load_state_dict(payload["model"])
-        saved = payload["state"]
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        if config.scheduler == "cosine":
-            sched.T_max = config.epochs
-        torch.set_rng_state(saved["rng"]["torch"])
-        aug.set_state(saved["rng"]["aug"])
-        if saved.get("scaler"):
-            scaler.load_state_dict(saved["scaler"])
-        state = {k: saved[k] for k in state}
+        try:
+            saved = payload["state"]
+            opt.load_state_dict(saved["optimizer"])
+            sched.load_state_dict(saved["scheduler"])
+            if config.scheduler == "cosine":
+                sched.T_max = config.epochs
+            torch.set_rng_state(saved["rng"]["torch"])
+            aug.set_state(saved["rng"]["aug"])
+            if saved.get("scaler"):
+                scaler.load_state_dict(saved["scaler"])
+            state = {k: saved[k] for k in state}
+            if not all(isinstance(state[k], int) and state[k] >= 0 for k in ("epoch", "step")):
+                raise ValueError(f"epoch {state['epoch']!r}, step {state['step']!r}")
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+            raise ckpt.CheckpointError(f"{run_dir / ckpt.CHECKPOINT_NAME}: the training state is damaged, "
+                                       f"cannot resume ({type(exc).__name__}: {exc})") from None
     # `net` runs the steps (DDP-wrapped under torchrun, compiled with --compile); `model` is evaluated and
     # saved, so checkpoints never carry a `module.` or `_orig_mod.` prefix.
     net = distributed.wrap(model, ctx, config.sync_bn)
@@ -588,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
                                  f"name {named}; drop them, or name that run's folder")
             payload = ckpt.load_checkpoint(path)
             config = resume_config(args, payload)
+            ckpt.check_weights(payload)  # before any model is built at the checkpoint's size
         else:
             payload = None
             config = config_from_args(args)
@@ -611,8 +620,12 @@ def main(argv: list[str] | None = None) -> int:
         return status
     except (UsageError, DataError, ckpt.CheckpointError, distributed.DistributedError) as exc:
         distributed.cleanup(wait=False)
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C: the checkpoint on disk is the last complete one
+        distributed.cleanup(wait=False)
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from PIL import ImageCms
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ._cli import check_device, one_line
 from ._outputs import check_output
 from .builtin_looks import LOOKS
 from .cube import CubeLUT, read_cube
@@ -40,6 +41,7 @@ from .imageio import (
 )
 from .reference.apply import INTERPOLATIONS
 
+PROG = "python -m lutkern.apply"
 DEFAULT_STRIP_PIXELS = 1 << 20  # 1 Mpx: 12 MiB per float32 RGB strip (the torch path makes ~20 temporaries)
 
 
@@ -92,7 +94,7 @@ def _profile_name(icc: bytes) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lutkern.apply", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--lut", required=True, help="a .cube file, a Hald CLUT .png/.tif, or a look: " + ", ".join(LOOKS)
     )
@@ -112,10 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     err = Console(stderr=True, highlight=False, soft_wrap=True)  # soft wrap: one error, one line
     try:
+        args.device = check_device(args.device, args.backend)
         lut = load_lut(args.lut, args.size)
         args.out.mkdir(parents=True, exist_ok=True)
     except (ValueError, OSError) as exc:  # CubeFormatError is a ValueError
-        err.print(f"error: {exc}", markup=False)
+        err.print(f"{PROG}: error: {one_line(exc)}", markup=False)
         return 2
     seen: dict[Path, Path] = {}
     failed = process_files(

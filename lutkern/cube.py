@@ -25,6 +25,8 @@ from ._atomic import atomic_open
 from .functional import MAX_LUT_SIZE, MIN_LUT_SIZE, apply_lut, check_lut
 
 MAX_1D_SIZE = 65536
+# The largest file read: a 256^3 table plus a 65536-row shaper at 48 bytes a row, plus 1 MiB of header.
+MAX_CUBE_BYTES = 48 * (MAX_LUT_SIZE**3 + MAX_1D_SIZE) + (1 << 20)
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _ROW = re.compile(rf"({_NUMBER})[ \t]+({_NUMBER})[ \t]+({_NUMBER})", re.ASCII)  # ASCII digits only
 _NUMBER_RE = re.compile(_NUMBER, re.ASCII)
@@ -57,10 +59,10 @@ def domain_problem(lo: Triple, hi: Triple) -> str | None:
 
 
 class CubeFormatError(ValueError):
-    """A malformed ``.cube`` file. The message starts with ``file:line:``."""
+    """A malformed ``.cube`` file. The message starts with ``file:line:`` (``file:`` for the whole file)."""
 
-    def __init__(self, source: str, line: int, message: str):
-        super().__init__(f"{source}:{line}: {message}")
+    def __init__(self, source: str, line: int | None, message: str):
+        super().__init__(f"{source}:{line}: {message}" if line is not None else f"{source}: {message}")
         self.source, self.line, self.reason = source, line, message
 
 
@@ -337,12 +339,28 @@ def parse_cube(
 def read_cube(path: str | os.PathLike, *, dtype: torch.dtype = torch.float32) -> CubeLUT:
     """Read a ``.cube`` file (Adobe 1.0 or Resolve) as a :class:`CubeLUT`.
 
-    Raises :class:`CubeFormatError` (a ValueError naming file and line) for a malformed file: missing or
+    Raises :class:`CubeFormatError` (a ValueError naming file and line) for a missing file, one that is not a
+    regular file or is larger than ``MAX_CUBE_BYTES``, and for a malformed file: missing or
     out-of-range size (checked before any table is allocated), wrong row count, non-numeric or non-finite
     values, unknown or duplicate keywords, keywords after the data, reversed or conflicting domains.
     """
     path = Path(path)
-    return parse_cube(path.read_bytes(), str(path), dtype=dtype)
+    return parse_cube(_read_bounded(path), str(path), dtype=dtype)
+
+
+def _read_bounded(path: Path) -> bytes:
+    """The bytes of a regular file of at most ``MAX_CUBE_BYTES``: never blocks on a FIFO, never reads a
+    device or an endless stream."""
+    if not path.is_file():  # is_file follows symlinks; a FIFO, device or folder is not a file
+        what = "no such file" if not path.exists() else "not a regular file (a folder, FIFO or device)"
+        raise CubeFormatError(str(path), None, what)
+    with path.open("rb") as f:  # the size is checked first, and the read bounded for a file still growing
+        small = os.fstat(f.fileno()).st_size <= MAX_CUBE_BYTES
+        content = f.read(MAX_CUBE_BYTES + 1) if small else None
+    if content is None or len(content) > MAX_CUBE_BYTES:
+        raise CubeFormatError(str(path), None, f"larger than {MAX_CUBE_BYTES >> 20} MiB, more than any "
+                              f"{MAX_LUT_SIZE}^3 LUT with a shaper needs")
+    return content
 
 
 # ----------------------------------------------------------------------------------------------- writing
