@@ -595,8 +595,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"--resume {path} continues the run in {run_dir}, but --out/--experiment "
                                  f"name {named}; drop them, or name that run's folder")
             payload = ckpt.load_checkpoint(path)
-            config = resume_config(args, payload)
-            ckpt.check_weights(payload)  # before any model is built at the checkpoint's size
+            try:
+                config = resume_config(args, payload)
+                ckpt.check_weights(payload)  # before any model is built at the checkpoint's size
+            except ckpt.CheckpointError as exc:
+                raise ckpt.CheckpointError(f"{path}: {exc}") from None
         else:
             payload = None
             config = config_from_args(args)

@@ -1,7 +1,10 @@
 """Crafted inputs: `.cube` numbers that do not fit float32, absurd domains, shapers and domains that the
 true-LUT readers must not drop, a loss that turns NaN, and bad files that must fail before any work."""
 
+import os
 import re
+import signal
+import threading
 import warnings
 from pathlib import Path
 
@@ -9,12 +12,17 @@ import numpy as np
 import pytest
 import torch
 
+import img2lut
 import img2lut.train as train_mod
 import lutkern
 from img2lut import checkpoint
+from img2lut.evaluate import main as evaluate_main
+from img2lut.model import ResNetLUTGenerator
+from img2lut.predict import main as predict_main
 from img2lut.train import main as train_main
 from img2lut.train import truth_at_lattice
 from lutkern import CubeFormatError, CubeLUT, read_cube
+from lutkern.apply import main as apply_main
 
 pytestmark = pytest.mark.usefixtures("fast_small_tensors")
 
@@ -197,3 +205,170 @@ def test_bad_true_or_start_lut_fails_before_any_image_is_decoded(
     assert err.count("\n") == 1 and err.startswith("python -m img2lut.train: error: ") and str(bad) in err, (
         err
     )
+
+
+# ------------------------------------------------------------------------- devices and backends: one line
+
+COMMANDS = {  # program name -> main, arguments before the device flags (paths need not exist: checked first)
+    "python -m lutkern.apply": (apply_main, ["--lut", "bw", "x.png", "--out", "o"]),
+    "python -m img2lut.predict": (predict_main, ["model.pt", "x.png", "--out", "o"]),
+    "python -m img2lut.evaluate": (evaluate_main, ["model.pt", "--inputs", "i", "--targets", "t"]),
+    "python -m img2lut.train": (train_main, ["--inputs", "i", "--targets", "t"]),
+}
+DEVICES = ["bogus", "cuda:99", "meta"] + ([] if torch.cuda.is_available() else ["cuda"])
+
+
+@pytest.mark.parametrize("prog", sorted(COMMANDS))
+@pytest.mark.parametrize("device", DEVICES)
+def test_unusable_devices_are_one_line_errors(tmp_path, monkeypatch, capsys, prog, device):
+    monkeypatch.chdir(tmp_path)
+    run, argv = COMMANDS[prog]
+    assert run([*argv, "--device", device]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"{prog}: error: --device") and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("prog", ["python -m lutkern.apply", "python -m img2lut.predict"])
+def test_triton_where_it_cannot_run_is_a_one_line_error(tmp_path, monkeypatch, capsys, prog):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # the suite runs Triton's interpreter on the CPU otherwise
+    run, argv = COMMANDS[prog]
+    assert run([*argv, "--device", "cpu", "--backend", "triton"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"{prog}: error: --backend triton on cpu"), err
+
+
+# ------------------------------------------------------------------------------- crafted checkpoints
+
+
+@pytest.fixture(scope="module")
+def run_checkpoint(pairs, tmp_path_factory):
+    """A real two-epoch run's checkpoint (its training state included)."""
+    out = tmp_path_factory.mktemp("run")
+    assert train_main(_train_args(pairs, out, "--experiment", "good")) == 0
+    return checkpoint.load_checkpoint(out / "models" / "good" / "checkpoint.pt")
+
+
+def _damage(payload: dict, how: str) -> dict:
+    payload = {**payload, "state": dict(payload["state"]), "model": dict(payload["model"])}
+    if how == "no training state":
+        payload["state"] = None
+    elif how == "no optimizer state":
+        del payload["state"]["optimizer"]
+    elif how == "epoch is text":
+        payload["state"]["epoch"] = "1"
+    elif how == "rng state is a number":
+        payload["state"]["rng"] = {"torch": 3, "aug": 4}
+    elif how == "config of another version":
+        payload["config"] = {**payload["config"], "future_setting": 1}
+    elif how == "config is a list":
+        payload["config"] = [1, 2]
+    elif how == "lut_size 120 declared":
+        payload["model_config"] = {**payload["model_config"], "lut_size": 120}
+        payload["config"] = {**payload["config"], "lut_size": 120}
+    elif how == "a weight of another shape":
+        name = next(iter(payload["model"]))
+        payload["model"][name] = payload["model"][name][:1]
+    elif how == "a weight missing":
+        payload["model"].pop(next(iter(payload["model"])))
+    elif how == "float64 weights":
+        payload["model"] = {
+            k: v.double() if v.is_floating_point() else v for k, v in payload["model"].items()
+        }
+    return payload
+
+
+DAMAGE = [
+    "no training state",
+    "no optimizer state",
+    "epoch is text",
+    "rng state is a number",
+    "config of another version",
+    "config is a list",
+    "lut_size 120 declared",
+    "a weight of another shape",
+    "a weight missing",
+    "float64 weights",
+]
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_resume_from_a_damaged_checkpoint_is_one_line(run_checkpoint, pairs, tmp_path, capsys, how):
+    path = tmp_path / "models" / "pairs" / "checkpoint.pt"
+    path.parent.mkdir(parents=True)
+    torch.save(_damage(run_checkpoint, how), path)
+    assert train_main(["--resume", str(path), "--epochs", "3"]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert errors[0].startswith(f"python -m img2lut.train: error: {path}: ") and err.endswith(
+        errors[0] + "\n"
+    )
+
+
+@pytest.mark.parametrize("how", [h for h in DAMAGE if "weight" in h or "lut_size" in h])
+def test_load_checks_every_weight_before_building_the_model(run_checkpoint, tmp_path, monkeypatch, how):
+    built_on = []
+    real = checkpoint.ResNetLUTGenerator
+
+    def recording(*args, **kwargs):
+        built_on.append(torch.get_default_device().type)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "ResNetLUTGenerator", recording)
+    torch.save(_damage(run_checkpoint, how), tmp_path / "m.pt")
+    with pytest.raises(checkpoint.CheckpointError, match=r"m\.pt: checkpoint does not hold a valid model"):
+        img2lut.load(tmp_path / "m.pt", "cpu")
+    assert built_on == ["meta"]  # never built for real
+    torch.save(run_checkpoint, tmp_path / "ok.pt")
+    img2lut.load(tmp_path / "ok.pt", "cpu")
+    assert built_on == ["meta", "meta", "cpu"]
+
+
+def test_a_second_ctrl_c_during_a_checkpoint_write_waits_for_it(tmp_path, monkeypatch):
+    model = ResNetLUTGenerator(3, "trilinear", "identity")
+    real_save = torch.save
+
+    def interrupted_save(obj, f):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while the file is being written
+        real_save(obj, f)
+
+    monkeypatch.setattr(checkpoint.torch, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_checkpoint(tmp_path / "c.pt", model=model, config={"n": 1})
+    monkeypatch.undo()
+    assert checkpoint.load_checkpoint(tmp_path / "c.pt")["config"] == {"n": 1}  # complete, and the new one
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+# ------------------------------------------------------------------------------- files that never end
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder", "too large"])
+def test_read_cube_reads_only_bounded_regular_files(tmp_path, monkeypatch, kind):
+    path = tmp_path / "x.cube"
+    if kind == "fifo":
+        os.mkfifo(path)  # opening it would block until a writer came
+    elif kind == "device":
+        path = Path("/dev/zero")
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path.write_text("LUT_3D_SIZE 2\n" + _ID2)
+        monkeypatch.setattr(lutkern.cube, "MAX_CUBE_BYTES", path.stat().st_size - 1)
+    done = []
+    reader = threading.Thread(target=lambda: done.append(_error_of(read_cube, path)), daemon=True)
+    reader.start()
+    reader.join(10)
+    assert done, f"read_cube({path}) did not return"
+    message = "larger than" if kind == "too large" else "not a regular file"
+    assert isinstance(done[0], CubeFormatError) and str(done[0]).startswith(f"{path}: {message}")
+
+
+def _error_of(fn, *args):
+    try:
+        fn(*args)
+    except Exception as exc:
+        return exc
+    return None
