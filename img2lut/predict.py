@@ -35,9 +35,11 @@ import torch.nn.functional as F
 from rich.console import Console
 
 import lutkern
+from lutkern._atomic import atomic_open
 from lutkern._cli import check_device, one_line
 from lutkern._outputs import check_output
 from lutkern.apply import DEFAULT_STRIP_PIXELS, grade_codes, input_notes, process_files
+from lutkern.cube import cube_text, parse_cube
 from lutkern.imageio import FORMATS, codes_to_pixels, decode_image, output_format, write_codes
 from lutkern.reference.apply import INTERPOLATIONS
 
@@ -200,13 +202,20 @@ def _predict_file(src: Path, args, predictor: LUTPredictor, seen: dict[str, Path
     if not args.cube_only:
         output_format(dst, img.bit_depth)  # fail before any work
     lut = predictor.predict_lut_codes(img.codes, img.bit_depth)
-    lutkern.write_cube(cube_path, lut, title="img2lut " + re.sub(r'["\r\n]', "_", src.stem))
-    if args.cube_only:
-        return "; ".join(input_notes(img))
-    # Grade with the LUT as stored in the file (6 decimals), so the .cube reproduces the image exactly.
-    grade_codes(img.codes, lutkern.read_cube(cube_path), interpolation=args.interpolation,
-                device=args.device, backend=args.backend, strip_pixels=args.strip_pixels, on_strip=on_strip)
-    write_codes(dst, img.codes, icc_profile=img.icc_profile, exif=img.exif, quality=args.quality)
+    text = cube_text(lut, title="img2lut " + re.sub(r'["\r\n]', "_", src.stem))
+    if not args.cube_only:
+        # Grade with the LUT as the file stores it (6 decimals), so the .cube reproduces the image exactly.
+        grade_codes(img.codes, parse_cube(text, str(cube_path)), interpolation=args.interpolation,
+                    device=args.device, backend=args.backend, strip_pixels=args.strip_pixels,
+                    on_strip=on_strip)
+        write_codes(dst, img.codes, icc_profile=img.icc_profile, exif=img.exif, quality=args.quality)
+    try:  # the .cube last: a failure anywhere leaves neither file
+        with atomic_open(cube_path, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+    except BaseException:
+        if not args.cube_only:
+            dst.unlink(missing_ok=True)
+        raise
     return "; ".join(input_notes(img))
 
 

@@ -1,10 +1,13 @@
 """Every command that writes files refuses to write over its inputs (even with --overwrite), over its
 checkpoint, or over any existing file without --overwrite: one line, exit status 2, nothing changed."""
 
+import os
+
 import pytest
 import torch
 
 import lutkern
+import lutkern._atomic
 from img2lut import checkpoint, evaluate, fit, train
 from img2lut.model import ResNetLUTGenerator
 from lutkern import apply
@@ -157,3 +160,32 @@ def test_the_guard_follows_links_and_refuses_folders(tmp_path):
     with pytest.raises(ValueError, match="exists"):
         check_output(tmp_path / "dangling.png")
     assert check_output(tmp_path / "new.png", [src]) == tmp_path / "new.png"
+
+
+@pytest.mark.parametrize("failing", ["write_codes", "atomic_open"])
+def test_predict_writes_the_image_and_its_cube_or_neither(setup, tmp_path, monkeypatch, failing):
+    import img2lut.predict as predict
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    argv = [str(setup / "model.pt"), str(setup / "in" / "p00.png"), "--out", str(tmp_path), "--device", "cpu"]
+    with monkeypatch.context() as patch:
+        patch.setattr(predict, failing, disk_full)
+        assert predict.main(argv) == 1
+    assert list(tmp_path.iterdir()) == []
+    assert predict.main(argv) == 0  # the rerun needs no --overwrite
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p00.cube", "p00.png"]
+
+
+def test_stale_temporaries_are_removed_by_the_next_write_in_their_folder(tmp_path):
+    stale = tmp_path / ".checkpoint.pt.k2j4h1x9.lutkern.tmp"  # left by a killed checkpoint write
+    fresh = tmp_path / ".lut.cube.a8d7f6e5.lutkern.tmp"  # another process writing now
+    foreign = tmp_path / ".notes.txt.tmp"  # someone else's
+    for path in (stale, fresh, foreign):
+        path.write_bytes(b"partial")
+    old = lutkern._atomic._STARTED - 60
+    os.utime(stale, (old, old))
+    os.utime(foreign, (old, old))
+    lutkern.write_cube(tmp_path / "new.cube", lutkern.identity_lut(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fresh.name, foreign.name, "new.cube"])
