@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import img2lut
 import img2lut.train as train_mod
@@ -372,3 +373,40 @@ def _error_of(fn, *args):
     except Exception as exc:
         return exc
     return None
+
+
+# ------------------------------------------------------------------------------------ the dispatch
+
+
+def test_automatic_backend_takes_a_float64_lut_with_a_float32_image(monkeypatch):
+    monkeypatch.delenv("LUTKERN_BACKEND")  # the automatic choice: Triton (its interpreter) for float32
+    image = torch.rand(2, 3, 5, 7, generator=torch.Generator().manual_seed(1))
+    lut = lutkern.looks["teal_orange"](5, dtype=torch.float64)
+    out = lutkern.apply_lut(image, lut)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, lutkern.apply_lut(image, lut, backend="torch"))
+
+
+@pytest.mark.parametrize("backend", [None, "torch", "triton"])
+@pytest.mark.parametrize("shape", [(1, 3, 0, 5), (2, 3, 4, 0), (0, 3, 4, 5), (3, 0, 6)])
+def test_empty_images_give_empty_results_on_every_backend(monkeypatch, backend, shape):
+    monkeypatch.delenv("LUTKERN_BACKEND")
+    image = torch.rand(shape, requires_grad=True)
+    lut = lutkern.identity_lut(3).requires_grad_()
+    out = lutkern.apply_lut(image, lut, backend=backend, interpolation="tetrahedral")
+    assert out.shape == image.shape and out.dtype == image.dtype
+    out.sum().backward()
+    assert image.grad.shape == image.shape and torch.equal(lut.grad, torch.zeros_like(lut))
+
+
+def test_only_the_first_frame_of_a_multi_page_image_is_graded_and_the_user_is_told(tmp_path, capsys):
+    frames = [Image.new("RGB", (8, 6), colour) for colour in ((200, 10, 10), (10, 200, 10), (10, 10, 200))]
+    frames[0].save(tmp_path / "pages.tif", save_all=True, append_images=frames[1:])
+    assert apply_main(["--lut", "bw", str(tmp_path / "pages.tif"), "--out", str(tmp_path / "o")]) == 0
+    assert "pages.tif: only the first of its 3 frames is used" in capsys.readouterr().err
+    with Image.open(tmp_path / "o" / "pages.tif") as out:
+        assert getattr(out, "n_frames", 1) == 1
+        graded = np.asarray(out).astype(int)
+    red = torch.tensor([200 / 255, 10 / 255, 10 / 255]).view(3, 1, 1)  # frame 0 only
+    want = np.round(lutkern.apply_lut(red, lutkern.looks["bw"](33), backend="torch").flatten().numpy() * 255)
+    assert np.abs(graded - want).max() <= 1
