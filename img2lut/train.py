@@ -607,6 +607,10 @@ def main(argv: list[str] | None = None) -> int:
             if (run_dir / ckpt.CHECKPOINT_NAME).exists():
                 raise UsageError(f"{run_dir} already holds a run: add --resume to continue it, "
                                  "or --experiment NAME for a new one")
+        for name in ("lut.cube", "summary.json", "metrics.csv", "loss.png", ckpt.CHECKPOINT_NAME):
+            if any(same_file(run_dir / name, f) for f in (config.truth, config.init_from) if f is not None):
+                raise UsageError(f"refusing to overwrite an input: {run_dir / name} is the --truth or "
+                                 "--init-from file")
         if payload is None and config.init_from is not None:
             truth_at_lattice(Path(config.init_from), config.lut_size)  # a bad file fails before decoding
         ctx = distributed.setup(config.device)

@@ -34,6 +34,8 @@ def setup(tmp_path_factory, write_patch_pairs):
     (root / "luts").mkdir()
     (root / "photos").mkdir()
     lutkern.write_hald(root / "luts" / "hald.png", lutkern.identity_lut(4))
+    (root / "runs" / "models" / "e").mkdir(parents=True)
+    lutkern.write_cube(root / "runs" / "models" / "e" / "lut.cube", lutkern.identity_lut(2))
     lutkern.imageio.write_image(root / "photos" / "hald.png", torch.rand(3, 6, 8))  # a photo of that name
     return root
 
@@ -107,6 +109,22 @@ REFUSED = {  # name -> (command, the file it must not touch relative to the set-
                 "--out",
                 str(r / "luts"),
                 "--overwrite",
+            ]
+        )
+    ),
+    "train --truth that is the run's own lut.cube": (
+        lambda r: train.main(
+            [
+                "--inputs",
+                str(r / "in"),
+                "--targets",
+                str(r / "tg"),
+                "--out",
+                str(r / "runs"),
+                "--experiment",
+                "e",
+                "--truth",
+                str(r / "runs/models/e/lut.cube"),
             ]
         )
     ),
