@@ -193,6 +193,8 @@ def applied(corpus, tmp_path_factory):
                 *sorted(str(src / n) for n in cases),
                 "--out",
                 str(root / "out"),
+                "--backend",
+                "torch",  # the loop CPU users get (module fixtures run before fast_small_tensors)
             ]
         )
     return root / "out", code, err.getvalue()
@@ -237,8 +239,11 @@ def predicted(corpus, tmp_path_factory):
     checkpoint.save_checkpoint(
         root / "model.pt", model=model.eval(), config={"image_size": 32, "cnn_size": 16}
     )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny images: a second thread only costs
     err = io.StringIO()
-    with contextlib.redirect_stderr(err):
+    with contextlib.redirect_stderr(err), contextlib.ExitStack() as restore:
+        restore.callback(torch.set_num_threads, threads)
         code = predict_main(
             [
                 str(root / "model.pt"),
@@ -247,6 +252,8 @@ def predicted(corpus, tmp_path_factory):
                 str(root / "out"),
                 "--device",
                 "cpu",
+                "--backend",
+                "torch",
             ]
         )
     return root / "out", code, err.getvalue()

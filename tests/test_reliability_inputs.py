@@ -247,7 +247,9 @@ def test_triton_where_it_cannot_run_is_a_one_line_error(tmp_path, monkeypatch, c
 def run_checkpoint(pairs, tmp_path_factory):
     """A real two-epoch run's checkpoint (its training state included)."""
     out = tmp_path_factory.mktemp("run")
-    assert train_main(_train_args(pairs, out, "--experiment", "good")) == 0
+    with pytest.MonkeyPatch.context() as patch:  # module fixtures run before fast_small_tensors
+        patch.setenv("LUTKERN_BACKEND", "torch")
+        assert train_main(_train_args(pairs, out, "--experiment", "good")) == 0
     return checkpoint.load_checkpoint(out / "models" / "good" / "checkpoint.pt")
 
 
