@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 import lutkern
+from lutkern._atomic import atomic_open
 from lutkern._cli import check_device, one_line
 from lutkern._outputs import same_file
 
@@ -354,13 +355,11 @@ def evaluate(model: ResNetLUTGenerator, images: PairedImages, thumbs: torch.Tens
 
 def _write_metrics(run_dir: Path, history: list[dict]) -> None:
     fields = ["epoch", "train_loss", "train_mse", "val_mse", "val_psnr", "lr", "seconds"]
-    tmp = run_dir / ".metrics.csv.tmp"
-    with tmp.open("w", newline="") as f:
+    with atomic_open(run_dir / "metrics.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for row in history:
             writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in fields})
-    tmp.replace(run_dir / "metrics.csv")
     epochs = [r["epoch"] for r in history]
     loss_plot(run_dir / "loss.png", epochs, {"train loss": [r["train_loss"] for r in history],
                                              "val MSE": [r["val_mse"] for r in history]})
@@ -572,7 +571,8 @@ def _finish(model: ResNetLUTGenerator, config: TrainConfig, data: Data, run_dir:
             "lut_rmse_covered": lut_rmse(mean_lut, data.truth, covered),
             "covered_fraction": float(covered.float().mean()),
         })
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    with atomic_open(run_dir / "summary.json", "w") as f:
+        f.write(json.dumps(summary, indent=2) + "\n")
     line = f"done: val PSNR {summary['val_psnr']:.2f} dB, SSIM {summary['val_ssim']:.4f}"
     if data.truth is not None:
         line += (f", LUT RMSE {summary['lut_rmse_all']:.4f} (all) / {summary['lut_rmse_covered']:.4f} "
