@@ -75,10 +75,12 @@ def _corpus(root, rng):
         "RGBA": Image.fromarray(np.dstack([rgb8, alpha8]), "RGBA"),
         "CMYK": Image.fromarray(np.dstack([rgb8, alpha8]), "CMYK"),
         "I16": Image.fromarray(grey16),
+        "1": Image.fromarray(grey8 > 127),
+        "F": Image.fromarray(grey16 / np.float32(65535)),  # float samples in [0, 1]: kept at 16 bits
     }
     modes_of = {
-        "png": ("L", "LA", "P", "RGB", "RGBA", "I16"),
-        "tif": ("L", "LA", "P", "RGB", "RGBA", "CMYK", "I16"),
+        "png": ("1", "L", "LA", "P", "RGB", "RGBA", "I16"),
+        "tif": ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I16", "F"),
         "jpg": ("L", "RGB", "CMYK"),
         "webp": ("RGB", "RGBA"),
     }
@@ -88,7 +90,7 @@ def _corpus(root, rng):
                 name = f"pil_{mode}_{orientation}_{ext}.{ext}"
                 lossless = {"lossless": True, "exact": True} if ext == "webp" else {}
                 pil[mode].save(root / name, exif=_exif(orientation), **lossless)
-                if mode == "I16":
+                if mode in ("I16", "F"):
                     stored = np.repeat(grey16[..., None], 3, axis=-1)
                 elif ext == "jpg":  # lossy: what Pillow itself decodes
                     with Image.open(root / name) as im:
