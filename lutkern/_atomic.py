@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 TEMP_SUFFIX = ".lutkern.tmp"
-_STARTED = time.time()  # temporaries last modified before this are no process's of this run
+_STARTED = time.time()  # temporaries last modified before this were left by earlier processes
 _swept: set[Path] = set()
 
 

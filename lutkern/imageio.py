@@ -196,7 +196,7 @@ def _take_tiff_orientation(im: Image.Image) -> int:
     decoding and not others, so the tag is applied in one place only, by :func:`_orient`."""
     orientation = im.tag_v2.pop(_EXIF_ORIENTATION, 1)
     im.getexif().pop(_EXIF_ORIENTATION, None)  # Pillow transposes by this cached copy
-    im._size = (im.tag_v2[256], im.tag_v2[257])  # the stored size, which Pillow swapped for 5..8
+    im._size = getattr(im, "_tile_size", im.size)  # the stored size, which Pillow 11+ swapped for 5..8
     return orientation
 
 
