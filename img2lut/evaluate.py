@@ -63,6 +63,10 @@ def evaluate_pairs(predictor: LUTPredictor, inputs: str | Path, targets: str | P
     CIEDE2000 ``(S,S)``. ``progress(i)`` is called after pair i is decoded.
     """
     size = image_size or predictor.image_size
+    if true_lut is None and (Path(inputs).parent / "truth.cube").is_file():
+        true_lut = Path(inputs).parent / "truth.cube"
+    # The true LUT before any pair is decoded: a bad file fails at once.
+    truth = truth_at_lattice(Path(true_lut), predictor.lut_size) if true_lut is not None else None
     data = load_pairs(pair_files(inputs, targets), size, progress)
     thumbs = predictor.cnn_input(data.inputs)
     mse, mean_lut, outputs = run_model(predictor.model, data, thumbs, batch_size, predictor.device)
@@ -79,10 +83,7 @@ def evaluate_pairs(predictor: LUTPredictor, inputs: str | Path, targets: str | P
     report = {"inputs": str(inputs), "targets": str(targets), "pairs": len(rows), "image_size": size,
               "cnn_size": predictor.cnn_size, "lut_size": predictor.lut_size,
               "interpolation": predictor.interpolation, "images": rows, "mean": mean, "lut": None}
-    if true_lut is None and (Path(inputs).parent / "truth.cube").is_file():
-        true_lut = Path(inputs).parent / "truth.cube"
-    if true_lut is not None:
-        truth = truth_at_lattice(Path(true_lut), predictor.lut_size)
+    if truth is not None:
         covered = covered_lattice_points(data.inputs, predictor.lut_size)
         report["lut"] = {"truth": str(true_lut), "rmse_all": lut_rmse(mean_lut, truth),
                          "rmse_covered": lut_rmse(mean_lut, truth, covered),

@@ -412,3 +412,20 @@ def test_only_the_first_frame_of_a_multi_page_image_is_graded_and_the_user_is_to
     red = torch.tensor([200 / 255, 10 / 255, 10 / 255]).view(3, 1, 1)  # frame 0 only
     want = np.round(lutkern.apply_lut(red, lutkern.looks["bw"](33), backend="torch").flatten().numpy() * 255)
     assert np.abs(graded - want).max() <= 1
+
+
+def test_evaluate_reads_a_bad_true_lut_before_any_pair(pairs, tmp_path, capsys, monkeypatch):
+    import img2lut.evaluate as evaluate
+
+    model = ResNetLUTGenerator(5, "trilinear", "identity")
+    checkpoint.save_checkpoint(tmp_path / "m.pt", model=model, config={"image_size": 32, "cnn_size": 16})
+    (tmp_path / "bad.cube").write_text(BAD_NUMBERS["DOMAIN_MIN -1e308"][0])
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("pairs decoded before the true LUT was checked")
+
+    monkeypatch.setattr(evaluate, "load_pairs", no_decoding)
+    argv = [str(tmp_path / "m.pt"), "--inputs", str(pairs / "inputs"), "--targets", str(pairs / "targets")]
+    assert evaluate.main([*argv, "--true-lut", str(tmp_path / "bad.cube"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path / 'bad.cube'}:1: domain min" in err, err
