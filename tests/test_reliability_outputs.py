@@ -8,7 +8,7 @@ import torch
 
 import lutkern
 import lutkern._atomic
-from img2lut import checkpoint, evaluate, fit, train
+from img2lut import checkpoint, evaluate, fit, predict, train
 from img2lut.model import ResNetLUTGenerator
 from lutkern import apply
 from lutkern._outputs import check_output
@@ -37,6 +37,10 @@ def setup(tmp_path_factory, write_patch_pairs):
     (root / "runs" / "models" / "e").mkdir(parents=True)
     lutkern.write_cube(root / "runs" / "models" / "e" / "lut.cube", lutkern.identity_lut(2))
     lutkern.imageio.write_image(root / "photos" / "hald.png", torch.rand(3, 6, 8))  # a photo of that name
+    (root / "models").mkdir()
+    (root / "models" / "p01.cube").write_bytes((root / "model.pt").read_bytes())  # a checkpoint, oddly named
+    (root / "linked").mkdir()
+    (root / "linked" / "p02.png").symlink_to(root / "tg" / "p02.png")
     return root
 
 
@@ -83,7 +87,22 @@ def _fit(root, out, *extra):
     )
 
 
-REFUSED = {  # name -> (command, the file it must not touch relative to the set-up root)
+def _predict(root, checkpoint_path, image, out):
+    return predict.main(
+        [str(checkpoint_path), str(image), "--out", str(out), "--device", "cpu", "--overwrite"]
+    )
+
+
+REFUSED = {  # name -> the command, run on the set-up root
+    "predict into the folder of its photo": (
+        lambda r: _predict(r, r / "model.pt", r / "in/p00.png", r / "in")
+    ),
+    "predict its .cube onto the checkpoint": (
+        lambda r: _predict(r, r / "models/p01.cube", r / "in/p01.png", r / "models")
+    ),
+    "predict through a symlink to its photo": (
+        lambda r: _predict(r, r / "model.pt", r / "tg/p02.png", r / "linked")
+    ),
     "evaluate --json onto the checkpoint": (
         lambda r: _evaluate(r, "--json", str(r / "model.pt"), "--overwrite")
     ),
@@ -145,7 +164,7 @@ def test_refused_with_one_line_and_nothing_changes(setup, case, capsys):
     assert code in (1, 2) and "Traceback" not in err
     errors = [line for line in err.splitlines() if "error:" in line]
     assert len(errors) == 1, err
-    if case.startswith("apply"):  # a per-file refusal in a batch: status 1, the batch goes on
+    if case.startswith(("apply", "predict")):  # a per-file refusal in a batch: status 1, the batch goes on
         assert code == 1 and "refusing to overwrite an input" in errors[0]
     else:
         assert code == 2
@@ -207,3 +226,13 @@ def test_stale_temporaries_are_removed_by_the_next_write_in_their_folder(tmp_pat
     os.utime(foreign, (old, old))
     lutkern.write_cube(tmp_path / "new.cube", lutkern.identity_lut(2))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fresh.name, foreign.name, "new.cube"])
+
+
+def test_overwrite_replaces_a_symlink_never_the_file_it_points_to(setup, tmp_path):
+    precious = tmp_path / "precious.png"
+    precious.write_bytes(b"not an input, not to be written through")
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "p00.png").symlink_to(precious)
+    assert _predict(setup, setup / "model.pt", setup / "in/p00.png", tmp_path / "o") == 0
+    assert precious.read_bytes() == b"not an input, not to be written through"
+    assert not (tmp_path / "o" / "p00.png").is_symlink() and (tmp_path / "o" / "p00.cube").is_file()
