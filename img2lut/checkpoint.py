@@ -15,6 +15,9 @@ interrupted write never leaves a truncated checkpoint behind.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 from pathlib import Path
 
 import torch
@@ -41,8 +44,25 @@ def save_checkpoint(path: str | Path, *, model: ResNetLUTGenerator, config: dict
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": CHECKPOINT_FORMAT, "model_config": model.config(), "model": model.state_dict(),
                "config": config, "state": state}
-    with atomic_open(path, "wb") as f:
+    with _sigint_deferred(), atomic_open(path, "wb") as f:
         torch.save(payload, f)
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold a Ctrl-C that arrives inside the block until it is done, then hand it to the handler that was
+    installed (KeyboardInterrupt by default): a second Ctrl-C never cuts a checkpoint write short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held and callable(previous):
+        previous(signal.SIGINT, held[0])
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -73,8 +93,35 @@ def check_architecture(payload: dict, model_config: dict, source: str = "checkpo
         raise CheckpointError(f"{source} was trained with a different architecture ({'; '.join(diffs)})")
 
 
+def check_weights(payload: dict) -> None:
+    """CheckpointError unless ``payload["model"]`` holds exactly the tensors (names, shapes, dtypes) that
+    the model ``payload["model_config"]`` describes. The model is built on the meta device for this, so a
+    small crafted file cannot make it allocate gigabytes before its weights are seen to be wrong."""
+    config, weights = payload.get("model_config"), payload.get("model")
+    if not isinstance(config, dict) or not isinstance(weights, dict):
+        raise CheckpointError("checkpoint does not hold a valid model (model_config and model must be dicts)")
+    try:
+        with torch.device("meta"):
+            expected = ResNetLUTGenerator(**config).state_dict()
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint does not hold a valid model ({exc})") from exc
+    missing, unexpected = sorted(expected.keys() - weights.keys()), sorted(weights.keys() - expected.keys())
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint does not hold a valid model (missing weights {missing[:3]}, "
+                              f"unexpected {unexpected[:3]})")
+    for name, want in expected.items():
+        got = weights[name]
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape or got.dtype != want.dtype:
+            found = f"{got.dtype} {tuple(got.shape)}" if isinstance(got, torch.Tensor) else type(got).__name__
+            raise CheckpointError(f"checkpoint does not hold a valid model (size mismatch for {name}: the "
+                                  f"file has {found}, model_config {config} needs {want.dtype} "
+                                  f"{tuple(want.shape)})")
+
+
 def model_from_checkpoint(payload: dict) -> ResNetLUTGenerator:
-    """The model a checkpoint holds, with its weights loaded, in eval mode."""
+    """The model a checkpoint holds, with its weights loaded, in eval mode (checked by
+    :func:`check_weights` before anything is allocated)."""
+    check_weights(payload)
     try:
         model = ResNetLUTGenerator(**payload["model_config"])
         model.load_state_dict(payload["model"])

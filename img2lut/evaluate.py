@@ -30,11 +30,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from lutkern._atomic import atomic_open
+from lutkern._cli import check_device, one_line
+from lutkern._outputs import check_output
+
 from .color import delta_e_2000_srgb
 from .data import load_pairs, pair_files
 from .metrics import covered_lattice_points, lut_rmse, psnr_from_mse, ssim_value
 from .plots import preview_grid
-from .predict import LUTPredictor, load, one_line
+from .predict import LUTPredictor, load
 from .train import evaluate as run_model
 from .train import truth_at_lattice
 
@@ -59,6 +63,10 @@ def evaluate_pairs(predictor: LUTPredictor, inputs: str | Path, targets: str | P
     CIEDE2000 ``(S,S)``. ``progress(i)`` is called after pair i is decoded.
     """
     size = image_size or predictor.image_size
+    if true_lut is None and (Path(inputs).parent / "truth.cube").is_file():
+        true_lut = Path(inputs).parent / "truth.cube"
+    # The true LUT before any pair is decoded: a bad file fails at once.
+    truth = truth_at_lattice(Path(true_lut), predictor.lut_size) if true_lut is not None else None
     data = load_pairs(pair_files(inputs, targets), size, progress)
     thumbs = predictor.cnn_input(data.inputs)
     result = run_model(predictor.model, data, thumbs, batch_size, predictor.device)
@@ -76,10 +84,7 @@ def evaluate_pairs(predictor: LUTPredictor, inputs: str | Path, targets: str | P
     report = {"inputs": str(inputs), "targets": str(targets), "pairs": len(rows), "image_size": size,
               "cnn_size": predictor.cnn_size, "lut_size": predictor.lut_size,
               "interpolation": predictor.interpolation, "images": rows, "mean": mean, "lut": None}
-    if true_lut is None and (Path(inputs).parent / "truth.cube").is_file():
-        true_lut = Path(inputs).parent / "truth.cube"
-    if true_lut is not None:
-        truth = truth_at_lattice(Path(true_lut), predictor.lut_size)
+    if truth is not None:
         covered = covered_lattice_points(data.inputs, predictor.lut_size)
         report["lut"] = {"truth": str(true_lut), "rmse_all": lut_rmse(mean_lut, truth),
                          "rmse_covered": lut_rmse(mean_lut, truth, covered),
@@ -128,8 +133,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, metavar="N",
                    help="resize pairs to N x N (default: the checkpoint's image_size, as in training)")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json/--grid file")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p
+
+
+def check_outputs(args: argparse.Namespace, pairs) -> None:
+    """ValueError unless --json and --grid are two files that may be written (lutkern._outputs)."""
+    inputs = [args.checkpoint, args.true_lut, Path(args.inputs).parent / "truth.cube",
+              *(p.input for p in pairs), *(p.target for p in pairs)]
+    if args.json is not None and args.grid is not None and args.json.resolve() == args.grid.resolve():
+        raise ValueError(f"--json and --grid name the same file: {args.json}")
+    for path in (args.json, args.grid):
+        if path is not None:
+            check_output(path, inputs, overwrite=args.overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,8 +157,11 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--image-size must be >= 16, got {args.image_size}")
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-        predictor = load(args.checkpoint, args.device)
-        n = len(pair_files(args.inputs, args.targets))
+        device = check_device(args.device)
+        pairs = pair_files(args.inputs, args.targets)
+        check_outputs(args, pairs)
+        predictor = load(args.checkpoint, device)
+        n = len(pairs)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
             task = progress.add_task("decoding pairs", total=n)
@@ -156,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             report["grid"] = {"path": str(args.grid), "rows": names}
         if args.json is not None:
             args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(_json_safe(report), indent=2) + "\n")
+            with atomic_open(args.json, "w") as f:
+                f.write(json.dumps(_json_safe(report), indent=2) + "\n")
     except (ValueError, OSError, RuntimeError) as exc:  # DataError, CheckpointError, CubeFormatError
         err.print(f"{PROG}: error: {one_line(exc)}", markup=False)
         return 2

@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 
 import lutkern
+from lutkern._cli import one_line
+from lutkern._outputs import check_output
 
 from .data import DataError, group_names, load_pairs, pair_files, split_groups
 from .metrics import psnr_from_mse
@@ -306,7 +308,24 @@ def build_parser() -> argparse.ArgumentParser:
         "machine, see docs/fit.md)")
     add("--preview", help="also write a PNG grid: input | target | fitted, for a few validation pairs")
     add("--title", help="TITLE line of the .cube; the output file name when omitted")
+    add("--overwrite", action="store_true", help="replace an existing --out/--preview file (never an input)")
     return p
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """ValueError unless --out and --preview may be written: two files, none of the pairs, no existing
+    file without --overwrite."""
+    folders = [(args.inputs, args.targets)]
+    if args.val_inputs is not None and args.val_targets is not None:
+        folders.append((args.val_inputs, args.val_targets))
+    inputs = [f for ins, tgs in folders for p in pair_files(ins, tgs) for f in (p.input, p.target)]
+    if args.preview is not None and Path(args.preview).resolve() == Path(args.out).resolve():
+        raise ValueError(f"--out and --preview name the same file: {args.out}")
+    if not Path(args.out).parent.is_dir():
+        raise ValueError(f"{args.out}: the folder {Path(args.out).parent} does not exist")
+    for path in (args.out, args.preview):
+        if path is not None:
+            check_output(path, inputs, overwrite=args.overwrite)
 
 
 def _load(args: argparse.Namespace):
@@ -336,8 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-        if not Path(args.out).parent.is_dir():
-            raise ValueError(f"{args.out}: the folder {Path(args.out).parent} does not exist")
+        _check_outputs(args)
         t0 = time.perf_counter()
         train, val = _load(args)
         print(f"{len(train)} training / {len(val) if val is not None else 0} validation pairs at "
@@ -363,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
             preview_grid(args.preview, rows, titles=("input", "target", "fitted LUT"))
             print(f"wrote {args.preview}")
     except (ValueError, TypeError, OSError) as exc:  # DataError and CubeFormatError are ValueErrors
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     return 0
 

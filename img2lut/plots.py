@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from lutkern._atomic import atomic_open
+
 _COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40))
 
 
@@ -18,8 +20,13 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 
 
 def _save(image: Image.Image, path: Path) -> None:
+    """Save atomically (a killed run leaves the old file or the new one), format by extension."""
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: not an image file extension (use .png)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
+    with atomic_open(path, "wb") as f:
+        image.save(f, fmt)
 
 
 def preview_grid(path: str | Path, rows: list[tuple[torch.Tensor, ...]],

@@ -35,7 +35,11 @@ import torch.nn.functional as F
 from rich.console import Console
 
 import lutkern
-from lutkern.apply import DEFAULT_STRIP_PIXELS, grade_codes, process_files, same_file
+from lutkern._atomic import atomic_open
+from lutkern._cli import check_device, one_line
+from lutkern._outputs import check_output
+from lutkern.apply import DEFAULT_STRIP_PIXELS, grade_codes, input_notes, process_files
+from lutkern.cube import cube_text, parse_cube
 from lutkern.imageio import FORMATS, codes_to_pixels, decode_image, output_format, write_codes
 from lutkern.reference.apply import INTERPOLATIONS
 
@@ -45,14 +49,6 @@ from .model import ResNetLUTGenerator
 
 PROG = "python -m img2lut.predict"
 _MIN_CNN_SIZE = 16  # three stride-2 blocks; as in training
-_MAX_ERROR_CHARS = 400
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def one_line(exc: BaseException) -> str:
-    """An error message on one line (whitespace runs and terminal escapes collapsed), for the command line."""
-    text = " ".join(_ANSI.sub("", str(exc)).split())
-    return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 3] + "..."
 
 
 def thumbnail_from_codes(codes: np.ndarray, bit_depth: int, size: int,
@@ -200,23 +196,27 @@ def _predict_file(src: Path, args, predictor: LUTPredictor, seen: dict[str, Path
         raise ValueError(f"same output name as {seen[src.stem]}: {cube_path} would be written twice")
     targets = (cube_path,) if args.cube_only else (dst, cube_path)
     for path in targets:
-        if any(same_file(path, other) for other in args.images):
-            raise ValueError(f"refusing to overwrite an input: {path}")
-        if path.exists() and not args.overwrite:
-            raise ValueError(f"{path} exists (use --overwrite to replace it)")
+        check_output(path, [*args.images, args.checkpoint], overwrite=args.overwrite)
     seen[src.stem] = src
     img = decode_image(src)
     if not args.cube_only:
         output_format(dst, img.bit_depth)  # fail before any work
     lut = predictor.predict_lut_codes(img.codes, img.bit_depth)
-    lutkern.write_cube(cube_path, lut, title="img2lut " + re.sub(r'["\r\n]', "_", src.stem))
-    if args.cube_only:
-        return ""
-    # Grade with the LUT as stored in the file (6 decimals), so the .cube reproduces the image exactly.
-    grade_codes(img.codes, lutkern.read_cube(cube_path), interpolation=args.interpolation,
-                device=args.device, backend=args.backend, strip_pixels=args.strip_pixels, on_strip=on_strip)
-    write_codes(dst, img.codes, icc_profile=img.icc_profile, exif=img.exif, quality=args.quality)
-    return "alpha channel dropped" if img.dropped_alpha else ""
+    text = cube_text(lut, title="img2lut " + re.sub(r'["\r\n]', "_", src.stem))
+    if not args.cube_only:
+        # Grade with the LUT as the file stores it (6 decimals), so the .cube reproduces the image exactly.
+        grade_codes(img.codes, parse_cube(text, str(cube_path)), interpolation=args.interpolation,
+                    device=args.device, backend=args.backend, strip_pixels=args.strip_pixels,
+                    on_strip=on_strip)
+        write_codes(dst, img.codes, icc_profile=img.icc_profile, exif=img.exif, quality=args.quality)
+    try:  # the .cube last: a failure anywhere leaves neither file
+        with atomic_open(cube_path, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+    except BaseException:
+        if not args.cube_only:
+            dst.unlink(missing_ok=True)
+        raise
+    return "; ".join(input_notes(img))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.strip_pixels < 1:
             raise ValueError(f"--strip-pixels must be >= 1, got {args.strip_pixels}")
+        args.device = check_device(args.device, args.backend)
         predictor = load(args.checkpoint, args.device)
         args.interpolation = args.interpolation or predictor.interpolation
         args.out.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 import lutkern
+from lutkern._atomic import atomic_open
+from lutkern._cli import check_device, one_line
+from lutkern._outputs import same_file
 
 from . import checkpoint as ckpt
 from . import distributed
@@ -243,11 +246,9 @@ def validate(config: TrainConfig) -> None:
     need((c.val_inputs is None) == (c.val_targets is None), "--val-inputs/--val-targets", "given together",
          c.val_inputs or c.val_targets)
     try:
-        device = torch.device(c.device)
-    except RuntimeError as exc:
-        raise UsageError(f"--device: {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {c.device}: CUDA is not available on this machine")
+        device = check_device(c.device)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     need(c.amp in AMP_DTYPES, "--amp", f"one of {', '.join(AMP_DTYPES)}", c.amp)
     need(not c.sync_bn or device.type == "cuda", "--sync-bn", "used with a CUDA --device "
          "(SyncBatchNorm has no CPU implementation)", c.device)
@@ -276,7 +277,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def resume_config(args: argparse.Namespace, payload: dict) -> TrainConfig:
     """The checkpoint's config with the allowed changes; UsageError for any other differing flag."""
-    saved = TrainConfig(**payload["config"])
+    try:
+        saved = TrainConfig(**payload["config"])
+    except TypeError as exc:  # not a dict, or keys this version does not know
+        raise ckpt.CheckpointError(f"the checkpoint's training config is damaged ({exc})") from None
     changes = {}
     for key, value in _explicit(args).items():
         if key in RESUMABLE_CHANGES:
@@ -305,12 +309,18 @@ class Data:
 
 
 def truth_at_lattice(path: Path, lut_size: int) -> torch.Tensor:
-    """The 3D table of the ``.cube`` at ``path`` resampled to the learned LUT's lattice ``(S,S,S,3)``
-    (exact when the sizes agree)."""
-    cube = lutkern.read_cube(path)
-    if cube.lut3d is None:
-        raise DataError(f"{path}: holds no 3D LUT")
-    return lutkern.resample_lut(cube.lut3d.float(), lut_size)
+    """The whole transform of the ``.cube`` at ``path`` (domain, shaper, 3D table) sampled at the learned
+    LUT's lattice ``(S,S,S,3)`` (the table itself when it is a plain 3D table of that size).
+
+    Raises DataError naming the file when it cannot be read.
+    """
+    try:
+        cube = lutkern.read_cube(path)
+    except (OSError, ValueError) as exc:  # CubeFormatError is a ValueError
+        raise DataError(str(exc) if str(path) in str(exc) else f"{path}: {exc}") from None
+    grid = lutkern.identity_lut(lut_size, dtype=torch.float64).permute(3, 0, 1, 2).reshape(3, -1, lut_size)
+    out = cube.apply(grid, backend="torch")
+    return out.reshape(3, lut_size, lut_size, lut_size).permute(1, 2, 3, 0).float().contiguous()
 
 
 def load_data(config: TrainConfig, console: Console) -> Data:
@@ -325,6 +335,10 @@ def load_data(config: TrainConfig, console: Console) -> Data:
         source = f"{config.demo} demo data in {demo.root}"
     else:
         source = f"{inputs} + {targets}"
+    if truth is None and (Path(inputs).parent / "truth.cube").is_file():
+        truth = str(Path(inputs).parent / "truth.cube")
+    # The true LUT is read before any image is decoded: a bad file fails at once.
+    truth_lut = truth_at_lattice(Path(truth), config.lut_size) if truth is not None else None
     with console.status("decoding images..."):
         pairs = load_pairs(pair_files(inputs, targets), config.image_size)
         if val_inputs is not None:
@@ -337,9 +351,6 @@ def load_data(config: TrainConfig, console: Console) -> Data:
             held = len({groups.groups[i] for i in val_idx})
             grouping = (f"{held} of {groups.count} photographs held out whole ({groups.rule}): "
                         f"{_names(sorted({groups.groups[i] for i in val_idx}))}")
-    if truth is None and (Path(inputs).parent / "truth.cube").is_file():
-        truth = str(Path(inputs).parent / "truth.cube")
-    truth_lut = truth_at_lattice(Path(truth), config.lut_size) if truth is not None else None
     val_truths = demo.true_luts(val.names, config.lut_size) if demo is not None else None
     cnn = config.cnn_size or config.image_size
     return Data(train, val, resize(train.inputs, cnn), resize(val.inputs, cnn), source, truth_lut, truth,
@@ -408,13 +419,11 @@ def evaluate(model: ResNetLUTGenerator, images: PairedImages, thumbs: torch.Tens
 
 def _write_metrics(run_dir: Path, history: list[dict]) -> None:
     fields = ["epoch", "train_loss", "train_mse", "val_mse", "val_psnr", "lr", "seconds"]
-    tmp = run_dir / ".metrics.csv.tmp"
-    with tmp.open("w", newline="") as f:
+    with atomic_open(run_dir / "metrics.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for row in history:
             writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in fields})
-    tmp.replace(run_dir / "metrics.csv")
     epochs = [r["epoch"] for r in history]
     loss_plot(run_dir / "loss.png", epochs, {"train loss": [r["train_loss"] for r in history],
                                              "val MSE": [r["val_mse"] for r in history]})
@@ -501,16 +510,22 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
     if payload is not None:
         ckpt.check_architecture(payload, model.config())
         model.load_state_dict(payload["model"])
-        saved = payload["state"]
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        if config.scheduler == "cosine":
-            sched.T_max = config.epochs
-        torch.set_rng_state(saved["rng"]["torch"])
-        aug.set_state(saved["rng"]["aug"])
-        if saved.get("scaler"):
-            scaler.load_state_dict(saved["scaler"])
-        state = {k: saved.get(k) for k in state}
+        try:
+            saved = payload["state"]
+            opt.load_state_dict(saved["optimizer"])
+            sched.load_state_dict(saved["scheduler"])
+            if config.scheduler == "cosine":
+                sched.T_max = config.epochs
+            torch.set_rng_state(saved["rng"]["torch"])
+            aug.set_state(saved["rng"]["aug"])
+            if saved.get("scaler"):
+                scaler.load_state_dict(saved["scaler"])
+            state = {k: saved.get(k) if k == "best" else saved[k] for k in state}
+            if not all(isinstance(state[k], int) and state[k] >= 0 for k in ("epoch", "step")):
+                raise ValueError(f"epoch {state['epoch']!r}, step {state['step']!r}")
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+            raise ckpt.CheckpointError(f"{run_dir / ckpt.CHECKPOINT_NAME}: the training state is damaged, "
+                                       f"cannot resume ({type(exc).__name__}: {exc})") from None
     # `net` runs the steps (DDP-wrapped under torchrun, compiled with --compile); `model` is evaluated and
     # saved, so checkpoints never carry a `module.` or `_orig_mod.` prefix.
     net = distributed.wrap(model, ctx, config.sync_bn)
@@ -564,14 +579,21 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
                 with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                     out, lut = net(thumbs.to(device), full=x.to(device))
                     loss, parts = total_loss(out, y.to(device), lut, weights)
+                value = float(loss.detach())
+                if distributed.any_rank(ctx, not math.isfinite(value)):  # never step on, or save, a NaN
+                    kept = f"kept the checkpoint {ckpt_path}" if ckpt_path.exists() else "no checkpoint yet"
+                    progress.console.print(f"{PROG}: error: the loss is not finite ({value}) at epoch "
+                                           f"{state['epoch'] + 1}, step {step + 1}; stopped, {kept}",
+                                           soft_wrap=True, markup=False, highlight=False)
+                    return 2
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
-                state["loss_sum"] += float(loss.detach())
+                state["loss_sum"] += value
                 state["mse_sum"] += parts["mse"]
                 state["step"] = step + 1
-                progress.update(task, advance=1, loss=f"{float(loss.detach()):.2e}")
+                progress.update(task, advance=1, loss=f"{value:.2e}")
                 if distributed.any_rank(ctx, stop.requested):  # all ranks stop at the same step
                     stopped = True
                     break
@@ -621,10 +643,7 @@ def start_lut(config: TrainConfig, data: Data, console: Console) -> torch.Tensor
     """The LUT ``(S,S,S,3)`` a new run starts at: ``--init-from``'s, else (``--fit-first``) one fitted to
     the training pairs, else None (the model's own init)."""
     if config.init_from is not None:
-        try:
-            return truth_at_lattice(Path(config.init_from), config.lut_size)
-        except (OSError, lutkern.CubeFormatError) as exc:
-            raise DataError(f"--init-from {config.init_from}: {exc}") from None
+        return truth_at_lattice(Path(config.init_from), config.lut_size)
     if not config.fit_first:
         return None
     # Small sets need fewer pixels per step than fit_lut's default sample: never more than they hold.
@@ -687,7 +706,8 @@ def _finish(model: ResNetLUTGenerator, config: TrainConfig, data: Data, run_dir:
             "lut_rmse_per_image": float((result.luts - data.val_truths).square().mean((1, 2, 3, 4))
                                         .sqrt().mean()),
         })
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    with atomic_open(run_dir / "summary.json", "w") as f:
+        f.write(json.dumps(summary, indent=2) + "\n")
     console.print(f"validation: {data.grouping}; kept epoch {kept} of {state['epoch']}")
     line = (f"done: val PSNR {summary['val_psnr']:.2f} dB (per image: mean "
             f"{summary['val_psnr_mean_image']:.2f}, worst {summary['val_psnr_worst_image']:.2f}), "
@@ -709,9 +729,17 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(args.out or TrainConfig.out)
             experiment = args.experiment or _default_experiment(args.inputs, args.demo)
             path = Path(args.resume) if args.resume else out / "models" / experiment / ckpt.CHECKPOINT_NAME
-            payload = ckpt.load_checkpoint(path)
-            config = resume_config(args, payload)
             run_dir = path.parent
+            named = out / "models" / experiment
+            if args.resume and (args.out or args.experiment) and not same_file(named, run_dir):
+                raise UsageError(f"--resume {path} continues the run in {run_dir}, but --out/--experiment "
+                                 f"name {named}; drop them, or name that run's folder")
+            payload = ckpt.load_checkpoint(path)
+            try:
+                config = resume_config(args, payload)
+                ckpt.check_weights(payload)  # before any model is built at the checkpoint's size
+            except ckpt.CheckpointError as exc:
+                raise ckpt.CheckpointError(f"{path}: {exc}") from None
         else:
             payload = None
             config = config_from_args(args)
@@ -719,6 +747,12 @@ def main(argv: list[str] | None = None) -> int:
             if (run_dir / ckpt.CHECKPOINT_NAME).exists():
                 raise UsageError(f"{run_dir} already holds a run: add --resume to continue it, "
                                  "or --experiment NAME for a new one")
+        for name in ("lut.cube", "summary.json", "metrics.csv", "loss.png", ckpt.CHECKPOINT_NAME):
+            if any(same_file(run_dir / name, f) for f in (config.truth, config.init_from) if f is not None):
+                raise UsageError(f"refusing to overwrite an input: {run_dir / name} is the --truth or "
+                                 "--init-from file")
+        if payload is None and config.init_from is not None:
+            truth_at_lattice(Path(config.init_from), config.lut_size)  # a bad file fails before decoding
         ctx = distributed.setup(config.device)
         console.quiet = not ctx.is_main
         data = load_data(config, console)
@@ -734,8 +768,12 @@ def main(argv: list[str] | None = None) -> int:
         return status
     except (UsageError, DataError, ckpt.CheckpointError, distributed.DistributedError) as exc:
         distributed.cleanup(wait=False)
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C: the checkpoint on disk is the last complete one
+        distributed.cleanup(wait=False)
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -1,17 +1,38 @@
-"""Atomic file writes: readers see the old file or the complete new one, never a partial write."""
+"""Atomic file writes: readers see the old file or the complete new one, never a partial write.
+
+The temporary file is ``.NAME.XXXXXXXX.lutkern.tmp`` beside ``NAME``. A killed process leaves it behind;
+the first atomic write of a later process into that folder removes those left before it started.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
+
+TEMP_SUFFIX = ".lutkern.tmp"
+_STARTED = time.time()  # temporaries last modified before this were left by earlier processes
+_swept: set[Path] = set()
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporaries of this module in ``folder`` last modified before this process started
+    (left by a killed run); other files are never touched. Returns the paths removed."""
+    removed = []
+    for tmp in Path(folder).glob(".*" + TEMP_SUFFIX):
+        with contextlib.suppress(OSError):  # gone already, or not ours to remove
+            if tmp.is_file() and not tmp.is_symlink() and tmp.stat().st_mtime < _STARTED:
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
 
 
 @contextlib.contextmanager
@@ -22,7 +43,11 @@ def atomic_open(path: str | Path, mode: str = "wb", **kwargs):
     On any error the temporary file is removed and ``path`` is left untouched.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    folder = path.parent.resolve()
+    if folder not in _swept:
+        _swept.add(folder)
+        remove_stale_temporaries(folder)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f

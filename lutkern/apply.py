@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
 from pathlib import Path
 
@@ -26,12 +25,23 @@ from PIL import ImageCms
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ._cli import check_device, one_line
+from ._outputs import check_output
 from .builtin_looks import LOOKS
 from .cube import CubeLUT, read_cube
 from .hald import read_hald
-from .imageio import FORMATS, codes_to_pixels, decode_image, output_format, to_integer_array, write_codes
+from .imageio import (
+    FORMATS,
+    DecodedImage,
+    codes_to_pixels,
+    decode_image,
+    output_format,
+    to_integer_array,
+    write_codes,
+)
 from .reference.apply import INTERPOLATIONS
 
+PROG = "python -m lutkern.apply"
 DEFAULT_STRIP_PIXELS = 1 << 20  # 1 Mpx: 12 MiB per float32 RGB strip (the torch path makes ~20 temporaries)
 
 
@@ -83,15 +93,8 @@ def _profile_name(icc: bytes) -> str:
         return "unparsable"
 
 
-def same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lutkern.apply", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--lut", required=True, help="a .cube file, a Hald CLUT .png/.tif, or a look: " + ", ".join(LOOKS)
     )
@@ -111,10 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     err = Console(stderr=True, highlight=False, soft_wrap=True)  # soft wrap: one error, one line
     try:
+        args.device = check_device(args.device, args.backend)
         lut = load_lut(args.lut, args.size)
         args.out.mkdir(parents=True, exist_ok=True)
     except (ValueError, OSError) as exc:  # CubeFormatError is a ValueError
-        err.print(f"error: {exc}", markup=False)
+        err.print(f"{PROG}: error: {one_line(exc)}", markup=False)
         return 2
     seen: dict[Path, Path] = {}
     failed = process_files(
@@ -161,10 +165,7 @@ def _grade_file(src: Path, args, lut: CubeLUT, seen: dict[Path, Path], on_strip)
         raise ValueError(f"unsupported image type {src.suffix!r} (PNG, JPEG or TIFF)")
     if dst in seen:
         raise ValueError(f"same output name as {seen[dst]}: {dst} would be written twice")
-    if any(same_file(dst, other) for other in args.images):
-        raise ValueError(f"refusing to overwrite an input: {dst}")
-    if dst.exists() and not args.overwrite:
-        raise ValueError(f"{dst} exists (use --overwrite to replace it)")
+    check_output(dst, [*args.images, args.lut], overwrite=args.overwrite)
     seen[dst] = src
     img = decode_image(src)
     output_format(dst, img.bit_depth)
@@ -183,9 +184,15 @@ def _grade_file(src: Path, args, lut: CubeLUT, seen: dict[Path, Path], on_strip)
         notes.append(
             f"ICC profile '{_profile_name(img.icc_profile)}' carried over (LUT applied to stored values)"
         )
-    if img.dropped_alpha:
-        notes.append("alpha channel dropped")
-    return "; ".join(notes)
+    return "; ".join(notes + input_notes(img))
+
+
+def input_notes(img: DecodedImage) -> list[str]:
+    """What of a decoded input is not in its output: alpha, and frames after the first."""
+    notes = ["alpha channel dropped"] if img.dropped_alpha else []
+    if img.frames > 1:
+        notes.append(f"only the first of its {img.frames} frames is used")
+    return notes
 
 
 if __name__ == "__main__":

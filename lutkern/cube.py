@@ -14,6 +14,7 @@ import dataclasses
 import math
 import os
 import re
+import warnings
 from array import array
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from ._atomic import atomic_open
 from .functional import MAX_LUT_SIZE, MIN_LUT_SIZE, apply_lut, check_lut
 
 MAX_1D_SIZE = 65536
+# The largest file read: a 256^3 table plus a 65536-row shaper at 48 bytes a row, plus 1 MiB of header.
+MAX_CUBE_BYTES = 48 * (MAX_LUT_SIZE**3 + MAX_1D_SIZE) + (1 << 20)
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _ROW = re.compile(rf"({_NUMBER})[ \t]+({_NUMBER})[ \t]+({_NUMBER})", re.ASCII)  # ASCII digits only
 _NUMBER_RE = re.compile(_NUMBER, re.ASCII)
@@ -41,11 +44,25 @@ _KEYWORDS = (
 Triple = tuple[float, float, float]
 
 
-class CubeFormatError(ValueError):
-    """A malformed ``.cube`` file. The message starts with ``file:line:``."""
+def domain_problem(lo: Triple, hi: Triple) -> str | None:
+    """Why ``(lo, hi)`` cannot map inputs to [0, 1] per channel in float32 arithmetic, or None."""
+    if not all(a < b for a, b in zip(lo, hi, strict=True)):
+        return f"reversed or empty domain: min {lo} is not below max {hi}"
+    with np.errstate(all="ignore"):
+        lo32, hi32 = np.float32(lo), np.float32(hi)
+        span = hi32 - lo32
+        usable = np.isfinite(lo32) & np.isfinite(hi32) & np.isfinite(span) & (span > 0)
+        usable &= np.isfinite(np.float32(1) / span)
+    if not usable.all():
+        return f"domain min {lo} max {hi} is unusable in float32 (beyond +-3.4e38, or too narrow a span)"
+    return None
 
-    def __init__(self, source: str, line: int, message: str):
-        super().__init__(f"{source}:{line}: {message}")
+
+class CubeFormatError(ValueError):
+    """A malformed ``.cube`` file. The message starts with ``file:line:`` (``file:`` for the whole file)."""
+
+    def __init__(self, source: str, line: int | None, message: str):
+        super().__init__(f"{source}:{line}: {message}" if line is not None else f"{source}: {message}")
         self.source, self.line, self.reason = source, line, message
 
 
@@ -84,9 +101,9 @@ class CubeLUT:
                 f"shaper must be (N,3) with 2 <= N <= {MAX_1D_SIZE}, got {tuple(self.shaper.shape)}"
             )
         for name in ("shaper_domain", "lut3d_domain"):
-            lo, hi = getattr(self, name)
-            if not all(math.isfinite(a) and math.isfinite(b) and a < b for a, b in zip(lo, hi, strict=True)):
-                raise ValueError(f"{name} must be finite with min < max per channel, got {(lo, hi)}")
+            problem = domain_problem(*getattr(self, name))
+            if problem is not None:
+                raise ValueError(f"{name}: {problem}")
 
     def apply(self, image: torch.Tensor, *, interpolation: str = "trilinear", backend: str | None = None):
         """Apply the file's transform to ``image`` ``(B,3,H,W)`` or ``(3,H,W)`` float.
@@ -213,16 +230,20 @@ def _domains(source: str, head: _Header) -> tuple[tuple[Triple, Triple], tuple[T
             "DOMAIN_MIN/MAX is ambiguous in a "
             "file with a 1D and a 3D table; use LUT_1D_INPUT_RANGE and LUT_3D_INPUT_RANGE",
         )
+    if head.range1d is not None and head.size1d is None and head.range3d is None and head.size3d is not None:
+        warnings.warn(f"{source}:{at('LUT_1D_INPUT_RANGE')}: LUT_1D_INPUT_RANGE in a file without a 1D table "
+                      "is read as the 3D input range (as colour-science 0.3.x wrote it)", stacklevel=4)
+        head.range1d, head.range3d = None, head.range1d
+        head.lines["LUT_3D_INPUT_RANGE"] = head.lines["LUT_1D_INPUT_RANGE"]
     if head.range1d is not None and head.size1d is None:
         raise CubeFormatError(source, at("LUT_1D_INPUT_RANGE"), "LUT_1D_INPUT_RANGE without LUT_1D_SIZE")
     if head.range3d is not None and head.size3d is None:
         raise CubeFormatError(source, at("LUT_3D_INPUT_RANGE"), "LUT_3D_INPUT_RANGE without LUT_3D_SIZE")
 
     def checked(lo: Triple, hi: Triple, keyword: str) -> tuple[Triple, Triple]:
-        if not all(a < b for a, b in zip(lo, hi, strict=True)):
-            raise CubeFormatError(
-                source, at(keyword), f"reversed or empty domain: min {lo} is not below max {hi}"
-            )
+        problem = domain_problem(lo, hi)
+        if problem is not None:
+            raise CubeFormatError(source, at(keyword), problem)
         return lo, hi
 
     shaper, lut3d = unit, unit
@@ -303,9 +324,10 @@ def parse_cube(
     if len(row_lines) != expected:
         raise CubeFormatError(source, last, f"expected {expected} table rows, found {len(row_lines)}")
     table = np.frombuffer(values, dtype=np.float64).reshape(-1, 3)
-    finite = np.isfinite(table).all(axis=1)
-    if not finite.all():  # a decimal that overflows, like 1e999
-        raise CubeFormatError(source, row_lines[int(np.argmin(finite))], "value is not finite")
+    fits = (np.abs(table) <= torch.finfo(dtype).max).all(axis=1)  # False for inf too
+    if not fits.all():  # a decimal that overflows, like 1e999, or 3.5e38 in float32
+        bad = int(np.argmin(fits))
+        raise CubeFormatError(source, row_lines[bad], f"value {table[bad].tolist()} is not finite in {dtype}")
     table = torch.from_numpy(table.copy()).to(dtype)
     n1 = head.size1d or 0
     shaper = table[:n1].clone() if head.size1d is not None else None
@@ -317,12 +339,28 @@ def parse_cube(
 def read_cube(path: str | os.PathLike, *, dtype: torch.dtype = torch.float32) -> CubeLUT:
     """Read a ``.cube`` file (Adobe 1.0 or Resolve) as a :class:`CubeLUT`.
 
-    Raises :class:`CubeFormatError` (a ValueError naming file and line) for a malformed file: missing or
+    Raises :class:`CubeFormatError` (a ValueError naming file and line) for a missing file, one that is not a
+    regular file or is larger than ``MAX_CUBE_BYTES``, and for a malformed file: missing or
     out-of-range size (checked before any table is allocated), wrong row count, non-numeric or non-finite
     values, unknown or duplicate keywords, keywords after the data, reversed or conflicting domains.
     """
     path = Path(path)
-    return parse_cube(path.read_bytes(), str(path), dtype=dtype)
+    return parse_cube(_read_bounded(path), str(path), dtype=dtype)
+
+
+def _read_bounded(path: Path) -> bytes:
+    """The bytes of a regular file of at most ``MAX_CUBE_BYTES``: never blocks on a FIFO, never reads a
+    device or an endless stream."""
+    if not path.is_file():  # is_file follows symlinks; a FIFO, device or folder is not a file
+        what = "no such file" if not path.exists() else "not a regular file (a folder, FIFO or device)"
+        raise CubeFormatError(str(path), None, what)
+    with path.open("rb") as f:  # the size is checked first, and the read bounded for a file still growing
+        small = os.fstat(f.fileno()).st_size <= MAX_CUBE_BYTES
+        content = f.read(MAX_CUBE_BYTES + 1) if small else None
+    if content is None or len(content) > MAX_CUBE_BYTES:
+        raise CubeFormatError(str(path), None, f"larger than {MAX_CUBE_BYTES >> 20} MiB, more than any "
+                              f"{MAX_LUT_SIZE}^3 LUT with a shaper needs")
+    return content
 
 
 # ----------------------------------------------------------------------------------------------- writing

@@ -76,20 +76,24 @@ def apply_lut(
     image: ``(B,3,H,W)`` or ``(3,H,W)`` RGB, float16/bfloat16/float32 (float64 on the torch backend),
         nominal range [0, 1]; values outside are clamped to the LUT edge, a NaN pixel gives NaN.
     lut: ``(B,D,D,D,3)`` one LUT per image, or ``(D,D,D,3)`` shared; ``lut[..., b, g, r, c]``, red index
-        fastest in memory (the ``.cube`` row order). 2 <= D <= 256.
+        fastest in memory (the ``.cube`` row order). 2 <= D <= 256. Any float dtype: with float64 on either
+        side the automatic choice is the torch backend.
     interpolation: ``"trilinear"``, ``"tetrahedral"`` or ``"nearest"``.
     backend: None (automatic), ``"triton"`` or ``"torch"``; see :mod:`lutkern._backend`. On CPU tensors
         the torch backend runs a compiled C loop (:mod:`lutkern.ops.apply_lut_cpu`) when a C compiler is
         available and ``LUTKERN_NATIVE`` is not 0, else eager torch ops.
-    Returns the graded image, same shape and dtype as ``image``.
+    Returns the graded image, same shape and dtype as ``image`` (empty when H, W or B is 0).
     """
     _check_inputs(image, lut, interpolation)
     unbatched = image.dim() == 3
     img = image.unsqueeze(0) if unbatched else image
     lut5 = lut.unsqueeze(0) if lut.dim() == 4 else lut
-    unsupported = "the Triton kernels do not take float64" if image.dtype == torch.float64 else None
+    float64 = torch.float64 in (image.dtype, lut.dtype)
+    unsupported = "the Triton kernels do not take float64" if float64 else None
     which = resolve_backend(backend, image.device, unsupported)
-    if which == "triton":
+    if img.numel() == 0:  # no pixel (or no image): an empty result, on every backend
+        out = img + 0 * lut5.sum().to(img.dtype)  # still connected to the LUT: its gradient is zero
+    elif which == "triton":
         from .ops.apply_lut import apply_lut_triton
 
         out = apply_lut_triton(img, lut5, interpolation)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import ExifTags, Image
 
 from ._atomic import atomic_open
 
@@ -87,17 +87,26 @@ def _with_rawmode(tile, rawmode: str):
 
 
 def _read_16bit_rgb(path: Path, im: Image.Image) -> np.ndarray | None:
-    """``(H,W,C)`` uint16 for a 16-bit RGB/RGBA file that Pillow would truncate to 8 bits, else None."""
+    """``(H,W,C)`` uint16 for a 16-bit RGB/RGBA (or grey + alpha PNG) file that Pillow would truncate to 8
+    bits, else None."""
     if im.mode not in ("RGB", "RGBA") or len(im.tile) == 0:
         return None
     raws = {_tile_rawmode(t) for t in im.tile}
     if len(raws) != 1:
         return None
     raw = raws.pop()
+    if raw == "LA;16B" and im.mode == "RGBA":  # 16-bit grey + alpha PNG: its 4 bytes a pixel, as RGBA
+        im.tile = [_with_rawmode(t, "RGBA") for t in im.tile]
+        im.load()
+        b = np.asarray(im, dtype=np.uint16)
+        grey = b[..., 0] << 8 | b[..., 1]
+        return np.stack([grey, grey, grey, b[..., 2] << 8 | b[..., 3]], axis=-1)
     swapped = _swap_byte_order(raw or "")
     if swapped is None or not raw.startswith(im.mode + ";16"):
         return None
     with Image.open(path) as low:
+        if low.format == "TIFF":
+            _take_tiff_orientation(low)
         low.tile = [_with_rawmode(t, swapped) for t in low.tile]
         low.load()
         wide = np.asarray(low, dtype=np.uint16)
@@ -134,13 +143,29 @@ def _rgb_codes(path: Path, im: Image.Image) -> tuple[np.ndarray, int, bool, byte
     return np.asarray(im)[..., :3], 8, dropped_alpha, icc
 
 
+# IFD0 tags carried over: descriptive only. A TIFF's own IFD0 is what Pillow returns as its EXIF, and its
+# structural tags (size, strips, samples, compression, ...) written into another file would corrupt it.
+_EXIF_KEPT = frozenset({
+    269, 270, 271, 272, 282, 283, 296, 305, 306, 315, 316, 33432,  # names, resolution, software, dates
+    ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo,  # the photo's own sub-IFDs (camera settings, GPS)
+})
+
+
 def _upright_exif(im: Image.Image) -> bytes | None:
+    """A fresh EXIF block: the descriptive tags of ``im`` and orientation 1; None when it has neither."""
     exif = im.getexif()
-    if len(exif) == 0:
+    kept = Image.Exif()
+    for tag in exif:
+        if tag in (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo):
+            ifd = exif.get_ifd(tag)
+            if ifd:
+                kept[tag] = dict(ifd)
+        elif tag in _EXIF_KEPT:
+            kept[tag] = exif[tag]
+    if len(kept) == 0 and _EXIF_ORIENTATION not in exif:
         return None
-    if _EXIF_ORIENTATION in exif:
-        exif[_EXIF_ORIENTATION] = 1
-    return exif.tobytes()
+    kept[_EXIF_ORIENTATION] = 1  # the pixels are made upright
+    return kept.tobytes()
 
 
 @dataclasses.dataclass
@@ -154,6 +179,25 @@ class DecodedImage:
     icc_profile: bytes | None
     exif: bytes | None
     dropped_alpha: bool = False
+    frames: int = 1  # frames or pages in the file; only the first is decoded
+
+
+def _check_layout(im: Image.Image) -> None:
+    """ValueError for a layout Pillow decodes wrongly: 16-bit TIFF with planar (separate) samples."""
+    if im.format == "TIFF" and im.tag_v2.get(284, 1) == 2 and im.mode in ("RGB", "RGBA", "CMYK"):
+        bits = im.tag_v2.get(258, (8,))
+        if max(bits if isinstance(bits, tuple) else (bits,)) > 8:
+            raise ValueError("a 16-bit TIFF with planar (separate) samples is not supported; "
+                             "save it with interleaved (contiguous) samples")
+
+
+def _take_tiff_orientation(im: Image.Image) -> int:
+    """A TIFF's orientation tag, removed before decoding: Pillow 11+ transposes some TIFF modes while
+    decoding and not others, so the tag is applied in one place only, by :func:`_orient`."""
+    orientation = im.tag_v2.pop(_EXIF_ORIENTATION, 1)
+    im.getexif().pop(_EXIF_ORIENTATION, None)  # Pillow transposes by this cached copy
+    im._size = getattr(im, "_tile_size", im.size)  # the stored size, which Pillow 11+ swapped for 5..8
+    return orientation
 
 
 def decode_image(path: str | os.PathLike) -> DecodedImage:
@@ -162,16 +206,19 @@ def decode_image(path: str | os.PathLike) -> DecodedImage:
     try:
         with Image.open(path) as im:
             fmt = im.format or "unknown"
+            _check_layout(im)
+            frames = getattr(im, "n_frames", 1)
+            tiff_orientation = _take_tiff_orientation(im) if fmt == "TIFF" else None
             # Decode before reading EXIF: Pillow loads a PNG to find its eXIf chunk, consuming the tile.
             codes, depth, dropped, icc = _rgb_codes(path, im)
-            orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+            orientation = tiff_orientation or im.getexif().get(_EXIF_ORIENTATION, 1)
             exif = _upright_exif(im)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
     codes = np.ascontiguousarray(_orient(codes, orientation))
     if not codes.flags.writeable:  # a view of Pillow's buffer: own the codes so they can be graded in place
         codes = codes.copy()
-    return DecodedImage(codes, depth, fmt, icc, exif, dropped)
+    return DecodedImage(codes, depth, fmt, icc, exif, dropped, frames)
 
 
 def read_image(path: str | os.PathLike) -> LoadedImage:

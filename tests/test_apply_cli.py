@@ -137,7 +137,7 @@ def test_bad_lut_is_one_line_exit_2(tmp_path, capsys):
     write_image(src, _photo())
     assert main(["--lut", "no_such_look", str(src), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: no_such_look") and "bw" in err and "\n" not in err
+    assert err.startswith("python -m lutkern.apply: error: no_such_look") and "bw" in err and "\n" not in err
     (tmp_path / "bad.cube").write_text("LUT_3D_SIZE 2\n0 0 0\n")
     assert main(["--lut", str(tmp_path / "bad.cube"), str(src), "--out", str(tmp_path / "o")]) == 2
     assert "bad.cube:2: expected 8 table rows" in capsys.readouterr().err

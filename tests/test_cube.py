@@ -215,7 +215,13 @@ BAD = [
         1,
         "ambiguous",
     ),
-    ("range without table", "LUT_1D_INPUT_RANGE 0 2\nLUT_3D_SIZE 2\n" + _ID2, 1, "without LUT_1D_SIZE"),
+    (  # alone in a 3D file, LUT_1D_INPUT_RANGE is its range (colour-science 0.3.x); not beside the 3D one
+        "range without table",
+        "LUT_1D_INPUT_RANGE 0 2\nLUT_3D_INPUT_RANGE 0 1\nLUT_3D_SIZE 2\n" + _ID2,
+        1,
+        "without LUT_1D_SIZE",
+    ),
+    ("3D range, no table", "LUT_3D_INPUT_RANGE 0 2\nLUT_1D_SIZE 2\n0 0 0\n1 1 1\n", 1, "without LUT_3D_SIZE"),
 ]
 
 
