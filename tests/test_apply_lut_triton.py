@@ -108,6 +108,73 @@ def test_matches_reference_batch_of_different_luts(device, interpolation, d, hw)
     )
 
 
+# The GPU's launch settings, and smaller blocks, on the interpreter (whose default is one program per
+# image): each with an image size spanning several programs and ending in a partial block, so that
+# the block offsets and the tail masks are exercised as on a GPU.
+LAUNCHES = {
+    "gpu": (dict(triton_op.GPU_LAUNCH), (37, 41)),  # 1517 pixels: 2 forward, 6 backward programs
+    "small": ({"forward": (64, 4), "backward": (32, 4)}, (13, 11)),  # 143 pixels: 3 and 5 programs
+}
+
+
+@pytest.fixture(params=list(LAUNCHES))
+def multi_block(request, monkeypatch):
+    """Launches with the blocks of ``LAUNCHES[param]``; returns the image's (H, W) and the list of
+    (kernel, BLOCK) launched, for the test to check that the settings were used."""
+    settings, (h, w) = LAUNCHES[request.param]
+    for block, _ in settings.values():
+        assert h * w > block and h * w % block, "the image must span several blocks and a partial one"
+    launched = []
+
+    def fixed(kernel, n_pixels, device):
+        launched.append((kernel, settings[kernel][0]))
+        return settings[kernel]
+
+    monkeypatch.setattr(triton_op, "launch_settings", fixed)
+    return (h, w), launched
+
+
+def _with_specials_in_the_last_block(img: torch.Tensor) -> torch.Tensor:
+    """A NaN pixel, an exact 1 and values outside [0, 1] among the image's last pixels."""
+    flat = img.flatten(2)
+    flat[0, 1, -1] = float("nan")
+    flat[-1, :, -2] = torch.tensor([1.0, -0.5, 1.5])
+    flat[-1, :, -3] = 0.0
+    return img
+
+
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+@pytest.mark.parametrize("n_luts", [1, 2], ids=["shared", "per-image"])
+def test_multi_block_launches_match_the_reference(device, multi_block, interpolation, n_luts):
+    (h, w), launched = multi_block
+    img = _with_specials_in_the_last_block(_image(2, h, w, 9)).to(device)
+    lut = _lut(n_luts, 9).to(device)
+    _assert_matches_reference(_triton(interpolation), img, lut, interpolation, TOL[torch.float32])
+    assert {kernel for kernel, _ in launched} == {"forward", "backward"}
+
+
+@pytest.mark.parametrize("multi_block", ["small"], indirect=True)  # the interpreter's scans are slow
+@pytest.mark.parametrize("interpolation", ["trilinear", "tetrahedral"])
+def test_multi_block_run_aggregation_changes_no_bit(device, multi_block, interpolation, monkeypatch):
+    """Runs of pixels on the same lattice points that cross block boundaries (a smooth image): summed per
+    block before the atomics, bitwise the same gradients as one atomic per pixel."""
+    (h, w), _ = multi_block
+    ramp = torch.linspace(-0.05, 1.05, h * w).view(h, w)
+    img = torch.stack([ramp, ramp.flip(0), torch.full((h, w), 0.3)]).expand(2, 3, h, w).contiguous()
+    img[1] = img[1].roll(5, dims=2)
+    img, lut = img.to(device), _lut(1, 5).to(device)
+    grad_out = torch.randn(img.shape, generator=_gen(14)).to(device)
+    results = []
+    for aggregate in (False, True):
+        monkeypatch.setattr(triton_op, "AGGREGATE_RUNS", aggregate)
+        results.append(_run(_triton(interpolation), img, lut, grad_out))
+    (_, dimg0, dlut0), (_, dimg1, dlut1) = results
+    assert torch.equal(dlut0, dlut1) and torch.equal(dimg0, dimg1)
+    want = _reference(img, lut, grad_out, interpolation)
+    torch.testing.assert_close(dlut1, want[2], **TOL[torch.float32])
+    torch.testing.assert_close(dimg1, want[1], **TOL[torch.float32])
+
+
 @pytest.mark.parametrize("interpolation", INTERPOLATIONS)
 @pytest.mark.parametrize("n_luts", [1, 4], ids=["shared", "per-image"])
 def test_direct_call_shared_and_per_image_luts(device, interpolation, n_luts):

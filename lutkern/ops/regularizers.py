@@ -27,8 +27,6 @@ import torch
 import triton
 import triton.language as tl
 
-from .._backend import interpreter_enabled
-
 # (elements per tile, warps). The interpreter pays per program, so it gets few large tiles.
 TILE_GPU = (4096, 8)
 TILE_INTERPRETER = (1 << 16, 4)
@@ -157,13 +155,23 @@ def _regularizers_bwd_kernel(
     tl.store(grad_ptr + offs, grad.to(grad_ptr.dtype.element_ty), mask=mask)
 
 
+def launch_settings(n_rows: int, cols: int, device: torch.device) -> tuple[int, int]:
+    """(rows per program, num_warps) for ``n_rows`` rows of ``cols`` elements (a power of 2) on ``device``.
+
+    Tiles of about :data:`TILE_GPU` elements on CUDA, :data:`TILE_INTERPRETER` on CPU (the interpreter).
+    The only place the launches are sized, so tests can run the interpreter with the GPU's tiles (or
+    smaller ones) by replacing this function; the rows must be a power of 2.
+    """
+    target, num_warps = TILE_INTERPRETER if device.type == "cpu" else TILE_GPU
+    return min(max(1, target // cols), triton.next_power_of_2(n_rows)), num_warps
+
+
 def _launch(lut: torch.Tensor):
     """(grid, ROWS, COLS, num_warps, (D, n_rows, N, S)) for ``lut`` ``(B,D,D,D,3)``."""
     n, d = lut.shape[0], lut.shape[1]
     n_rows = n * d * d
     cols = triton.next_power_of_2(3 * d)
-    target, num_warps = TILE_INTERPRETER if interpreter_enabled() else TILE_GPU
-    rows = min(max(1, target // cols), triton.next_power_of_2(n_rows))
+    rows, num_warps = launch_settings(n_rows, cols, lut.device)
     sizes = (d, n_rows, n * 3 * d * d * (d - 1), n * 3 * (d - 1) ** 3)
     return (triton.cdiv(n_rows, rows),), rows, cols, num_warps, sizes
 
