@@ -111,8 +111,10 @@ def test_matches_reference_batch_of_different_luts(device, interpolation, d, hw)
 # The GPU's launch settings, and smaller blocks, on the interpreter (whose default is one program per
 # image): each with an image size spanning several programs and ending in a partial block, so that
 # the block offsets and the tail masks are exercised as on a GPU.
-LAUNCHES = {
-    "gpu": (dict(triton_op.GPU_LAUNCH), (37, 41)),  # 1517 pixels: 2 forward, 6 backward programs
+CUDA = torch.device("cuda")
+LAUNCHES = {  # the settings by kernel, and the image's (H, W)
+    # 1517 pixels: 2 forward and 6 backward programs of the GPU's 1024 and 256
+    "gpu": ({k: triton_op.launch_settings(k, 1 << 20, CUDA) for k in ("forward", "backward")}, (37, 41)),
     "small": ({"forward": (64, 4), "backward": (32, 4)}, (13, 11)),  # 143 pixels: 3 and 5 programs
 }
 

@@ -240,18 +240,33 @@ def test_triton_is_deterministic():
 
 
 @needs_triton
-@pytest.mark.parametrize("tile_elements", [8, 64])
-def test_triton_tiling_does_not_change_the_result(tile_elements, monkeypatch):
-    """One or a few lattice rows per program: neighbours in other tiles and tiles spanning two LUTs."""
+@pytest.mark.parametrize(
+    "launch, size, batch",
+    [("gpu", 17, 2), ("gpu", 33, 1), ("small", 5, 2), ("small", 9, 2)],
+)
+def test_triton_multi_program_launches(launch, size, batch, monkeypatch):
+    """The GPU's tiles (on the interpreter too, whose default is one program) and tiles of 4 rows: many
+    programs, a last one with fewer rows, rows padded past 3*D columns, neighbours in other tiles and
+    tiles spanning two LUTs."""
     from lutkern.ops import regularizers as ops
 
-    name = "TILE_INTERPRETER" if TRITON_DEVICE == "cpu" else "TILE_GPU"
-    monkeypatch.setattr(ops, name, (tile_elements, getattr(ops, name)[1]))
-    luts = random_luts(2, 4, torch.float64, seed=6)
+    gpu = ops.launch_settings
+    launched = []
+
+    def settings(n_rows, cols, device):
+        rows, warps = gpu(n_rows, cols, torch.device("cuda")) if launch == "gpu" else (4, 4)
+        launched.append((n_rows, rows, cols))
+        return rows, warps
+
+    monkeypatch.setattr(ops, "launch_settings", settings)
+    luts = random_luts(batch, size, torch.float64, seed=size)
     value, grad = value_and_grad(on("triton", lutkern.lut_regularizers, smooth=1.0, tv=2.0, mono=3.0), luts)
     expected, expected_grad = value_and_grad(lambda x: weighted_reference(x, 1.0, 2.0, 3.0), luts)
     torch.testing.assert_close(value, expected, **TOL[torch.float64])
     assert_grad_close(grad, expected_grad)
+    assert len(launched) == 2  # forward and backward
+    for n_rows, rows, cols in launched:
+        assert n_rows > rows and n_rows % rows and cols > 3 * size
 
 
 def test_fused_weights():
