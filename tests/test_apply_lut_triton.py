@@ -308,6 +308,37 @@ def test_lut_gradient_is_the_adjoint(device, interpolation, n_luts):
         torch.testing.assert_close((dlut * v).sum(), want, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+@pytest.mark.parametrize("n_luts", [1, 3], ids=["shared", "per-image"])
+def test_lut_gradient_does_not_depend_on_the_order_of_the_pixels(device, interpolation, n_luts):
+    """What makes the atomics deterministic on a GPU, tested directly: the fixed-point terms are integers,
+    so their sum is the same whatever order they are added in. Permuting the pixels together with their
+    output gradients (across the batch for a shared LUT, so that terms also move between replica
+    buffers) gives bitwise the same LUT gradient; float32 sums in another order would differ in the
+    last bits (many pixels per lattice point here)."""
+    d, n, hw = 5, 3, 16 * 16
+    img, lut = _image(n, 16, 16, d).to(device), _lut(n_luts, d).to(device)
+    grad_out = torch.randn(img.shape, generator=_gen(15)).to(device)
+    if n_luts == 1:
+        order = torch.randperm(n * hw, generator=_gen(16))
+
+        def permute(t):
+            return t.permute(1, 0, 2, 3).reshape(3, -1)[:, order].reshape(3, n, 16, 16).permute(1, 0, 2, 3)
+    else:
+        order = torch.stack([torch.randperm(hw, generator=_gen(16 + i)) for i in range(n)])
+
+        def permute(t):
+            flat = t.reshape(n, 3, hw)
+            return flat.gather(2, order[:, None, :].expand(n, 3, hw).to(device)).view(n, 3, 16, 16)
+
+    dlut = _run(_triton(interpolation), img, lut, grad_out)[2]
+    permuted = _run(_triton(interpolation), permute(img).contiguous(), lut, permute(grad_out).contiguous())[2]
+    assert torch.equal(dlut, permuted)
+    torch.testing.assert_close(dlut, _reference(img, lut, grad_out, interpolation)[2], **TOL[torch.float32])
+
+
+@pytest.mark.skipif(interpreter_enabled(), reason="GPU evidence only: the interpreter runs the programs and "
+                    "their atomics one after another, so two runs cannot differ there")
 def test_gradients_are_deterministic(device):
     """Bitwise-identical gradients from two backward passes (integer fixed-point accumulation), with a
     shared LUT (several replica buffers) and a smooth image (many pixels per lattice point)."""
