@@ -327,6 +327,46 @@ def test_nearest_rounds_to_closest_point_and_has_zero_image_gradient():
     torch.testing.assert_close(gl, want, atol=0, rtol=0)
 
 
+# Channel values exactly half-way between two lattice points ((k + 0.5) / (D-1), exact in float32, and so
+# is the coordinate x * (D-1)), with the lattice index each rounds to, half to even, worked out by hand.
+NEAREST_TIES = {
+    2: {0.5: 0},
+    4: {0.5: 2},
+    6: {0.5: 2},
+    9: {1 / 16: 0, 3 / 16: 2, 5 / 16: 2, 7 / 16: 4, 9 / 16: 4, 11 / 16: 6, 13 / 16: 6, 15 / 16: 8},
+}
+
+
+def _tie_backends():
+    """name -> apply function: the reference, the torch backend (on the CPU loop the fixture chose) and,
+    where it can run, Triton."""
+    from lutkern._backend import interpreter_enabled, triton_available
+
+    backends = {"reference": apply_lut_reference, "torch": fallback}
+    if triton_available() and interpreter_enabled():
+        backends["triton"] = lambda i, t, interp: apply_lut(i, t, interpolation=interp, backend="triton")
+    return backends
+
+
+@pytest.mark.parametrize("d", list(NEAREST_TIES))
+def test_nearest_ties_round_half_to_even_in_every_backend(d):
+    """Every channel of every pixel exactly half-way between lattice points: each backend reads, and sends
+    the LUT gradient to, the point that rounding half to even picks."""
+    ties = NEAREST_TIES[d]
+    values = torch.tensor(list(ties))
+    index = torch.tensor(list(ties.values()))
+    r, g, b = (t.flatten() for t in torch.meshgrid(values, values, values, indexing="ij"))
+    ir, ig, ib = (t.flatten() for t in torch.meshgrid(index, index, index, indexing="ij"))
+    image = torch.stack([r, g, b]).view(1, 3, 1, -1)
+    lut = graded_lut(d, n=1, seed=d)
+    go = torch.randn(image.shape, generator=torch.Generator().manual_seed(d))
+    want_lut_grad = torch.zeros_like(lut[0]).index_put_((ib, ig, ir), go.view(3, -1).T, accumulate=True)
+    for name, fn in _tie_backends().items():
+        out, _, lut_grad = grads(lambda i, t, fn=fn: fn(i, t, "nearest"), image, lut, go)
+        torch.testing.assert_close(out.view(3, -1).T, lut[0, ib, ig, ir], atol=0, rtol=0, msg=name)
+        torch.testing.assert_close(lut_grad[0], want_lut_grad, atol=1e-6, rtol=1e-6, msg=name)
+
+
 @pytest.mark.parametrize("interpolation", ["trilinear", "nearest"])
 def test_identity_lut_is_identity(interpolation):
     d = 17
