@@ -6,6 +6,8 @@ The oracles run on CPU tensors. The Triton backend runs on CPU tensors through t
 present (``TRITON_INTERPRET=0 pytest tests/test_regularizers.py``).
 """
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -99,6 +101,32 @@ def test_fused_matches_published_formulas_at_size_33(dtype, backend):
     torch.testing.assert_close(terms.detach(), reference(luts), **TOL[dtype])
     torch.testing.assert_close(total.detach(), expected_terms, **TOL[dtype])
     assert_grad_close(grad, expected_grad)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float32_terms_are_as_accurate_as_the_unfused_formulas(backend):
+    """Against the float64 value of the same float32 LUTs (4 LUTs of 33^3, several seeds), each fused
+    term's relative error is within twice that of the published formula run in float32, or of one
+    rounding of a float32 result (2^-24) where the formula happens to land closer."""
+    for seed in range(3):
+        luts = random_luts(4, 33, torch.float32, seed=seed)
+        _, fused = on(backend, lutkern.lut_regularizers, return_terms=True)(luts)
+        for k, (name, exact, unfused) in enumerate(_float32_formula_errors(seed)):
+            error = abs(fused[k].item() - exact) / exact
+            assert error <= 2 * max(unfused, 2**-24), (name, seed, error, unfused)
+
+
+@functools.cache
+def _float32_formula_errors(seed: int) -> list[tuple[str, float, float]]:
+    """(name, float64 value, relative error of the float32 formula) per term, for the LUTs of the test
+    above (shared by its backends)."""
+    luts = random_luts(4, 33, torch.float32, seed=seed)
+    result = []
+    for name in FUNCTIONS:
+        reference = FUNCTIONS[name][1]
+        exact = reference(luts.double()).item()
+        result.append((name, exact, abs(reference(luts).item() - exact) / exact))
+    return result
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
