@@ -495,6 +495,29 @@ def test_float64_supported_on_torch_backend():
 
 # ------------------------------------------------------------------------------------------ errors
 
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
+def test_out_receives_the_same_bits(cpu_loop, backend, dtype):
+    """``out=`` writes exactly what a call without it returns, into the given buffer (batched and
+    unbatched, per-image and shared LUTs), and returns that buffer."""
+    from lutkern._backend import interpreter_enabled, triton_available
+
+    if backend == "triton" and (cpu_loop == "compiled" or dtype == torch.float64):
+        pytest.skip("Triton runs neither the CPU loops nor float64")
+    if backend == "triton" and not (triton_available() and interpreter_enabled()):
+        pytest.skip("Triton needs TRITON_INTERPRET=1 on CPU tensors")
+    image = (torch.rand(2, 3, 9, 7, generator=torch.Generator().manual_seed(3)) * 1.2 - 0.1).to(dtype)
+    for lut in (graded_lut(5, n=2, seed=4, dtype=dtype), graded_lut(5, seed=5, dtype=dtype)):
+        for img in (image, image[0]) if lut.dim() == 4 else (image,):
+            for interpolation in INTERPOLATIONS:
+                want = apply_lut(img, lut, interpolation=interpolation, backend=backend)
+                out = torch.full_like(img, float("nan"))
+                with torch.no_grad():
+                    got = apply_lut(img, lut, interpolation=interpolation, backend=backend, out=out)
+                assert got is out
+                assert torch.equal(out, want), (interpolation, tuple(img.shape), tuple(lut.shape))
+
+
 _IMG = torch.rand(2, 3, 4, 4)
 _LUT = identity_lut(3)
 
@@ -517,6 +540,12 @@ _LUT = identity_lut(3)
         (_IMG.numpy(), _LUT, {}, TypeError, "ndarray"),
         (_IMG, _LUT, {"interpolation": "cubic"}, ValueError, "'cubic'"),
         (_IMG, _LUT, {"backend": "cuda"}, ValueError, "'cuda'"),
+        (_IMG, _LUT, {"out": _IMG[0]}, ValueError, "out must match"),
+        (_IMG, _LUT, {"out": _IMG.double()}, ValueError, "out must match"),
+        (_IMG, _LUT, {"out": torch.rand(2, 4, 4, 3).permute(0, 3, 1, 2)}, ValueError, "contiguous"),
+        (_IMG, _LUT, {"out": _IMG}, ValueError, "share memory"),
+        (torch.rand(2, 3, 4, 4, requires_grad=True), _LUT, {"out": _IMG.clone()}, RuntimeError, "no_grad"),
+        (_IMG, _LUT, {"out": [0.0]}, TypeError, "out must be a torch.Tensor"),
     ],
 )
 def test_bad_inputs_raise_naming_the_problem(image, lut, kwargs, exc, words):

@@ -322,10 +322,11 @@ def _check(img: torch.Tensor, lut: torch.Tensor, interpolation: str) -> None:
         raise ValueError(f"image planes too large for int32 pixel offsets: {tuple(img.shape)}")
 
 
-def _apply_lut_fwd(img: torch.Tensor, lut: torch.Tensor, interp: int) -> torch.Tensor:
+def _apply_lut_fwd(img: torch.Tensor, lut: torch.Tensor, interp: int, out: torch.Tensor | None = None):
+    """The forward into ``out`` (a fresh tensor when None) for contiguous ``img`` and ``lut``."""
     n, _, h, w = img.shape
     d = lut.shape[1]
-    out = torch.empty_like(img)
+    out = torch.empty_like(img) if out is None else out
     block, num_warps = launch_settings("forward", h * w, img.device)
     _apply_lut_fwd_kernel[(triton.cdiv(h * w, block), n)](
         img, lut, out, h * w, 0 if lut.shape[0] == 1 else d**3 * 3, d,
@@ -394,13 +395,18 @@ class ApplyLutFunction(torch.autograd.Function):
         return dimg, dlut, None
 
 
-def apply_lut_triton(img: torch.Tensor, lut: torch.Tensor, interpolation: str = "trilinear") -> torch.Tensor:
+def apply_lut_triton(
+    img: torch.Tensor, lut: torch.Tensor, interpolation: str = "trilinear", *, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Apply ``lut`` ``(N|1,D,D,D,3)`` to ``img`` ``(N,3,H,W)`` with the Triton kernels.
 
     ``img`` float16/bfloat16/float32 (float64 raises TypeError: use the torch backend), any strides;
     ``lut`` the same dtypes, one per image or shared. Returns ``(N,3,H,W)`` in ``img``'s dtype,
     differentiable with respect to both (see the module docstring for the conventions and the
-    deterministic LUT gradient). Shapes are assumed checked by :func:`lutkern.apply_lut`.
+    deterministic LUT gradient); or, with ``out`` (contiguous, like ``img``), writes into it without
+    autograd. Shapes are assumed checked by :func:`lutkern.apply_lut`.
     """
     _check(img, lut, interpolation)
+    if out is not None:
+        return _apply_lut_fwd(img.contiguous(), lut.contiguous(), _INTERP_CODES[interpolation], out)
     return ApplyLutFunction.apply(img, lut, interpolation)
