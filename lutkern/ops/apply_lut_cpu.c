@@ -139,6 +139,17 @@ AVX2 static inline void edge8(const float *lut, __m256i base, int row, __m256 at
     next[2] = _mm256_shuffle_ps(lo2, hi2, _MM_SHUFFLE(3, 1, 3, 1));
 }
 
+/* The lattice points at idx (any 8, e.g. one tetrahedron corner per pixel): channel c in rgb[c], pixels in
+ * PAIR_ORDER. R and G are gathered as one 8-byte pair and B alone: 16 gathered elements, not 24. */
+AVX2 static inline void corner8(const float *lut, __m256i idx, __m256 rgb[3])
+{
+    __m256 lo, hi;
+    gather_pairs(lut, idx, 0, &lo, &hi);
+    rgb[0] = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+    rgb[1] = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+    rgb[2] = gather(lut, _mm256_permutevar8x32_epi32(idx, PAIR_ORDER), _mm256_set1_epi32(2));
+}
+
 /* Tetrahedral: per case of TETRA_CASES, the offsets of ca and cb and the role (0 largest, 1 middle,
  * 2 smallest fraction) of each axis. */
 typedef struct {
@@ -220,12 +231,17 @@ AVX2 static int64_t tetrahedral_avx2_f32(const float *restrict x, int64_t xs, fl
         __m256i off[4];
         const __m256i base = cells8(x, xs, p, d, f, &isnan);
         tetra8(&tt, d, f, off, w);
-        for (int c = 0; c < 3; ++c) {
-            const __m256i b = _mm256_add_epi32(base, _mm256_set1_epi32(c));
-            __m256 o = _mm256_mul_ps(w[0], gather(lut, b, off[0]));
-            for (int j = 1; j < 4; ++j) o = _mm256_add_ps(o, _mm256_mul_ps(w[j], gather(lut, b, off[j])));
-            _mm256_storeu_ps(out + c * os + p, _mm256_blendv_ps(o, nan, isnan));
+        /* o = w0 c0 + w1 c1 + w2 c2 + w3 c3 as in the scalar loop, in the pixel order of corner8 */
+        __m256 o[3];
+        for (int j = 0; j < 4; ++j) {
+            const __m256 wj = _mm256_permutevar8x32_ps(w[j], PAIR_ORDER);
+            __m256 corner[3];
+            corner8(lut, _mm256_add_epi32(base, off[j]), corner);
+            for (int c = 0; c < 3; ++c)
+                o[c] = j == 0 ? _mm256_mul_ps(wj, corner[c]) : _mm256_add_ps(o[c], _mm256_mul_ps(wj, corner[c]));
         }
+        for (int c = 0; c < 3; ++c)
+            _mm256_storeu_ps(out + c * os + p, _mm256_blendv_ps(_mm256_permutevar8x32_ps(o[c], PAIR_ORDER), nan, isnan));
     }
     return p;
 }
@@ -271,12 +287,12 @@ AVX2 static int64_t vector_backward_f32(const float *restrict x, int64_t xs, con
         if (interp == TETRAHEDRAL) {
             const __m256i k = tetra8(&tt, d, f, off, w);
             if (gx) {
-                __m256 t[4]; /* <go, corner> */
+                __m256 t[4], gp[3]; /* t: <go, corner>; gp: go in PAIR_ORDER */
+                for (int c = 0; c < 3; ++c) gp[c] = _mm256_permutevar8x32_ps(g[c], PAIR_ORDER);
                 for (int j = 0; j < 4; ++j) {
-                    const __m256i at = _mm256_add_epi32(base, off[j]);
-                    const __m256 corner[3] = {gather(lut, at, _mm256_set1_epi32(0)), gather(lut, at, _mm256_set1_epi32(1)),
-                                              gather(lut, at, _mm256_set1_epi32(2))};
-                    t[j] = dot3_8(g, corner);
+                    __m256 corner[3];
+                    corner8(lut, _mm256_add_epi32(base, off[j]), corner);
+                    t[j] = _mm256_permutevar8x32_ps(dot3_8(gp, corner), PAIR_ORDER);
                 }
                 /* out = c000 + f1 (ca - c000) + f2 (cb - ca) + f3 (c111 - cb): the axis in role j moves along step j */
                 const __m256 step[3] = {_mm256_sub_ps(t[1], t[0]), _mm256_sub_ps(t[2], t[1]), _mm256_sub_ps(t[3], t[2])};
