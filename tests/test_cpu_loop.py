@@ -169,19 +169,3 @@ def test_vector_loops_give_the_scalar_loops_bits(d, interpolation, shared):
         assert torch.equal(fast.view(torch.int32), scalar.view(torch.int32))
     want = apply_lut_reference(image, lut, interpolation)
     torch.testing.assert_close(results[0][0], want, atol=1e-5, rtol=1e-5, equal_nan=True)
-
-
-def test_huge_page_advice_stays_inside_the_output(monkeypatch):
-    """A fresh output of the C loop is advised as transparent huge pages: whole 2 MiB pages inside it."""
-    advised = []
-    monkeypatch.setattr(cpu_mod, "_madvise", lambda: lambda addr, size, advice: advised.append((addr, size)))
-    image = torch.rand(1, 3, 1000, 1001)  # 12 MB: the aligned pages inside, not its ragged ends
-    out = cpu_mod._empty_like(image)
-    start, end = out.data_ptr(), out.data_ptr() + out.numel() * 4
-    [(addr, length)] = advised
-    assert addr % cpu_mod.HUGE_PAGE == 0 and length % cpu_mod.HUGE_PAGE == 0
-    assert start <= addr and addr + length <= end and length >= end - start - 2 * cpu_mod.HUGE_PAGE
-    assert out.shape == image.shape and out.dtype == image.dtype
-    advised.clear()
-    cpu_mod._empty_like(torch.rand(3, 8, 8))  # too small to span a huge page: no advice
-    assert advised == []
