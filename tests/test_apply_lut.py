@@ -339,12 +339,16 @@ NEAREST_TIES = {
 
 def _tie_backends():
     """name -> apply function: the reference, the torch backend (on the CPU loop the fixture chose) and,
-    where it can run, Triton."""
+    where it can run, Triton (the interpreter, or CUDA when the interpreter is off)."""
     from lutkern._backend import interpreter_enabled, triton_available
 
     backends = {"reference": apply_lut_reference, "torch": fallback}
     if triton_available() and interpreter_enabled():
         backends["triton"] = lambda i, t, interp: apply_lut(i, t, interpolation=interp, backend="triton")
+    elif triton_available() and torch.cuda.is_available():
+        backends["triton on cuda"] = lambda i, t, interp: apply_lut(
+            i.cuda(), t.cuda(), interpolation=interp, backend="triton"
+        ).cpu()
     return backends
 
 
