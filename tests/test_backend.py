@@ -59,9 +59,9 @@ def test_cpu_tensors_under_the_interpreter_run_what_cpu_users_get(monkeypatch):
     calls = []
 
     def spy(name, real):
-        def run(*args):
+        def run(*args, **kwargs):
             calls.append(name)
-            return real(*args)
+            return real(*args, **kwargs)
 
         return run
 
