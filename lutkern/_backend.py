@@ -1,8 +1,10 @@
 """Which implementation runs an op: Triton kernels or the plain-torch fallback.
 
 Resolution order: the ``backend=`` argument, then the ``LUTKERN_BACKEND`` environment variable, then
-the automatic choice. An explicit ``"triton"`` that cannot run raises; the automatic choice falls back
-to torch quietly (and logs once why Triton was not used).
+the automatic choice: Triton on CUDA, torch otherwise. Triton's CPU interpreter (``TRITON_INTERPRET=1``)
+runs only when asked for explicitly: it exists to test the kernels, and is orders of magnitude slower
+than the torch backend's compiled CPU loop. An explicit ``"triton"`` that cannot run raises; the
+automatic choice falls back to torch quietly (and logs once why Triton was not used).
 """
 
 from __future__ import annotations
@@ -37,14 +39,20 @@ def triton_available() -> bool:
     return triton_import_error() is None
 
 
-def _triton_unusable_reason(device: torch.device) -> str | None:
+def _triton_unusable_reason(device: torch.device, explicit: bool) -> str | None:
+    """Why Triton cannot run on ``device`` (None when it can); on the CPU only an ``explicit`` request
+    runs the interpreter."""
     err = triton_import_error()
     if err is not None:
         return f"Triton cannot be imported ({err})"
-    if device.type == "cuda" or (device.type == "cpu" and interpreter_enabled()):
+    if device.type == "cuda":
         return None
     if device.type == "cpu":
-        return "tensors are on the CPU and TRITON_INTERPRET=1 is not set"
+        if not interpreter_enabled():
+            return "tensors are on the CPU and TRITON_INTERPRET=1 is not set"
+        if not explicit:
+            return "tensors are on the CPU (Triton's interpreter runs only when asked for: backend='triton')"
+        return None
     return f"Triton does not support device {device}"
 
 
@@ -66,7 +74,7 @@ def resolve_backend(backend: str | None, device: torch.device, unsupported: str 
         backend = os.environ.get("LUTKERN_BACKEND") or None
         source = "LUTKERN_BACKEND"
     if backend is None:
-        reason = unsupported or _triton_unusable_reason(device)
+        reason = unsupported or _triton_unusable_reason(device, explicit=False)
         if reason is None:
             return "triton"
         _log_fallback_once(reason)
@@ -74,7 +82,7 @@ def resolve_backend(backend: str | None, device: torch.device, unsupported: str 
     if backend not in BACKENDS:
         raise ValueError(f"{source} must be one of {BACKENDS} or None, got {backend!r}")
     if backend == "triton":
-        reason = _triton_unusable_reason(device)
+        reason = _triton_unusable_reason(device, explicit=True)
         if reason is not None:
             raise RuntimeError(f"backend='triton' was requested ({source}) but {reason}")
     return backend

@@ -65,11 +65,32 @@ def _check_inputs(image: torch.Tensor, lut: torch.Tensor, interpolation: str) ->
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
 
 
+def _check_out(out, image: torch.Tensor, lut: torch.Tensor) -> None:
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"out must be a torch.Tensor, got {type(out).__name__}")
+    if out.shape != image.shape or out.dtype != image.dtype or out.device != image.device:
+        raise ValueError(
+            f"out must match the image: got {tuple(out.shape)} {out.dtype} on {out.device}, "
+            f"image {tuple(image.shape)} {image.dtype} on {image.device}"
+        )
+    if not out.is_contiguous():
+        raise ValueError("out must be contiguous")
+    if any(out.untyped_storage().data_ptr() == t.untyped_storage().data_ptr() for t in (image, lut)):
+        raise ValueError("out must not share memory with the image or the LUT")
+    if torch.is_grad_enabled() and (image.requires_grad or lut.requires_grad or out.requires_grad):
+        raise RuntimeError("apply_lut(out=...) does not record gradients: call it under torch.no_grad()")
+
+
 # Under torch.compile the op runs as it is, between graphs: both backends are already fused by hand,
 # and tracing into the torch fallback (chunk loops, worker threads) only hits the recompile limit.
 @torch.compiler.disable
 def apply_lut(
-    image: torch.Tensor, lut: torch.Tensor, *, interpolation: str = "trilinear", backend: str | None = None
+    image: torch.Tensor,
+    lut: torch.Tensor,
+    *,
+    interpolation: str = "trilinear",
+    backend: str | None = None,
+    out: torch.Tensor | None = None,
 ):
     """Apply a 3D LUT to an image batch, differentiably with respect to both.
 
@@ -82,26 +103,37 @@ def apply_lut(
     backend: None (automatic), ``"triton"`` or ``"torch"``; see :mod:`lutkern._backend`. On CPU tensors
         the torch backend runs a compiled C loop (:mod:`lutkern.ops.apply_lut_cpu`) when a C compiler is
         available and ``LUTKERN_NATIVE`` is not 0, else eager torch ops.
-    Returns the graded image, same shape and dtype as ``image`` (empty when H, W or B is 0).
+    out: optional contiguous tensor of the image's shape, dtype and device, not sharing memory with the
+        inputs, to write the result into (reusing a buffer saves allocating and first touching a fresh
+        output, a large part of a CPU call); no autograd, as torch's ``out=`` ops.
+    Returns the graded image, same shape and dtype as ``image`` (empty when H, W or B is 0; ``out``
+    itself when given).
     """
     _check_inputs(image, lut, interpolation)
+    if out is not None:
+        _check_out(out, image, lut)
     unbatched = image.dim() == 3
     img = image.unsqueeze(0) if unbatched else image
     lut5 = lut.unsqueeze(0) if lut.dim() == 4 else lut
     float64 = torch.float64 in (image.dtype, lut.dtype)
+    dst = None if out is None else out.view(img.shape)
     unsupported = "the Triton kernels do not take float64" if float64 else None
     which = resolve_backend(backend, image.device, unsupported)
     if img.numel() == 0:  # no pixel (or no image): an empty result, on every backend
-        out = img + 0 * lut5.sum().to(img.dtype)  # still connected to the LUT: its gradient is zero
+        result = img + 0 * lut5.sum().to(img.dtype)  # still connected to the LUT: its gradient is zero
     elif which == "triton":
         from .ops.apply_lut import apply_lut_triton
 
-        out = apply_lut_triton(img, lut5, interpolation)
+        result = apply_lut_triton(img, lut5, interpolation, out=dst)
     elif img.device.type == "cpu" and native_available():
-        out = apply_lut_cpu(img, lut5, interpolation)
+        result = apply_lut_cpu(img, lut5, interpolation, out=dst)
     else:
-        out = apply_lut_torch(img, lut5, interpolation)
-    return out.squeeze(0) if unbatched else out
+        result = apply_lut_torch(img, lut5, interpolation)
+        if dst is not None:
+            result = dst.copy_(result)
+    if out is not None:
+        return out
+    return result.squeeze(0) if unbatched else result
 
 
 def resample_lut(lut: torch.Tensor, size: int) -> torch.Tensor:

@@ -4,7 +4,8 @@ Each takes ``lut`` ``(B,D,D,D,3)`` or ``(D,D,D,3)`` (``lut[..., b, g, r, c]``, 2
 scalar tensor of ``lut``'s dtype, differentiable with respect to ``lut``. Means run over every element
 including the batch, so a batch gives the average of the per-LUT values. Backends as for
 :func:`lutkern.apply_lut`: Triton kernels (one fused pass for all three terms) or the torch fallback; fp16,
-bf16 and fp32 LUTs are computed in fp32, fp64 in fp64, on both.
+bf16 and fp32 LUTs are computed in fp32, fp64 in fp64, on both, with sums as accurate as the unfused
+formulas' means (pairwise in torch, fp64 accumulation in Triton).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Test set-up. Triton kernels run on CPU tensors in Triton's interpreter: TRITON_INTERPRET is read
-when ``@triton.jit`` decorates, so it is set here, before any kernel module is imported."""
+when ``@triton.jit`` decorates, so it is set here, before any kernel module is imported. Only tests that
+ask for ``backend="triton"`` run it: the automatic backend on CPU tensors stays the torch backend (its
+compiled loop), the code CPU users get (see ``lutkern._backend``)."""
 
 import os
 

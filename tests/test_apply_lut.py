@@ -327,6 +327,50 @@ def test_nearest_rounds_to_closest_point_and_has_zero_image_gradient():
     torch.testing.assert_close(gl, want, atol=0, rtol=0)
 
 
+# Channel values exactly half-way between two lattice points ((k + 0.5) / (D-1), exact in float32, and so
+# is the coordinate x * (D-1)), with the lattice index each rounds to, half to even, worked out by hand.
+NEAREST_TIES = {
+    2: {0.5: 0},
+    4: {0.5: 2},
+    6: {0.5: 2},
+    9: {1 / 16: 0, 3 / 16: 2, 5 / 16: 2, 7 / 16: 4, 9 / 16: 4, 11 / 16: 6, 13 / 16: 6, 15 / 16: 8},
+}
+
+
+def _tie_backends():
+    """name -> apply function: the reference, the torch backend (on the CPU loop the fixture chose) and,
+    where it can run, Triton (the interpreter, or CUDA when the interpreter is off)."""
+    from lutkern._backend import interpreter_enabled, triton_available
+
+    backends = {"reference": apply_lut_reference, "torch": fallback}
+    if triton_available() and interpreter_enabled():
+        backends["triton"] = lambda i, t, interp: apply_lut(i, t, interpolation=interp, backend="triton")
+    elif triton_available() and torch.cuda.is_available():
+        backends["triton on cuda"] = lambda i, t, interp: apply_lut(
+            i.cuda(), t.cuda(), interpolation=interp, backend="triton"
+        ).cpu()
+    return backends
+
+
+@pytest.mark.parametrize("d", list(NEAREST_TIES))
+def test_nearest_ties_round_half_to_even_in_every_backend(d):
+    """Every channel of every pixel exactly half-way between lattice points: each backend reads, and sends
+    the LUT gradient to, the point that rounding half to even picks."""
+    ties = NEAREST_TIES[d]
+    values = torch.tensor(list(ties))
+    index = torch.tensor(list(ties.values()))
+    r, g, b = (t.flatten() for t in torch.meshgrid(values, values, values, indexing="ij"))
+    ir, ig, ib = (t.flatten() for t in torch.meshgrid(index, index, index, indexing="ij"))
+    image = torch.stack([r, g, b]).view(1, 3, 1, -1)
+    lut = graded_lut(d, n=1, seed=d)
+    go = torch.randn(image.shape, generator=torch.Generator().manual_seed(d))
+    want_lut_grad = torch.zeros_like(lut[0]).index_put_((ib, ig, ir), go.view(3, -1).T, accumulate=True)
+    for name, fn in _tie_backends().items():
+        out, _, lut_grad = grads(lambda i, t, fn=fn: fn(i, t, "nearest"), image, lut, go)
+        torch.testing.assert_close(out.view(3, -1).T, lut[0, ib, ig, ir], atol=0, rtol=0, msg=name)
+        torch.testing.assert_close(lut_grad[0], want_lut_grad, atol=1e-6, rtol=1e-6, msg=name)
+
+
 @pytest.mark.parametrize("interpolation", ["trilinear", "nearest"])
 def test_identity_lut_is_identity(interpolation):
     d = 17
@@ -455,6 +499,29 @@ def test_float64_supported_on_torch_backend():
 
 # ------------------------------------------------------------------------------------------ errors
 
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
+def test_out_receives_the_same_bits(cpu_loop, backend, dtype):
+    """``out=`` writes exactly what a call without it returns, into the given buffer (batched and
+    unbatched, per-image and shared LUTs), and returns that buffer."""
+    from lutkern._backend import interpreter_enabled, triton_available
+
+    if backend == "triton" and (cpu_loop == "compiled" or dtype == torch.float64):
+        pytest.skip("Triton runs neither the CPU loops nor float64")
+    if backend == "triton" and not (triton_available() and interpreter_enabled()):
+        pytest.skip("Triton needs TRITON_INTERPRET=1 on CPU tensors")
+    image = (torch.rand(2, 3, 9, 7, generator=torch.Generator().manual_seed(3)) * 1.2 - 0.1).to(dtype)
+    for lut in (graded_lut(5, n=2, seed=4, dtype=dtype), graded_lut(5, seed=5, dtype=dtype)):
+        for img in (image, image[0]) if lut.dim() == 4 else (image,):
+            for interpolation in INTERPOLATIONS:
+                want = apply_lut(img, lut, interpolation=interpolation, backend=backend)
+                out = torch.full_like(img, float("nan"))
+                with torch.no_grad():
+                    got = apply_lut(img, lut, interpolation=interpolation, backend=backend, out=out)
+                assert got is out
+                assert torch.equal(out, want), (interpolation, tuple(img.shape), tuple(lut.shape))
+
+
 _IMG = torch.rand(2, 3, 4, 4)
 _LUT = identity_lut(3)
 
@@ -477,6 +544,12 @@ _LUT = identity_lut(3)
         (_IMG.numpy(), _LUT, {}, TypeError, "ndarray"),
         (_IMG, _LUT, {"interpolation": "cubic"}, ValueError, "'cubic'"),
         (_IMG, _LUT, {"backend": "cuda"}, ValueError, "'cuda'"),
+        (_IMG, _LUT, {"out": _IMG[0]}, ValueError, "out must match"),
+        (_IMG, _LUT, {"out": _IMG.double()}, ValueError, "out must match"),
+        (_IMG, _LUT, {"out": torch.rand(2, 4, 4, 3).permute(0, 3, 1, 2)}, ValueError, "contiguous"),
+        (_IMG, _LUT, {"out": _IMG}, ValueError, "share memory"),
+        (torch.rand(2, 3, 4, 4, requires_grad=True), _LUT, {"out": _IMG.clone()}, RuntimeError, "no_grad"),
+        (_IMG, _LUT, {"out": [0.0]}, TypeError, "out must be a torch.Tensor"),
     ],
 )
 def test_bad_inputs_raise_naming_the_problem(image, lut, kwargs, exc, words):

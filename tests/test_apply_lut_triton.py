@@ -108,6 +108,75 @@ def test_matches_reference_batch_of_different_luts(device, interpolation, d, hw)
     )
 
 
+# The GPU's launch settings, and smaller blocks, on the interpreter (whose default is one program per
+# image): each with an image size spanning several programs and ending in a partial block, so that
+# the block offsets and the tail masks are exercised as on a GPU.
+CUDA = torch.device("cuda")
+LAUNCHES = {  # the settings by kernel, and the image's (H, W)
+    # 1517 pixels: 2 forward and 6 backward programs of the GPU's 1024 and 256
+    "gpu": ({k: triton_op.launch_settings(k, 1 << 20, CUDA) for k in ("forward", "backward")}, (37, 41)),
+    "small": ({"forward": (64, 4), "backward": (32, 4)}, (13, 11)),  # 143 pixels: 3 and 5 programs
+}
+
+
+@pytest.fixture(params=list(LAUNCHES))
+def multi_block(request, monkeypatch):
+    """Launches with the blocks of ``LAUNCHES[param]``; returns the image's (H, W) and the list of
+    (kernel, BLOCK) launched, for the test to check that the settings were used."""
+    settings, (h, w) = LAUNCHES[request.param]
+    for block, _ in settings.values():
+        assert h * w > block and h * w % block, "the image must span several blocks and a partial one"
+    launched = []
+
+    def fixed(kernel, n_pixels, device):
+        launched.append((kernel, settings[kernel][0]))
+        return settings[kernel]
+
+    monkeypatch.setattr(triton_op, "launch_settings", fixed)
+    return (h, w), launched
+
+
+def _with_specials_in_the_last_block(img: torch.Tensor) -> torch.Tensor:
+    """A NaN pixel, an exact 1 and values outside [0, 1] among the image's last pixels."""
+    flat = img.flatten(2)
+    flat[0, 1, -1] = float("nan")
+    flat[-1, :, -2] = torch.tensor([1.0, -0.5, 1.5])
+    flat[-1, :, -3] = 0.0
+    return img
+
+
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+@pytest.mark.parametrize("n_luts", [1, 2], ids=["shared", "per-image"])
+def test_multi_block_launches_match_the_reference(device, multi_block, interpolation, n_luts):
+    (h, w), launched = multi_block
+    img = _with_specials_in_the_last_block(_image(2, h, w, 9)).to(device)
+    lut = _lut(n_luts, 9).to(device)
+    _assert_matches_reference(_triton(interpolation), img, lut, interpolation, TOL[torch.float32])
+    assert {kernel for kernel, _ in launched} == {"forward", "backward"}
+
+
+@pytest.mark.parametrize("multi_block", ["small"], indirect=True)  # the interpreter's scans are slow
+@pytest.mark.parametrize("interpolation", ["trilinear", "tetrahedral"])
+def test_multi_block_run_aggregation_changes_no_bit(device, multi_block, interpolation, monkeypatch):
+    """Runs of pixels on the same lattice points that cross block boundaries (a smooth image): summed per
+    block before the atomics, bitwise the same gradients as one atomic per pixel."""
+    (h, w), _ = multi_block
+    ramp = torch.linspace(-0.05, 1.05, h * w).view(h, w)
+    img = torch.stack([ramp, ramp.flip(0), torch.full((h, w), 0.3)]).expand(2, 3, h, w).contiguous()
+    img[1] = img[1].roll(5, dims=2)
+    img, lut = img.to(device), _lut(1, 5).to(device)
+    grad_out = torch.randn(img.shape, generator=_gen(14)).to(device)
+    results = []
+    for aggregate in (False, True):
+        monkeypatch.setattr(triton_op, "AGGREGATE_RUNS", aggregate)
+        results.append(_run(_triton(interpolation), img, lut, grad_out))
+    (_, dimg0, dlut0), (_, dimg1, dlut1) = results
+    assert torch.equal(dlut0, dlut1) and torch.equal(dimg0, dimg1)
+    want = _reference(img, lut, grad_out, interpolation)
+    torch.testing.assert_close(dlut1, want[2], **TOL[torch.float32])
+    torch.testing.assert_close(dimg1, want[1], **TOL[torch.float32])
+
+
 @pytest.mark.parametrize("interpolation", INTERPOLATIONS)
 @pytest.mark.parametrize("n_luts", [1, 4], ids=["shared", "per-image"])
 def test_direct_call_shared_and_per_image_luts(device, interpolation, n_luts):
@@ -239,6 +308,37 @@ def test_lut_gradient_is_the_adjoint(device, interpolation, n_luts):
         torch.testing.assert_close((dlut * v).sum(), want, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+@pytest.mark.parametrize("n_luts", [1, 3], ids=["shared", "per-image"])
+def test_lut_gradient_does_not_depend_on_the_order_of_the_pixels(device, interpolation, n_luts):
+    """What makes the atomics deterministic on a GPU, tested directly: the fixed-point terms are integers,
+    so their sum is the same whatever order they are added in. Permuting the pixels together with their
+    output gradients (across the batch for a shared LUT, so that terms also move between replica
+    buffers) gives bitwise the same LUT gradient; float32 sums in another order would differ in the
+    last bits (many pixels per lattice point here)."""
+    d, n, hw = 5, 3, 16 * 16
+    img, lut = _image(n, 16, 16, d).to(device), _lut(n_luts, d).to(device)
+    grad_out = torch.randn(img.shape, generator=_gen(15)).to(device)
+    if n_luts == 1:
+        order = torch.randperm(n * hw, generator=_gen(16))
+
+        def permute(t):
+            return t.permute(1, 0, 2, 3).reshape(3, -1)[:, order].reshape(3, n, 16, 16).permute(1, 0, 2, 3)
+    else:
+        order = torch.stack([torch.randperm(hw, generator=_gen(16 + i)) for i in range(n)])
+
+        def permute(t):
+            flat = t.reshape(n, 3, hw)
+            return flat.gather(2, order[:, None, :].expand(n, 3, hw).to(device)).view(n, 3, 16, 16)
+
+    dlut = _run(_triton(interpolation), img, lut, grad_out)[2]
+    permuted = _run(_triton(interpolation), permute(img).contiguous(), lut, permute(grad_out).contiguous())[2]
+    assert torch.equal(dlut, permuted)
+    torch.testing.assert_close(dlut, _reference(img, lut, grad_out, interpolation)[2], **TOL[torch.float32])
+
+
+@pytest.mark.skipif(interpreter_enabled(), reason="GPU evidence only: the interpreter runs the programs and "
+                    "their atomics one after another, so two runs cannot differ there")
 def test_gradients_are_deterministic(device):
     """Bitwise-identical gradients from two backward passes (integer fixed-point accumulation), with a
     shared LUT (several replica buffers) and a smooth image (many pixels per lattice point)."""

@@ -1,6 +1,7 @@
 """Backend resolution: the ``backend=`` argument, then ``LUTKERN_BACKEND``, then the automatic choice
-(Triton on CUDA, or on CPU under ``TRITON_INTERPRET=1``; torch otherwise). An explicit Triton request
-that cannot run raises; the automatic choice falls back quietly and logs the reason once."""
+(Triton on CUDA, torch otherwise: the interpreter of ``TRITON_INTERPRET=1`` runs only when asked for).
+An explicit Triton request that cannot run raises; the automatic choice falls back quietly and logs the
+reason once."""
 
 from __future__ import annotations
 
@@ -41,11 +42,37 @@ def test_auto_picks_triton_on_cuda_and_torch_on_plain_cpu(triton_present):
     assert resolve_backend(None, CPU) == "torch"
 
 
-def test_auto_picks_triton_on_cpu_under_the_interpreter(triton_present, monkeypatch):
+def test_auto_never_picks_the_interpreter(triton_present, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    assert resolve_backend(None, CPU) == "triton"
+    assert resolve_backend(None, CPU) == "torch"
+    assert resolve_backend("triton", CPU) == "triton"
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     assert resolve_backend(None, CPU) == "torch"
+
+
+def test_cpu_tensors_under_the_interpreter_run_what_cpu_users_get(monkeypatch):
+    """The test suite sets TRITON_INTERPRET=1 for the kernel tests: CLI, model and training tests, which
+    leave the backend automatic, must still run the torch backend's compiled loop and regularizers."""
+    import lutkern.regularizers as regularizers_mod
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    calls = []
+
+    def spy(name, real):
+        def run(*args, **kwargs):
+            calls.append(name)
+            return real(*args, **kwargs)
+
+        return run
+
+    monkeypatch.setattr(functional, "apply_lut_cpu", spy("loop", functional.apply_lut_cpu))
+    torch_terms = regularizers_mod.regularizer_terms_torch
+    monkeypatch.setattr(regularizers_mod, "regularizer_terms_torch", spy("regularizers", torch_terms))
+    lut = identity_lut(3)
+    apply_lut(torch.rand(3, 4, 5), lut)
+    regularizers_mod.smoothness(lut)
+    want = ["loop", "regularizers"] if functional.native_available() else ["regularizers"]
+    assert calls == want
 
 
 def test_auto_falls_back_quietly_and_logs_the_reason_once(triton_missing, caplog):

@@ -57,6 +57,10 @@ def _evaluate(run, tmp_path, *extra):
 
 def test_means_equal_training_validation(run, tmp_path, capsys):
     report = _evaluate(run, tmp_path)
+    outputs = _independent_outputs(run)
+    # The validation images are the same size: the MSE over all pixels is the mean of the images' MSE.
+    mse = np.mean([np.mean((out - tgt) ** 2) for out, tgt, _, _ in outputs.values()])
+    assert report["mean"]["psnr_of_mean_mse"] == pytest.approx(10 * math.log10(1 / mse), abs=1e-4)
     summary = json.loads((run[1] / "summary.json").read_text())
     assert report["pairs"] == 3 and [r["name"] for r in report["images"]] == ["v0", "v1", "v2"]
     assert (report["image_size"], report["cnn_size"], report["lut_size"]) == (SIZE, 16, LUT)
@@ -81,17 +85,19 @@ def _independent_outputs(run):
         with torch.no_grad():
             out, lut = model(resize(x, 16).unsqueeze(0), full=x.unsqueeze(0))  # 32x32 files: no resize
         hwc = (out[0].double().numpy().transpose(1, 2, 0), y.double().numpy().transpose(1, 2, 0))
-        result[name] = (*hwc, lut[0])
+        result[name] = (*hwc, lut[0], x.double().numpy().transpose(1, 2, 0))
     return result
 
 
 def test_per_image_metrics_against_independent_implementations(run, tmp_path):
     report = _evaluate(run, tmp_path)
     outputs = _independent_outputs(run)
+    psnrs = []
     for row in report["images"]:
-        out, tgt, _ = outputs[row["name"]]
+        out, tgt, _, _ = outputs[row["name"]]
         mse = float(np.mean((out - tgt) ** 2))
-        assert row["psnr"] == pytest.approx(10 * math.log10(1 / mse), abs=1e-4)
+        psnrs.append(10 * math.log10(1 / mse))
+        assert row["psnr"] == pytest.approx(psnrs[-1], abs=1e-4)
         # pytorch-msssim: 11-tap Gaussian window, sigma 1.5, valid region, population covariances.
         ssim = skimage_metrics.structural_similarity(out, tgt, data_range=1.0, channel_axis=-1,
                                                      gaussian_weights=True, sigma=1.5,
@@ -102,24 +108,35 @@ def test_per_image_metrics_against_independent_implementations(run, tmp_path):
         de = colour.difference.delta_E_CIE2000(lab_out, lab_tgt).mean()
         assert row["delta_e00"] == pytest.approx(de, abs=1e-3)
     mean = report["mean"]
-    assert mean["psnr"] == pytest.approx(np.mean([r["psnr"] for r in report["images"]]))
+    assert mean["psnr"] == pytest.approx(np.mean(psnrs), abs=1e-4)
     assert mean["delta_e00"] > 0.1  # two epochs do not learn the look: the numbers are not trivially 0
 
 
 def test_explicit_true_lut_and_grid(run, tmp_path):
+    # An affine grade m @ rgb + c, in a file of another size: resampled to the model's lattice by trilinear
+    # interpolation, which reproduces an affine map exactly, so the truth at the model's points is known.
+    m = torch.tensor([[0.8, 0.1, 0.05], [0.1, 0.7, 0.1], [0.05, 0.2, 0.6]])
+    c = torch.tensor([0.02, 0.05, 0.1])
     other = tmp_path / "other.cube"
-    lutkern.write_cube(other, lutkern.looks["teal_orange"](LUT + 2))  # another size: resampled to the model's
+    lutkern.write_cube(other, lutkern.identity_lut(LUT + 2) @ m.T + c)
     grid = tmp_path / "grid.png"
     report = _evaluate(run, tmp_path, "--true-lut", str(other), "--grid", str(grid))
     outputs = _independent_outputs(run)
-    mean_lut = torch.stack([lut for _, _, lut in outputs.values()]).mean(0)
-    # The true LUT sampled at the model's lattice points.
-    points = lutkern.identity_lut(LUT).reshape(-1, 3).T.reshape(3, -1, 1)
-    truth = lutkern.apply_lut(points, lutkern.looks["teal_orange"](LUT + 2))
-    truth = truth.reshape(3, -1).T.reshape(mean_lut.shape)
+    mean_lut = torch.stack([lut for _, _, lut, _ in outputs.values()]).mean(0)
+    ramp = torch.linspace(0, 1, LUT)
+    b, g, r = torch.meshgrid(ramp, ramp, ramp, indexing="ij")
+    truth = torch.stack([r, g, b], dim=-1) @ m.T + c
     expected = float((mean_lut - truth).square().mean().sqrt())
     assert report["lut"]["truth"] == str(other)
     assert report["lut"]["rmse_all"] == pytest.approx(expected, rel=1e-4)
+    # Covered: the lattice points [b, g, r] nearest to some input pixel (index = round(x * (LUT-1))).
+    covered = torch.zeros(LUT, LUT, LUT, dtype=torch.bool)
+    for *_, x in outputs.values():
+        idx = np.rint(x.reshape(-1, 3) * (LUT - 1)).astype(int)
+        covered[idx[:, 2], idx[:, 1], idx[:, 0]] = True
+    assert report["lut"]["covered_fraction"] == pytest.approx(float(covered.float().mean()))
+    expected = float((mean_lut - truth)[covered].square().mean().sqrt())
+    assert report["lut"]["rmse_covered"] == pytest.approx(expected, rel=1e-4)
     ranked = sorted(report["images"], key=lambda r: -r["psnr"])
     assert report["grid"]["rows"] == [r["name"] for r in ranked]
     with Image.open(grid) as im:

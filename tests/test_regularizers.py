@@ -6,6 +6,8 @@ The oracles run on CPU tensors. The Triton backend runs on CPU tensors through t
 present (``TRITON_INTERPRET=0 pytest tests/test_regularizers.py``).
 """
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -99,6 +101,32 @@ def test_fused_matches_published_formulas_at_size_33(dtype, backend):
     torch.testing.assert_close(terms.detach(), reference(luts), **TOL[dtype])
     torch.testing.assert_close(total.detach(), expected_terms, **TOL[dtype])
     assert_grad_close(grad, expected_grad)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float32_terms_are_as_accurate_as_the_unfused_formulas(backend):
+    """Against the float64 value of the same float32 LUTs (4 LUTs of 33^3, several seeds), each fused
+    term's relative error is within twice that of the published formula run in float32, or of one
+    rounding of a float32 result (2^-24) where the formula happens to land closer."""
+    for seed in range(3):
+        luts = random_luts(4, 33, torch.float32, seed=seed)
+        _, fused = on(backend, lutkern.lut_regularizers, return_terms=True)(luts)
+        for k, (name, exact, unfused) in enumerate(_float32_formula_errors(seed)):
+            error = abs(fused[k].item() - exact) / exact
+            assert error <= 2 * max(unfused, 2**-24), (name, seed, error, unfused)
+
+
+@functools.cache
+def _float32_formula_errors(seed: int) -> list[tuple[str, float, float]]:
+    """(name, float64 value, relative error of the float32 formula) per term, for the LUTs of the test
+    above (shared by its backends)."""
+    luts = random_luts(4, 33, torch.float32, seed=seed)
+    result = []
+    for name in FUNCTIONS:
+        reference = FUNCTIONS[name][1]
+        exact = reference(luts.double()).item()
+        result.append((name, exact, abs(reference(luts).item() - exact) / exact))
+    return result
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -231,6 +259,8 @@ def test_half_precision_is_computed_in_float32(dtype, backend):
 
 
 @needs_triton
+@pytest.mark.skipif(interpreter_enabled(), reason="GPU evidence only: the interpreter runs the programs one "
+                    "after another, so two runs cannot differ there")
 def test_triton_is_deterministic():
     luts = random_luts(3, 17, torch.float32, seed=2)
     fused = on("triton", lutkern.lut_regularizers, smooth=1.0, tv=1.0, mono=1.0)
@@ -240,18 +270,33 @@ def test_triton_is_deterministic():
 
 
 @needs_triton
-@pytest.mark.parametrize("tile_elements", [8, 64])
-def test_triton_tiling_does_not_change_the_result(tile_elements, monkeypatch):
-    """One or a few lattice rows per program: neighbours in other tiles and tiles spanning two LUTs."""
+@pytest.mark.parametrize(
+    "launch, size, batch",
+    [("gpu", 17, 2), ("gpu", 33, 1), ("small", 5, 2), ("small", 9, 2)],
+)
+def test_triton_multi_program_launches(launch, size, batch, monkeypatch):
+    """The GPU's tiles (on the interpreter too, whose default is one program) and tiles of 4 rows: many
+    programs, a last one with fewer rows, rows padded past 3*D columns, neighbours in other tiles and
+    tiles spanning two LUTs."""
     from lutkern.ops import regularizers as ops
 
-    name = "TILE_INTERPRETER" if TRITON_DEVICE == "cpu" else "TILE_GPU"
-    monkeypatch.setattr(ops, name, (tile_elements, getattr(ops, name)[1]))
-    luts = random_luts(2, 4, torch.float64, seed=6)
+    gpu = ops.launch_settings
+    launched = []
+
+    def settings(n_rows, cols, device):
+        rows, warps = gpu(n_rows, cols, torch.device("cuda")) if launch == "gpu" else (4, 4)
+        launched.append((n_rows, rows, cols))
+        return rows, warps
+
+    monkeypatch.setattr(ops, "launch_settings", settings)
+    luts = random_luts(batch, size, torch.float64, seed=size)
     value, grad = value_and_grad(on("triton", lutkern.lut_regularizers, smooth=1.0, tv=2.0, mono=3.0), luts)
     expected, expected_grad = value_and_grad(lambda x: weighted_reference(x, 1.0, 2.0, 3.0), luts)
     torch.testing.assert_close(value, expected, **TOL[torch.float64])
     assert_grad_close(grad, expected_grad)
+    assert len(launched) == 2  # forward and backward
+    for n_rows, rows, cols in launched:
+        assert n_rows > rows and n_rows % rows and cols > 3 * size
 
 
 def test_fused_weights():

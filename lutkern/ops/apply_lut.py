@@ -292,11 +292,15 @@ def _apply_lut_bwd_kernel(
         tl.store(dimg_n + 2 * HW + pix, tl.where(keep_b, gb * scale, 0.0).to(dtype), mask=mask)
 
 
-def _launch_settings(hw: int, kernel: str) -> tuple[int, int]:
-    """(BLOCK, num_warps). The interpreter's cost grows with the number of programs, so there one
-    program takes a whole small image."""
-    if interpreter_enabled():
-        return min(triton.next_power_of_2(hw), 4096), 4
+def launch_settings(kernel: str, n_pixels: int, device: torch.device) -> tuple[int, int]:
+    """(BLOCK, num_warps) of ``kernel`` (``"forward"`` or ``"backward"``) for images of ``n_pixels``.
+
+    CUDA: :data:`GPU_LAUNCH`. CPU (the interpreter, whose cost grows with the number of programs): one
+    program per image of up to 4096 pixels. The only place the launches are sized, so tests can run the
+    interpreter with the GPU's blocks (or smaller ones) by replacing this function.
+    """
+    if device.type == "cpu":
+        return min(triton.next_power_of_2(n_pixels), 4096), 4
     return GPU_LAUNCH[kernel]
 
 
@@ -318,11 +322,12 @@ def _check(img: torch.Tensor, lut: torch.Tensor, interpolation: str) -> None:
         raise ValueError(f"image planes too large for int32 pixel offsets: {tuple(img.shape)}")
 
 
-def _apply_lut_fwd(img: torch.Tensor, lut: torch.Tensor, interp: int) -> torch.Tensor:
+def _apply_lut_fwd(img: torch.Tensor, lut: torch.Tensor, interp: int, out: torch.Tensor | None = None):
+    """The forward into ``out`` (a fresh tensor when None) for contiguous ``img`` and ``lut``."""
     n, _, h, w = img.shape
     d = lut.shape[1]
-    out = torch.empty_like(img)
-    block, num_warps = _launch_settings(h * w, "forward")
+    out = torch.empty_like(img) if out is None else out
+    block, num_warps = launch_settings("forward", h * w, img.device)
     _apply_lut_fwd_kernel[(triton.cdiv(h * w, block), n)](
         img, lut, out, h * w, 0 if lut.shape[0] == 1 else d**3 * 3, d,
         INTERP=interp, CORNERS=_CORNERS[interp], BLOCK=block, num_warps=num_warps,
@@ -352,7 +357,7 @@ def _apply_lut_bwd(img, lut, dout, interp: int, need_dimg: bool, need_dlut: bool
     acc = torch.zeros(n_buffers if need_dlut else 1, d**3 * 3, dtype=torch.int64 if fixed else torch.float32,
                       device=img.device)
     if need_dimg or need_dlut:
-        block, num_warps = _launch_settings(h * w, "backward")
+        block, num_warps = launch_settings("backward", h * w, img.device)
         aggregate = not interpreter_enabled() if AGGREGATE_RUNS is None else AGGREGATE_RUNS
         _apply_lut_bwd_kernel[(triton.cdiv(h * w, block), n)](
             img, lut, dout, dimg, acc, inv_max, h * w, 0 if shared else d**3 * 3, n_buffers, d, two_k,
@@ -390,13 +395,18 @@ class ApplyLutFunction(torch.autograd.Function):
         return dimg, dlut, None
 
 
-def apply_lut_triton(img: torch.Tensor, lut: torch.Tensor, interpolation: str = "trilinear") -> torch.Tensor:
+def apply_lut_triton(
+    img: torch.Tensor, lut: torch.Tensor, interpolation: str = "trilinear", *, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Apply ``lut`` ``(N|1,D,D,D,3)`` to ``img`` ``(N,3,H,W)`` with the Triton kernels.
 
     ``img`` float16/bfloat16/float32 (float64 raises TypeError: use the torch backend), any strides;
     ``lut`` the same dtypes, one per image or shared. Returns ``(N,3,H,W)`` in ``img``'s dtype,
     differentiable with respect to both (see the module docstring for the conventions and the
-    deterministic LUT gradient). Shapes are assumed checked by :func:`lutkern.apply_lut`.
+    deterministic LUT gradient); or, with ``out`` (contiguous, like ``img``), writes into it without
+    autograd. Shapes are assumed checked by :func:`lutkern.apply_lut`.
     """
     _check(img, lut, interpolation)
+    if out is not None:
+        return _apply_lut_fwd(img.contiguous(), lut.contiguous(), _INTERP_CODES[interpolation], out)
     return ApplyLutFunction.apply(img, lut, interpolation)

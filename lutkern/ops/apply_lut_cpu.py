@@ -69,32 +69,38 @@ def _planes(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t if t.dtype == dtype else t.to(dtype)
 
 
+def _forward_into(out: torch.Tensor, image: torch.Tensor, lut: torch.Tensor, interpolation: str, simd: bool):
+    """Write the graded ``image`` (contiguous ``(N,3,H,W)``) into ``out`` (contiguous, same shape and dtype,
+    not sharing memory with the inputs: the C loop's pointers are ``restrict``)."""
+    n, _, h, w = image.shape
+    d = lut.shape[1]
+    dtype = _compute_dtype(image, lut)
+    luts = lut.to(dtype).contiguous()
+    kernel, code = _kernel("forward", dtype), _CODES[interpolation]
+    src, dst = image.reshape(n, 3, h * w), out.view(n, 3, h * w)
+
+    def chunk(_, job):
+        i, m, sl = job
+        x, o = _planes(src[i, :, sl], dtype), dst[i, :, sl]
+        res = o if o.dtype == dtype else torch.empty_like(x)
+        ptrs = (x.data_ptr(), x.stride(0), res.data_ptr(), res.stride(0))
+        kernel(*ptrs, x.shape[1], luts[m].data_ptr(), d, code, int(simd))
+        if res is not o:
+            o.copy_(res)
+
+    _run(chunk, _schedule(n, lut.shape[0], h * w, image.device, CHUNK, MIN_WORK))
+    return out
+
+
 class ApplyLutCpu(torch.autograd.Function):
     """``image (N,3,H,W)``, ``lut (N|1,D,D,D,3)`` (contiguous, CPU) -> ``(N,3,H,W)`` in the image's dtype."""
 
     @staticmethod
     def forward(ctx, image: torch.Tensor, lut: torch.Tensor, interpolation: str, simd: bool = True):
-        n, _, h, w = image.shape
-        d = lut.shape[1]
-        dtype = _compute_dtype(image, lut)
-        luts = lut.to(dtype).contiguous()
-        kernel, code, simd = _kernel("forward", dtype), _CODES[interpolation], int(simd)
-        src = image.reshape(n, 3, h * w)
-        out = torch.empty_like(src)
-
-        def chunk(_, job):
-            i, m, sl = job
-            x, o = _planes(src[i, :, sl], dtype), out[i, :, sl]
-            res = o if o.dtype == dtype else torch.empty_like(x)
-            ptrs = (x.data_ptr(), x.stride(0), res.data_ptr(), res.stride(0))
-            kernel(*ptrs, x.shape[1], luts[m].data_ptr(), d, code, simd)
-            if res is not o:
-                o.copy_(res)
-
-        _run(chunk, _schedule(n, lut.shape[0], h * w, image.device, CHUNK, MIN_WORK))
+        out = _forward_into(torch.empty_like(image), image, lut, interpolation, simd)
         ctx.save_for_backward(image, lut)
-        ctx.interpolation, ctx.simd = interpolation, simd
-        return out.view(n, 3, h, w)
+        ctx.interpolation, ctx.simd = interpolation, int(simd)
+        return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -146,11 +152,19 @@ class ApplyLutCpu(torch.autograd.Function):
 
 
 def apply_lut_cpu(
-    image: torch.Tensor, lut: torch.Tensor, interpolation: str = "trilinear", *, simd: bool = True
+    image: torch.Tensor,
+    lut: torch.Tensor,
+    interpolation: str = "trilinear",
+    *,
+    simd: bool = True,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Apply ``lut`` ``(N|1,D,D,D,3)`` to ``image`` ``(N,3,H,W)`` on the CPU (validated by the caller;
     needs :func:`native_available`). ``simd=False`` keeps float32 to the scalar loop (the vector loop,
-    where the CPU has one, gives the same bits; see :func:`has_simd`)."""
+    where the CPU has one, gives the same bits; see :func:`has_simd`). ``out``: a contiguous tensor like
+    ``image`` to write into, without autograd (checked by the caller)."""
+    if out is not None:
+        return _forward_into(out, image.contiguous(), lut.contiguous(), interpolation, simd)
     return ApplyLutCpu.apply(image.contiguous(), lut.contiguous(), interpolation, simd)
 
 

@@ -18,7 +18,7 @@ Forward: each program reads its tile and the tile's three upper neighbours and w
 three terms; torch adds the shares, so the result is deterministic. Backward: each program gathers, for
 its own elements, the derivatives of the (up to) six differences an element takes part in; every gradient
 element is written once, so there are no atomics either. fp16/bf16/fp32 LUTs are computed in fp32, fp64
-in fp64; outputs have the LUT's dtype.
+in fp64, and the forward's sums accumulate in fp64; outputs have the LUT's dtype.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-
-from .._backend import interpreter_enabled
 
 # (elements per tile, warps). The interpreter pays per program, so it gets few large tiles.
 TILE_GPU = (4096, 8)
@@ -58,7 +56,9 @@ def _upper_difference(lut_ptr, offs, x, idx, stride, D, mask):
 
 @triton.jit
 def _total(x):
-    return tl.sum(tl.sum(x, axis=1), axis=0)
+    """Sum of a tile, accumulated in fp64: an fp32 tree over tens of thousands of elements would be
+    less accurate than the unfused formulas' float32 means."""
+    return tl.sum(tl.sum(x.to(tl.float64), axis=1), axis=0)
 
 
 # The counts only feed the row mask and divisions: specialising on their divisibility would only
@@ -66,16 +66,17 @@ def _total(x):
 @triton.jit(do_not_specialize=["n_rows", "n_diff", "n_sub"])
 def _regularizers_fwd_kernel(
     lut_ptr,  # (B, D, D, D, 3) contiguous, any float dtype
-    part_ptr,  # (num_programs, 3) this program's share of each term; fp32 (fp64 for an fp64 LUT)
+    part_ptr,  # (num_programs, 3) fp64: this program's share of each term
     D,  # lattice size
     n_rows,  # B*D*D rows of 3*D elements
     n_diff,  # N: differences along one axis, B*3*D*D*(D-1)
     n_sub,  # S: differences along one axis inside the [:-1,:-1,:-1] sub-cube, B*3*(D-1)^3
+    ACC: tl.constexpr,  # compute dtype of the differences: fp32, or fp64 for an fp64 LUT
     ROWS: tl.constexpr,  # rows per program
     COLS: tl.constexpr,  # next power of 2 >= 3*D
 ):
     offs, mask, r, g, b = _tile(D, n_rows, ROWS, COLS)
-    x = tl.load(lut_ptr + offs, mask=mask, other=0.0).to(part_ptr.dtype.element_ty)
+    x = tl.load(lut_ptr + offs, mask=mask, other=0.0).to(ACC)
     d_r = _upper_difference(lut_ptr, offs, x, r, 3, D, mask)
     d_g = _upper_difference(lut_ptr, offs, x, g, 3 * D, D, mask)
     d_b = _upper_difference(lut_ptr, offs, x, b, 3 * D * D, D, mask)
@@ -157,13 +158,23 @@ def _regularizers_bwd_kernel(
     tl.store(grad_ptr + offs, grad.to(grad_ptr.dtype.element_ty), mask=mask)
 
 
+def launch_settings(n_rows: int, cols: int, device: torch.device) -> tuple[int, int]:
+    """(rows per program, num_warps) for ``n_rows`` rows of ``cols`` elements (a power of 2) on ``device``.
+
+    Tiles of about :data:`TILE_GPU` elements on CUDA, :data:`TILE_INTERPRETER` on CPU (the interpreter).
+    The only place the launches are sized, so tests can run the interpreter with the GPU's tiles (or
+    smaller ones) by replacing this function; the rows must be a power of 2.
+    """
+    target, num_warps = TILE_INTERPRETER if device.type == "cpu" else TILE_GPU
+    return min(max(1, target // cols), triton.next_power_of_2(n_rows)), num_warps
+
+
 def _launch(lut: torch.Tensor):
     """(grid, ROWS, COLS, num_warps, (D, n_rows, N, S)) for ``lut`` ``(B,D,D,D,3)``."""
     n, d = lut.shape[0], lut.shape[1]
     n_rows = n * d * d
     cols = triton.next_power_of_2(3 * d)
-    target, num_warps = TILE_INTERPRETER if interpreter_enabled() else TILE_GPU
-    rows = min(max(1, target // cols), triton.next_power_of_2(n_rows))
+    rows, num_warps = launch_settings(n_rows, cols, lut.device)
     sizes = (d, n_rows, n * 3 * d * d * (d - 1), n * 3 * (d - 1) ** 3)
     return (triton.cdiv(n_rows, rows),), rows, cols, num_warps, sizes
 
@@ -171,9 +182,11 @@ def _launch(lut: torch.Tensor):
 def regularizer_terms_forward(lut: torch.Tensor) -> torch.Tensor:
     """``[smoothness, total_variation, monotonicity]`` of a contiguous ``lut`` ``(B,D,D,D,3)``."""
     grid, rows, cols, num_warps, sizes = _launch(lut)
-    acc = torch.float64 if lut.dtype == torch.float64 else torch.float32
-    partials = torch.empty(grid[0], 3, dtype=acc, device=lut.device)
-    _regularizers_fwd_kernel[grid](lut, partials, *sizes, ROWS=rows, COLS=cols, num_warps=num_warps)
+    acc = tl.float64 if lut.dtype == torch.float64 else tl.float32
+    partials = torch.empty(grid[0], 3, dtype=torch.float64, device=lut.device)
+    _regularizers_fwd_kernel[grid](
+        lut, partials, *sizes, ACC=acc, ROWS=rows, COLS=cols, num_warps=num_warps
+    )
     return partials.sum(dim=0).to(lut.dtype)
 
 
