@@ -39,7 +39,7 @@ def triton_available() -> bool:
     return triton_import_error() is None
 
 
-def _triton_unusable_reason(device: torch.device, explicit: bool) -> str | None:
+def triton_unusable_reason(device: torch.device, explicit: bool = True) -> str | None:
     """Why Triton cannot run on ``device`` (None when it can); on the CPU only an ``explicit`` request
     runs the interpreter."""
     err = triton_import_error()
@@ -74,7 +74,7 @@ def resolve_backend(backend: str | None, device: torch.device, unsupported: str 
         backend = os.environ.get("LUTKERN_BACKEND") or None
         source = "LUTKERN_BACKEND"
     if backend is None:
-        reason = unsupported or _triton_unusable_reason(device, explicit=False)
+        reason = unsupported or triton_unusable_reason(device, explicit=False)
         if reason is None:
             return "triton"
         _log_fallback_once(reason)
@@ -82,7 +82,7 @@ def resolve_backend(backend: str | None, device: torch.device, unsupported: str 
     if backend not in BACKENDS:
         raise ValueError(f"{source} must be one of {BACKENDS} or None, got {backend!r}")
     if backend == "triton":
-        reason = _triton_unusable_reason(device, explicit=True)
+        reason = triton_unusable_reason(device, explicit=True)
         if reason is not None:
             raise RuntimeError(f"backend='triton' was requested ({source}) but {reason}")
     return backend

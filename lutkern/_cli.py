@@ -6,7 +6,7 @@ import re
 
 import torch
 
-from ._backend import _triton_unusable_reason
+from ._backend import triton_unusable_reason
 
 _MAX_ERROR_CHARS = 400
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -32,7 +32,7 @@ def check_device(spec: str, backend: str | None = None) -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"--device {spec}: only cpu and cuda devices are supported")
     if backend == "triton":
-        reason = _triton_unusable_reason(device)
+        reason = triton_unusable_reason(device, explicit=True)
         if reason is not None:
             raise ValueError(f"--backend triton on {device}: {reason}")
     return device
