@@ -105,7 +105,8 @@ def read_rgb(path: Path) -> torch.Tensor:
     try:
         return read_image(path).pixels.float()
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read image ({exc})") from exc
+        # The image reader's own errors already name the file: not "X: cannot read image (X: ...)".
+        raise DataError(str(exc) if str(path) in str(exc) else f"{path}: cannot read image ({exc})") from exc
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
