@@ -4,10 +4,11 @@ A checkpoint is one ``torch.save`` dict of tensors and plain Python values (so i
 ``weights_only=True``, which never runs code from the file)::
 
     format        CHECKPOINT_FORMAT
-    model_config  ResNetLUTGenerator constructor arguments (lut_size, interpolation, init)
+    model_config  ResNetLUTGenerator constructor arguments (lut_size, interpolation, init, head, basis_luts)
     model         the model's state dict
     config        the full training configuration (a dict of str/int/float/bool/None)
-    state         training progress: optimizer, scheduler, epoch, step, RNG states, history, ...
+    state         training progress: optimizer, scheduler, epoch, step, RNG states, history, and ``best``
+                  (the epoch kept by --select-best and its weights: what prediction uses); None in model.pt
 
 Files are written atomically (a temporary file in the same folder, then ``os.replace``), so an
 interrupted write never leaves a truncated checkpoint behind.
@@ -93,11 +94,21 @@ def check_architecture(payload: dict, model_config: dict, source: str = "checkpo
         raise CheckpointError(f"{source} was trained with a different architecture ({'; '.join(diffs)})")
 
 
-def check_weights(payload: dict) -> None:
-    """CheckpointError unless ``payload["model"]`` holds exactly the tensors (names, shapes, dtypes) that
-    the model ``payload["model_config"]`` describes. The model is built on the meta device for this, so a
-    small crafted file cannot make it allocate gigabytes before its weights are seen to be wrong."""
-    config, weights = payload.get("model_config"), payload.get("model")
+def kept_weights(payload: dict):
+    """The weights a checkpoint predicts with: those of the epoch training kept (``state["best"]``, written
+    by ``--select-best``) when it records one, else its last ones (``payload["model"]``). So a run's
+    ``checkpoint.pt`` and ``model.pt`` give the same model, the one its summary reports."""
+    state = payload.get("state")
+    best = state.get("best") if isinstance(state, dict) else None
+    return best["model"] if isinstance(best, dict) and "model" in best else payload.get("model")
+
+
+def check_weights(payload: dict, weights=None) -> None:
+    """CheckpointError unless ``weights`` (default ``payload["model"]``) holds exactly the tensors (names,
+    shapes, dtypes) that the model ``payload["model_config"]`` describes. The model is built on the meta
+    device for this, so a small crafted file cannot make it allocate gigabytes before its weights are seen
+    to be wrong."""
+    config, weights = payload.get("model_config"), payload.get("model") if weights is None else weights
     if not isinstance(config, dict) or not isinstance(weights, dict):
         raise CheckpointError("checkpoint does not hold a valid model (model_config and model must be dicts)")
     try:
@@ -119,12 +130,13 @@ def check_weights(payload: dict) -> None:
 
 
 def model_from_checkpoint(payload: dict) -> ResNetLUTGenerator:
-    """The model a checkpoint holds, with its weights loaded, in eval mode (checked by
-    :func:`check_weights` before anything is allocated)."""
-    check_weights(payload)
+    """The model a checkpoint holds for prediction (:func:`kept_weights`), in eval mode; its weights are
+    checked by :func:`check_weights` before anything is allocated."""
+    weights = kept_weights(payload)
+    check_weights(payload, weights)
     try:
         model = ResNetLUTGenerator(**payload["model_config"])
-        model.load_state_dict(payload["model"])
+        model.load_state_dict(weights)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"checkpoint does not hold a valid model ({exc})") from exc
     return model.eval()

@@ -184,8 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Console(soft_wrap=True)
     out.print(_table(report))
     m = report["mean"]
-    out.print(f"mean: PSNR {m['psnr']:.2f} dB (of the mean MSE: {m['psnr_of_mean_mse']:.2f} dB), "
-              f"SSIM {m['ssim']:.4f}, CIEDE2000 {m['delta_e00']:.3f}", highlight=False)
+    worst = min(report["images"], key=lambda r: r["psnr"])
+    out.print(f"mean: PSNR {m['psnr']:.2f} dB (of the mean MSE: {m['psnr_of_mean_mse']:.2f} dB; worst "
+              f"image {worst['psnr']:.2f} dB, {worst['name']}), SSIM {m['ssim']:.4f}, "
+              f"CIEDE2000 {m['delta_e00']:.3f}", highlight=False)
     if report["lut"] is not None:
         lut = report["lut"]
         out.print(f"LUT RMSE vs {lut['truth']}: {lut['rmse_all']:.4f} (all) / {lut['rmse_covered']:.4f} "

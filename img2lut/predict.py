@@ -14,7 +14,7 @@ a few tens of MiB, never a full-size float copy.
 Python API::
 
     import img2lut
-    model = img2lut.load("runs/models/demo/checkpoint.pt")
+    model = img2lut.load("runs/models/demo/model.pt")   # or checkpoint.pt: the same kept model
     lut = model.predict_lut(image)      # (3,H,W) -> (S,S,S,3); (B,3,H,W) -> (B,S,S,S,3); or a file path
     graded = model.apply(image)         # the predicted LUT applied to image
 """
@@ -97,7 +97,9 @@ class LUTPredictor:
 
     @torch.no_grad()
     def predict_lut(self, image: torch.Tensor | str | os.PathLike) -> torch.Tensor:
-        """The LUT predicted for ``image``, float32 in (0,1), ``lut[..., b, g, r, c]``.
+        """The LUT predicted for ``image``, float32, ``lut[..., b, g, r, c]`` (in (0,1) for the direct
+        head; the basis and curves heads' values may leave [0,1] a little, and are applied and exported
+        as they are).
 
         image: ``(3,H,W)`` -> ``(S,S,S,3)``; ``(B,3,H,W)`` -> ``(B,S,S,S,3)`` (RGB float in [0,1], on any
         device; the LUT is returned on the image's device); or the path of an image file -> ``(S,S,S,3)``

@@ -523,6 +523,12 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
             state = {k: saved.get(k) if k == "best" else saved[k] for k in state}
             if not all(isinstance(state[k], int) and state[k] >= 0 for k in ("epoch", "step")):
                 raise ValueError(f"epoch {state['epoch']!r}, step {state['step']!r}")
+            best = state["best"]
+            if best is not None:
+                if not (isinstance(best, dict) and isinstance(best.get("epoch"), int)
+                        and isinstance(best.get("psnr"), float)):
+                    raise ValueError(f"the kept epoch's record is {type(best).__name__} {best!r:.80}")
+                ckpt.check_weights(payload, best.get("model", {}))
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
             raise ckpt.CheckpointError(f"{run_dir / ckpt.CHECKPOINT_NAME}: the training state is damaged, "
                                        f"cannot resume ({type(exc).__name__}: {exc})") from None

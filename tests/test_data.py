@@ -5,7 +5,16 @@ import pytest
 import torch
 from PIL import Image
 
-from img2lut.data import DataError, load_pairs, pair_files, read_rgb, resize, split_names
+from img2lut.data import (
+    DataError,
+    group_names,
+    load_pairs,
+    pair_files,
+    read_rgb,
+    resize,
+    split_groups,
+    split_names,
+)
 
 
 def _save_rgb(path, colour, size=(8, 8)):
@@ -190,3 +199,45 @@ def test_split_rejects_impossible_requests(fraction, names):
 def test_split_keeps_one_on_each_side():
     train, val = split_names(["a", "b", "c"], 0.01)
     assert len(val) == 1 and len(train) == 2
+
+
+def test_default_grouping_drops_a_trailing_counter():
+    names = ["beach-003", "beach-004", "city_crop12", "city_crop2", "forest 1", "forest.f07", "lake",
+             "lake2"]
+    grouping = group_names(names)
+    assert grouping.groups == ["beach", "beach", "city", "city", "forest", "forest", "lake", "lake2"]
+    assert grouping.count == 5 and "counter" in grouping.rule
+
+
+def test_default_grouping_leaves_camera_numbering_alone():
+    # IMG_0001 ... share a prefix because of the camera, not the photograph: fewer than three groups
+    # is no description of photographs, so every file stays its own.
+    names = [f"IMG_{i:04d}" for i in range(1, 9)] + ["DSC_0001"]
+    grouping = group_names(names)
+    assert grouping.groups == names and "one photograph per pair" in grouping.rule
+
+
+def test_grouping_by_a_regular_expression():
+    names = ["shotA_ev-1", "shotA_ev+1", "shotB_ev0", "other"]
+    assert group_names(names, r"^(?P<group>shot\w)_").groups == ["shotA", "shotA", "shotB", "other"]
+    assert group_names(names, r"^(shot\w)_").groups == ["shotA", "shotA", "shotB", "other"]
+    assert group_names(names, "none").groups == names
+    with pytest.raises(DataError, match="regular expression"):
+        group_names(names, "(")
+
+
+def test_split_groups_holds_out_whole_photographs():
+    groups = [f"photo{i % 7}" for i in range(70)]  # 7 photographs of 10 crops each, interleaved
+    train, val = split_groups(groups, 0.2)
+    assert sorted(train + val) == list(range(70))
+    held, kept = {groups[i] for i in val}, {groups[i] for i in train}
+    assert not held & kept and len(held) == 2  # 20 pairs: two whole photographs
+    # The split depends on the keys alone, not on their order.
+    reordered = groups[::-1]
+    _, val2 = split_groups(reordered, 0.2)
+    assert {reordered[i] for i in val2} == held
+    with pytest.raises(DataError, match="at least 2 photographs"):
+        split_groups(["one"] * 5, 0.2)
+    # Never every photograph: with two groups and a large fraction one stays for training.
+    train, val = split_groups(["a"] * 3 + ["b"] * 3, 0.9)
+    assert len(train) == 3 and len(val) == 3

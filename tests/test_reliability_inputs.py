@@ -275,6 +275,12 @@ def _damage(payload: dict, how: str) -> dict:
         payload["model"][name] = payload["model"][name][:1]
     elif how == "a weight missing":
         payload["model"].pop(next(iter(payload["model"])))
+    elif how == "kept epoch is text":
+        payload["state"]["best"] = {**payload["state"]["best"], "epoch": "0"}
+    elif how == "a kept weight of another shape":
+        kept = dict(payload["state"]["best"]["model"])
+        kept["base_lut"] = kept["base_lut"][:7]
+        payload["state"]["best"] = {**payload["state"]["best"], "model": kept}
     elif how == "float64 weights":
         payload["model"] = {
             k: v.double() if v.is_floating_point() else v for k, v in payload["model"].items()
@@ -293,6 +299,8 @@ DAMAGE = [
     "a weight of another shape",
     "a weight missing",
     "float64 weights",
+    "kept epoch is text",
+    "a kept weight of another shape",
 ]
 
 
@@ -320,7 +328,10 @@ def test_load_checks_every_weight_before_building_the_model(run_checkpoint, tmp_
         return real(*args, **kwargs)
 
     monkeypatch.setattr(checkpoint, "ResNetLUTGenerator", recording)
-    torch.save(_damage(run_checkpoint, how), tmp_path / "m.pt")
+    damaged = _damage(run_checkpoint, how)
+    if "kept" not in how:  # prediction uses the kept epoch's weights; without one (model.pt), the last
+        damaged["state"] = None
+    torch.save(damaged, tmp_path / "m.pt")
     with pytest.raises(checkpoint.CheckpointError, match=r"m\.pt: checkpoint does not hold a valid model"):
         img2lut.load(tmp_path / "m.pt", "cpu")
     assert built_on == ["meta"]  # never built for real

@@ -188,3 +188,40 @@ def test_command_line_exit_status_and_no_traceback(tmp_path):
                           capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "--lut-size must be between 2 and 256" in proc.stderr
+
+
+def test_a_run_that_only_gets_worse_keeps_the_fitted_lut(pairs, tmp_path):
+    """Epoch 0 of the default recipe is one LUT fitted to the training pairs (img2lut.fit_lut, the same
+    call as python -m img2lut.fit): the basis head starts there exactly, and when every epoch after it
+    does worse on the validation photos, that LUT is what the run keeps, in model.pt and checkpoint.pt."""
+    from img2lut import fit_lut, load
+    from img2lut.data import group_names, load_pairs, pair_files, split_groups
+
+    wreck = ("--epochs", "1", "--lr", "1", "--bias-lr", "10")  # Adam at lr 10 throws the LUT tables away
+    assert main(_args(pairs, tmp_path, *wreck)) == 0
+    run = tmp_path / "models" / "pairs"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["kept_epoch"] == 0 and summary["epochs"] == 1
+
+    data = load_pairs(pair_files(pairs / "inputs", pairs / "targets"), 32)
+    train_idx, _ = split_groups(group_names(data.names).groups, 0.25)
+    fitted = fit_lut(data.inputs[train_idx], data.targets[train_idx], lut_size=LUT, batch_pixels=6 * 32 * 32)
+    images = torch.rand(3, 3, 32, 32)
+    for name in ("model.pt", "checkpoint.pt"):
+        luts = load(run / name, device="cpu").predict_lut(images)
+        torch.testing.assert_close(luts, fitted.lut.expand_as(luts), atol=1e-6, rtol=0, msg=name)
+    last = checkpoint.load_checkpoint(run / "checkpoint.pt")["model"]["base_lut"].view(LUT, LUT, LUT, 3)
+    assert (last - fitted.lut).abs().max() > 0.1  # the checkpoint still holds the last epoch for --resume
+
+
+def test_dihedral_gives_the_eight_symmetries_of_a_square():
+    from img2lut.train import dihedral
+
+    a = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    images = a.expand(8, 3, 2, 2)
+    out = dihedral(images, torch.arange(8))
+    # Quarter turns counter-clockwise (torch.rot90 on (H,W)), then the same mirrored left-right.
+    turns = [[[1, 2], [3, 4]], [[2, 4], [1, 3]], [[4, 3], [2, 1]], [[3, 1], [4, 2]]]
+    expected = torch.tensor(turns + [[row[::-1] for row in t] for t in turns], dtype=torch.float32)
+    torch.testing.assert_close(out, expected[:, None].expand(8, 3, 2, 2))
+    assert len({tuple(o[0].flatten().tolist()) for o in out}) == 8
