@@ -449,7 +449,28 @@ def test_many_chunks_and_workers_match_reference_and_are_deterministic(monkeypat
     go = torch.randn(3, 3, 13, 17, generator=g)
     assert len(fast_mod._schedule(3, lut5.shape[0], 13 * 17, image.device, 37, 1)) == 2
     ref = grads(lambda i, t: apply_lut_reference(i, t.expand_as(lut5)), image, lut, go)
-    first = grads(lambda i, t: apply_lut(i, t, backend="torch"), image, lut, go)
+    # The eager loop's LUT gradient accumulators: each must have a single writing worker, or concurrent
+    # scatter_add_s race and lose updates (rarely, at these sizes: so the writers are checked, not luck).
+    # The workers run one after another here, each job's worker recorded.
+    writers, worker, real_scatter_add = {}, [None], torch.Tensor.scatter_add_
+
+    def recording_scatter_add(self, *args, **kwargs):
+        writers.setdefault(self.data_ptr(), set()).add(worker[0])
+        return real_scatter_add(self, *args, **kwargs)
+
+    def sequential_run(fn, plan):
+        for w, jobs in enumerate(plan):
+            for job in jobs:
+                worker[0] = w
+                fn(w, job)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.Tensor, "scatter_add_", recording_scatter_add)
+        patch.setattr(fast_mod, "_run", sequential_run)
+        first = grads(lambda i, t: apply_lut(i, t, backend="torch"), image, lut, go)
+    if writers:  # the eager loop (the compiled loop does not call scatter_add_)
+        assert all(len(w) == 1 for w in writers.values()), writers
+        assert set().union(*writers.values()) == {0, 1}  # both workers wrote
     again = grads(lambda i, t: apply_lut(i, t, backend="torch"), image, lut, go)
     for a, b, r in zip(first, again, ref, strict=True):
         torch.testing.assert_close(a, b, atol=0, rtol=0)

@@ -337,6 +337,20 @@ def test_lut_gradient_does_not_depend_on_the_order_of_the_pixels(device, interpo
     torch.testing.assert_close(dlut, _reference(img, lut, grad_out, interpolation)[2], **TOL[torch.float32])
 
 
+@pytest.mark.parametrize("interpolation", ["trilinear", "nearest"])
+@pytest.mark.parametrize("n_luts", [1, 4], ids=["shared", "per-image"])
+def test_fixed_point_sum_at_its_largest_does_not_overflow(device, interpolation, n_luts):
+    """Every pixel exactly on one lattice point with the largest output gradient: each fixed-point term is
+    the scale 2^K itself, so the int64 sum is as large as it can be (2^62 for the 256 pixels that share
+    a LUT: a shared LUT's headroom must count the whole batch, a per-image LUT's only its image)."""
+    img = torch.full((4, 3, 8, 8), 0.5, device=device)  # lattice point (1,1,1) of a D=3 LUT
+    lut = identity_lut(3).expand(n_luts, -1, -1, -1, -1).contiguous().to(device)
+    grad_out = torch.ones_like(img)
+    dlut = _run(_triton(interpolation), img, lut, grad_out)[2]
+    torch.testing.assert_close(dlut, _reference(img, lut, grad_out, interpolation)[2], rtol=0, atol=0)
+    assert float(dlut[0, 1, 1, 1, 0]) == 256.0 / n_luts
+
+
 @pytest.mark.skipif(interpreter_enabled(), reason="GPU evidence only: the interpreter runs the programs and "
                     "their atomics one after another, so two runs cannot differ there")
 def test_gradients_are_deterministic(device):
