@@ -102,7 +102,8 @@ def _read_16bit_rgb(path: Path, im: Image.Image) -> np.ndarray | None:
         grey = b[..., 0] << 8 | b[..., 1]
         return np.stack([grey, grey, grey, b[..., 2] << 8 | b[..., 3]], axis=-1)
     swapped = _swap_byte_order(raw or "")
-    if swapped is None or not raw.startswith(im.mode + ";16"):
+    # RGBX: a TIFF's unspecified fourth sample (padding), decoded into mode RGB and ignored.
+    if swapped is None or not (raw.startswith(im.mode + ";16") or raw.startswith("RGBX;16")):
         return None
     with Image.open(path) as low:
         if low.format == "TIFF":
@@ -128,9 +129,12 @@ def _rgb_codes(path: Path, im: Image.Image) -> tuple[np.ndarray, int, bool, byte
     if mode.startswith("I;16") or mode == "I":
         # Pillow uses "I" and "I;16*" for 16-bit greyscale; wider integer data is clipped to 16 bits.
         grey = np.clip(np.asarray(im), 0, 65535).astype(np.uint16)
+        if _min_is_white(im):  # Pillow inverts 8-bit "white is zero" TIFFs itself, not 16-bit ones
+            grey = 65535 - grey
         return np.repeat(grey[..., None], 3, axis=-1), 16, False, icc
     if mode == "F":  # float samples, nominally [0, 1]: kept at 16-bit precision
-        grey = np.round(np.clip(np.asarray(im, dtype=np.float64), 0, 1) * 65535).astype(np.uint16)
+        grey = np.clip(np.asarray(im, dtype=np.float64), 0, 1)
+        grey = np.round((1 - grey if _min_is_white(im) else grey) * 65535).astype(np.uint16)
         return np.repeat(grey[..., None], 3, axis=-1), 16, False, icc
     dropped_alpha = mode in ("LA", "La", "PA", "RGBA", "RGBa") or (mode == "P" and "transparency" in im.info)
     if mode == "CMYK":
@@ -182,13 +186,25 @@ class DecodedImage:
     frames: int = 1  # frames or pages in the file; only the first is decoded
 
 
+def _min_is_white(im: Image.Image) -> bool:
+    """A TIFF whose PhotometricInterpretation says 0 is white."""
+    return im.format == "TIFF" and im.tag_v2.get(262) == 0
+
+
 def _check_layout(im: Image.Image) -> None:
-    """ValueError for a layout Pillow decodes wrongly: 16-bit TIFF with planar (separate) samples."""
-    if im.format == "TIFF" and im.tag_v2.get(284, 1) == 2 and im.mode in ("RGB", "RGBA", "CMYK"):
-        bits = im.tag_v2.get(258, (8,))
-        if max(bits if isinstance(bits, tuple) else (bits,)) > 8:
-            raise ValueError("a 16-bit TIFF with planar (separate) samples is not supported; "
-                             "save it with interleaved (contiguous) samples")
+    """ValueError for layouts Pillow decodes wrongly: 16-bit TIFF with planar (separate) samples, or with
+    premultiplied (associated) alpha, which Pillow decodes to 8 bits divided by an alpha it then drops."""
+    if im.format != "TIFF" or im.mode not in ("RGB", "RGBA", "CMYK"):
+        return
+    bits = im.tag_v2.get(258, (8,))
+    if max(bits if isinstance(bits, tuple) else (bits,)) <= 8:
+        return
+    if im.tag_v2.get(284, 1) == 2:
+        raise ValueError("a 16-bit TIFF with planar (separate) samples is not supported; "
+                         "save it with interleaved (contiguous) samples")
+    if {_tile_rawmode(t) for t in im.tile} & {"RGBa;16L", "RGBa;16B", "RGBa;16N"}:
+        raise ValueError("a 16-bit TIFF with premultiplied (associated) alpha is not supported; "
+                         "save it without alpha, or with unassociated alpha")
 
 
 def _take_tiff_orientation(im: Image.Image) -> int:
@@ -204,6 +220,8 @@ def decode_image(path: str | os.PathLike) -> DecodedImage:
     """Read a photo as integer RGB codes (see :func:`read_image` for the conversions)."""
     path = Path(path)
     try:
+        if not path.is_file():  # a FIFO or a device would block or never end
+            raise ValueError("not a regular file" if path.exists() else "no such file")
         with Image.open(path) as im:
             fmt = im.format or "unknown"
             _check_layout(im)

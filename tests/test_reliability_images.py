@@ -136,7 +136,20 @@ def _corpus(root, rng):
                     )
                     rgb = data[..., :3] if data.ndim == 3 else np.repeat(data[..., None], 3, axis=-1)
                     refused = planar == "separate" and data.dtype == np.uint16
-                    cases[name] = (None if refused else _upright(rgb, orientation), False)
+                    cases[name] = (STORED_16BIT_PLANAR if refused else _upright(rgb, orientation), False)
+    # Sample meanings Pillow leaves to the reader: "white is zero" greyscale, a padding fourth sample,
+    # premultiplied alpha (which Pillow divides out at 8 bits and then drops).
+    for name, data, options, expected in (
+        ("tf_miniswhite_8.tif", grey8, {"photometric": "miniswhite"}, 255 - grey8),
+        ("tf_miniswhite_16.tif", grey16, {"photometric": "miniswhite"}, 65535 - grey16),
+        ("tf_rgbx_16.tif", np.dstack([rgb16, alpha16]), {"photometric": "rgb", "extrasamples": (0,)}, rgb16),
+        ("tf_assocalpha_16.tif", np.dstack([rgb16, alpha16]), {"photometric": "rgb", "extrasamples": (1,)},
+         "premultiplied (associated) alpha"),
+    ):
+        tifffile.imwrite(root / name, data, **options)
+        if not isinstance(expected, str) and expected.ndim == 2:
+            expected = np.repeat(expected[..., None], 3, axis=-1)
+        cases[name] = (expected, False)
     return cases
 
 
@@ -203,8 +216,10 @@ def applied(corpus, tmp_path_factory):
 
 
 def _corpus_names() -> dict[str, bool]:
+    """``{file name: refused}``: a refused file's expectation is the reason its error must give."""
     with tempfile.TemporaryDirectory() as d:
-        return {n: e is None for n, (e, _) in _corpus(Path(d) / "in", np.random.default_rng(13)).items()}
+        cases = _corpus(Path(d) / "in", np.random.default_rng(13))
+    return {n: isinstance(e, str) for n, (e, _) in cases.items()}
 
 
 CORPUS = _corpus_names()
@@ -221,10 +236,10 @@ def test_apply_writes_what_was_meant(applied, corpus, name):
 
 
 @pytest.mark.parametrize("name", sorted(n for n, refused in CORPUS.items() if refused))
-def test_apply_refuses_what_it_cannot_decode(applied, name):
+def test_apply_refuses_what_it_cannot_decode(applied, corpus, name):
     out, code, err = applied
     assert code == 1 and "Traceback" not in err
-    assert STORED_16BIT_PLANAR in _errors(err)[name] and not (out / name).exists()
+    assert corpus[1][name][0] in _errors(err)[name] and not (out / name).exists()
 
 
 @pytest.fixture(scope="module")
@@ -281,10 +296,10 @@ def test_predict_writes_what_was_meant(predicted, corpus, name):
 
 
 @pytest.mark.parametrize("name", sorted(n for n, refused in CORPUS.items() if refused))
-def test_predict_refuses_what_it_cannot_decode(predicted, name):
+def test_predict_refuses_what_it_cannot_decode(predicted, corpus, name):
     out, code, err = predicted
     assert code == 1 and "Traceback" not in err
-    assert STORED_16BIT_PLANAR in _errors(err)[name]
+    assert corpus[1][name][0] in _errors(err)[name]
     assert not list(out.glob(name.rsplit(".", 1)[0] + ".*"))  # neither the image nor its .cube
 
 

@@ -24,6 +24,7 @@ from img2lut.train import main as train_main
 from img2lut.train import truth_at_lattice
 from lutkern import CubeFormatError, CubeLUT, read_cube
 from lutkern.apply import main as apply_main
+from lutkern.imageio import decode_image
 
 pytestmark = pytest.mark.usefixtures("fast_small_tensors")
 
@@ -378,6 +379,22 @@ def test_read_cube_reads_only_bounded_regular_files(tmp_path, monkeypatch, kind)
     assert done, f"read_cube({path}) did not return"
     message = "larger than" if kind == "too large" else "not a regular file"
     assert isinstance(done[0], CubeFormatError) and str(done[0]).startswith(f"{path}: {message}")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_images_are_read_only_from_regular_files(tmp_path, kind):
+    path = tmp_path / "x.png"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/zero")
+    done = []
+    reader = threading.Thread(target=lambda: done.append(_error_of(decode_image, path)), daemon=True)
+    reader.start()
+    reader.join(10)
+    assert done, f"decode_image({path}) did not return"
+    assert isinstance(done[0], ValueError) and str(done[0]).startswith(f"{path}: cannot read image")
+    assert "not a regular file" in str(done[0])
 
 
 def _error_of(fn, *args):
