@@ -31,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from lutkern._atomic import atomic_open
-from lutkern._cli import check_device, one_line
+from lutkern._cli import CommandParser, check_device, one_line, warnings_on_one_line
 from lutkern._outputs import check_output
 
 from .color import delta_e_2000_srgb
@@ -121,7 +121,7 @@ def _json_safe(value):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="Measure a trained model on (original, graded) "
+    p = CommandParser(prog=PROG, description="Measure a trained model on (original, graded) "
                                 "pairs: PSNR, SSIM, CIEDE2000 per image and on average, and the LUT error.")
     p.add_argument("checkpoint", type=Path, help="checkpoint.pt written by python -m img2lut.train")
     p.add_argument("--inputs", required=True, metavar="DIR", help="folder of original images")
@@ -151,6 +151,11 @@ def check_outputs(args: argparse.Namespace, pairs) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with warnings_on_one_line(PROG):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         if args.image_size is not None and args.image_size < 16:

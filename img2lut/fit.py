@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 import lutkern
-from lutkern._cli import one_line
+from lutkern._cli import CommandParser, one_line, warnings_on_one_line
 from lutkern._outputs import check_output
 
 from .data import DataError, group_names, load_pairs, pair_files, split_groups
@@ -270,15 +270,8 @@ PREVIEW_ROWS = 4
 _FIT_DEFAULTS = {k: p.default for k, p in inspect.signature(fit_lut).parameters.items()}
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line usage errors."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0],
+    p = CommandParser(prog=PROG, description=__doc__.split("\n\n")[0],
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add = p.add_argument
     add("--inputs", required=True, help="folder of original images")
@@ -349,6 +342,11 @@ def _report(name: str, images, psnr: torch.Tensor) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with warnings_on_one_line(PROG):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.image_size < 1:
             raise ValueError(f"--image-size must be >= 1, got {args.image_size}")

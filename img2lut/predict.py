@@ -36,7 +36,7 @@ from rich.console import Console
 
 import lutkern
 from lutkern._atomic import atomic_open
-from lutkern._cli import check_device, one_line
+from lutkern._cli import CommandParser, check_device, int_in, one_line, warnings_on_one_line
 from lutkern._outputs import check_output
 from lutkern.apply import DEFAULT_STRIP_PIXELS, grade_codes, input_notes, process_files
 from lutkern.cube import cube_text, parse_cube
@@ -169,7 +169,7 @@ def load(checkpoint: str | os.PathLike, device: str | torch.device | None = None
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="Grade photos with a trained model and write each "
+    p = CommandParser(prog=PROG, description="Grade photos with a trained model and write each "
                                 "photo's predicted LUT as NAME.cube beside the graded NAME.<ext>.")
     p.add_argument("checkpoint", type=Path, help="checkpoint.pt written by python -m img2lut.train")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="photos (PNG, JPEG, TIFF, ...)")
@@ -178,7 +178,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--interpolation", choices=INTERPOLATIONS,
                    help="how the LUT is applied (default: the one the model was trained with)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
-    p.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
+    p.add_argument("--quality", type=int_in(1, 100), default=95, help="JPEG quality, 1-100 (default 95)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--backend", choices=("triton", "torch"), help="apply_lut backend (default: automatic)")
     p.add_argument("--strip-pixels", type=int, default=DEFAULT_STRIP_PIXELS, help=argparse.SUPPRESS)
@@ -223,6 +223,11 @@ def _predict_file(src: Path, args, predictor: LUTPredictor, seen: dict[str, Path
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with warnings_on_one_line(PROG):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)  # soft wrap: one error, one line
     try:
         if args.strip_pixels < 1:
@@ -237,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     seen: dict[str, Path] = {}
     failed = process_files(
         args.images, lambda src, on_strip: _predict_file(src, args, predictor, seen, on_strip), err,
-        label="grading", errors=(ValueError, OSError, RuntimeError), message=one_line,
+        label="grading", errors=(ValueError, OSError, RuntimeError),
     )
     what = "LUTs" if args.cube_only else "graded images and LUTs"
     err.print(f"{len(args.images) - failed} {what} written to {args.out}, {failed} failed", markup=False)

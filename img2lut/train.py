@@ -37,7 +37,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import lutkern
 from lutkern._atomic import atomic_open
-from lutkern._cli import check_device, one_line
+from lutkern._cli import CommandParser, check_device, one_line, warnings_on_one_line
 from lutkern._outputs import same_file
 
 from . import checkpoint as ckpt
@@ -129,7 +129,7 @@ class UsageError(ValueError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = CommandParser(prog=PROG, description=__doc__.split("\n\n")[0])
     # Every default is None so that an explicit flag can be told apart from the preset's value.
     add = p.add_argument
     add("--preset", choices=sorted(PRESETS), help="settings to start from (default: default)")
@@ -729,6 +729,11 @@ def _finish(model: ResNetLUTGenerator, config: TrainConfig, data: Data, run_dir:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with warnings_on_one_line(PROG):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     try:
         if args.resume is not None:

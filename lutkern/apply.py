@@ -25,7 +25,7 @@ from PIL import ImageCms
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ._cli import check_device, one_line
+from ._cli import CommandParser, check_device, int_in, one_line, warnings_on_one_line
 from ._outputs import check_output
 from .builtin_looks import LOOKS
 from .cube import CubeLUT, read_cube
@@ -94,7 +94,7 @@ def _profile_name(icc: bytes) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = CommandParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--lut", required=True, help="a .cube file, a Hald CLUT .png/.tif, or a look: " + ", ".join(LOOKS)
     )
@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=33, help="LUT size for a built-in look (default 33)")
     p.add_argument("--out", required=True, type=Path, help="output directory (created if missing)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
-    p.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
+    p.add_argument("--quality", type=int_in(1, 100), default=95, help="JPEG quality, 1-100 (default 95)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--backend", choices=("triton", "torch"), help="apply_lut backend (default: automatic)")
     p.add_argument("--strip-pixels", type=int, default=DEFAULT_STRIP_PIXELS, help=argparse.SUPPRESS)
@@ -112,6 +112,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with warnings_on_one_line(PROG):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)  # soft wrap: one error, one line
     try:
         args.device = check_device(args.device, args.backend)
@@ -129,14 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def process_files(
-    paths, process, console: Console, *, label: str, errors=(ValueError, OSError), message=str
-) -> int:
+def process_files(paths, process, console: Console, *, label: str, errors=(ValueError, OSError)) -> int:
     """Run ``process(path, on_strip)`` on each path under a progress bar, reporting errors per file.
 
     ``process`` returns a note for the console ('' for none) and may call ``on_strip(fraction)`` as it
-    goes. An exception of ``errors`` is printed as one line naming the file (``message(exc)`` gives its
-    text) and the batch goes on. Returns the number of files that failed.
+    goes. An exception of ``errors`` is printed as one line naming the file once (:func:`one_line`: a
+    file name cannot break the line) and the batch goes on. Returns the number of files that failed.
     """
     failed = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -148,12 +151,11 @@ def process_files(
             try:
                 note = process(src, lambda f: progress.advance(task, f))
                 if note:
-                    progress.console.print(f"{src}: {note}", markup=False, highlight=False)
+                    progress.console.print(one_line(f"{src}: {note}"), markup=False, highlight=False)
             except errors as exc:
                 failed += 1
-                text = message(exc)
-                text = text if str(src) in text else f"{src}: {text}"
-                progress.console.print(f"error: {text}", markup=False, highlight=False)
+                text = str(exc) if str(src) in str(exc) else f"{src}: {exc}"
+                progress.console.print(f"error: {one_line(text)}", markup=False, highlight=False)
             progress.update(task, completed=done_before + 1)
     return failed
 

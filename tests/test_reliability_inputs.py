@@ -18,6 +18,7 @@ import img2lut.train as train_mod
 import lutkern
 from img2lut import checkpoint
 from img2lut.evaluate import main as evaluate_main
+from img2lut.fit import main as fit_main
 from img2lut.model import ResNetLUTGenerator
 from img2lut.predict import main as predict_main
 from img2lut.train import main as train_main
@@ -239,6 +240,50 @@ def test_triton_where_it_cannot_run_is_a_one_line_error(tmp_path, monkeypatch, c
     assert run([*argv, "--device", "cpu", "--backend", "triton"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"{prog}: error: --backend triton on cpu"), err
+
+
+ALL_COMMANDS = {
+    **COMMANDS, "python -m img2lut.fit": (fit_main, ["--inputs", "i", "--targets", "t", "--out", "x"])
+}
+
+
+@pytest.mark.parametrize("prog", sorted(ALL_COMMANDS))
+@pytest.mark.parametrize("extra", [["--bogus"], ["--quality", "500"], ["--epochs", "many"], []])
+def test_usage_errors_are_one_line(tmp_path, monkeypatch, capsys, prog, extra):
+    monkeypatch.chdir(tmp_path)
+    run, argv = ALL_COMMANDS[prog]
+    with pytest.raises(SystemExit) as stop:
+        run([*argv, *extra] if extra else argv[:1])  # no arguments after the first: some are missing
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"{prog}: error: ") and err.endswith("(see --help)\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_file_names_are_shown_once_exactly_and_on_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    names = ["two  spaces.png", "new\nline.png", "esc\x1b[31mape.png"]
+    for name in names:
+        Path(name).write_text("not an image")
+    assert apply_main(["--lut", "bw", *names, "--out", "o"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert sorted(errors) == sorted(
+        f"error: {shown}: cannot read image (UnidentifiedImageError: cannot identify image file "
+        f"'{escaped}')" for shown, escaped in (
+            ("two  spaces.png", "two  spaces.png"), ("new line.png", "new\\nline.png"),
+            ("esc\\x1b[31mape.png", "esc\\x1b[31mape.png")))
+
+
+def test_warnings_are_one_line_too(tmp_path, capsys):
+    colour = pytest.importorskip("colour")
+    path = Path(colour.__file__).parent / "io/luts/tests/resources/resolve_cube/eotf_sRGB_3D.cube"
+    if not path.is_file():
+        pytest.skip("this colour-science ships without the resolve_cube fixtures")
+    Image.new("RGB", (4, 4)).save(tmp_path / "x.png")
+    assert apply_main(["--lut", str(path), str(tmp_path / "x.png"), "--out", str(tmp_path / "o")]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if ": warning:" in line]
+    assert len(warned) == 1 and warned[0].startswith("python -m lutkern.apply: warning: ")
+    assert "LUT_1D_INPUT_RANGE" in warned[0]
 
 
 # ------------------------------------------------------------------------------- crafted checkpoints
