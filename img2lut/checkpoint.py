@@ -79,7 +79,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {first})") from exc
     if not isinstance(payload, dict) or any(k not in payload for k in _REQUIRED):
         raise CheckpointError(f"{path}: not an img2lut checkpoint (expected keys {', '.join(_REQUIRED)})")
-    if payload["format"] != CHECKPOINT_FORMAT:
+    if not isinstance(payload["format"], int) or payload["format"] != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: checkpoint format {payload['format']} is not supported "
                               f"(this version reads format {CHECKPOINT_FORMAT})")
     return payload
@@ -127,6 +127,11 @@ def check_weights(payload: dict, weights=None) -> None:
             raise CheckpointError(f"checkpoint does not hold a valid model (size mismatch for {name}: the "
                                   f"file has {found}, model_config {config} needs {want.dtype} "
                                   f"{tuple(want.shape)})")
+        # Every value stored: a broadcast view (stride 0) of a few bytes would let a tiny file declare a
+        # model of gigabytes, which building it would then allocate.
+        if got.untyped_storage().nbytes() < got.numel() * got.element_size():
+            raise CheckpointError(f"checkpoint does not hold a valid model ({name} does not store its "
+                                  f"{got.numel()} values)")
 
 
 def model_from_checkpoint(payload: dict) -> ResNetLUTGenerator:

@@ -10,6 +10,7 @@ About 200 pairs at 256x256 take ~300 MB, so the whole set stays in memory as two
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -120,14 +121,29 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return batch if images.dim() == 4 else batch.squeeze(0)
 
 
+def _physical_memory() -> int | None:
+    """Bytes of memory this machine has (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def load_pairs(
     pairs: list[PairFiles], image_size: int, progress: Callable[[int], None] | None = None
 ) -> PairedImages:
     """Decode and resize every pair; ``progress(i)`` is called after pair i.
 
     A pair whose two files differ in size is a DataError naming both (a crop or a resize happened
-    between the original and its graded copy, so pixel i of one is not pixel i of the other).
+    between the original and its graded copy, so pixel i of one is not pixel i of the other). So is a
+    set that would not fit in this machine's memory at ``image_size``, before anything is decoded.
     """
+    need = len(pairs) * 2 * 3 * image_size**2 * 4
+    total = _physical_memory()
+    if total is not None and need > total:
+        raise DataError(f"{len(pairs)} pairs at {image_size}x{image_size} need {need / 2**30:.1f} GiB in "
+                        f"memory, more than this machine's {total / 2**30:.1f} GiB: use a smaller "
+                        "--image-size")
     inputs, targets = [], []
     for i, pair in enumerate(pairs):
         a, b = read_rgb(pair.input), read_rgb(pair.target)

@@ -31,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from lutkern._atomic import atomic_open
-from lutkern._cli import CommandParser, check_device, one_line, warnings_on_one_line
+from lutkern._cli import CommandParser, check_device, int_in, one_line, warnings_on_one_line
 from lutkern._outputs import check_output
 
 from .color import delta_e_2000_srgb
@@ -130,9 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=Path, metavar="FILE.png", help="write a PNG of the best and worst images")
     p.add_argument("--true-lut", type=Path, metavar="FILE.cube",
                    help="the true LUT (.cube) (default: truth.cube in the folder holding --inputs)")
-    p.add_argument("--image-size", type=int, metavar="N",
+    p.add_argument("--image-size", type=int_in(16, 8192), metavar="N",
                    help="resize pairs to N x N (default: the checkpoint's image_size, as in training)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int_in(1, 4096), default=16)
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json/--grid file")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p
@@ -158,10 +158,6 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
-        if args.image_size is not None and args.image_size < 16:
-            raise ValueError(f"--image-size must be >= 16, got {args.image_size}")
-        if args.batch_size < 1:
-            raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
         device = check_device(args.device)
         pairs = pair_files(args.inputs, args.targets)
         check_outputs(args, pairs)

@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import inspect
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 
 import lutkern
-from lutkern._cli import CommandParser, one_line, warnings_on_one_line
+from lutkern._cli import CommandParser, int_in, one_line, warnings_on_one_line
 from lutkern._outputs import check_output
 
 from .data import DataError, group_names, load_pairs, pair_files, split_groups
@@ -39,6 +40,8 @@ LOGIT_EPS = 1e-3
 DEFAULT_WEIGHTS = {"smooth": 0.0, "tv": 1e-2, "mono": 1e-2}
 # Interpolation weight (in pixels) a lattice point needs to count as covered by the data.
 COVERED_WEIGHT = 1.0
+# Pixels drawn per step at most (24 bytes each, with their targets).
+MAX_BATCH_PIXELS = 1 << 24
 # Pixels per apply_lut call when measuring the coverage of all pixels: bounds peak memory.
 _CHUNK_PIXELS = 1 << 20
 
@@ -184,6 +187,8 @@ def fit_lut(
         raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
     steps = _check_positive_int("steps", steps)
     batch_pixels = _check_positive_int("batch_pixels", batch_pixels)
+    if batch_pixels > MAX_BATCH_PIXELS:
+        raise ValueError(f"batch_pixels must be at most {MAX_BATCH_PIXELS}, got {batch_pixels}")
     if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
     if init is not None and not isinstance(init, torch.Tensor):
@@ -282,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--val-fraction", type=float, default=0.1, help="share of pairs held out for validation (0: none)")
     add("--group-by", default="default", metavar="REGEX|default|none", help="which pairs come from one "
         "photograph, held out together (as python -m img2lut.train --group-by)")
-    add("--image-size", type=int, default=256, help="pairs are resized to this square size, as for training")
+    add("--image-size", type=int_in(1, 8192), default=256,
+        help="pairs are resized to this square size, as for training")
 
     def tuning(flag: str, kind, help: str | None = None, **kw) -> None:
         """A flag whose default is fit_lut's own (one source of truth)."""
@@ -297,8 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     tuning("--lr", float, "Adam learning rate (cosine-decayed)")
     tuning("--batch-pixels", int, "pixels sampled from all pairs per step")
     tuning("--seed", int, "seeds the pixel sampling")
-    add("--threads", type=int, default=1, help="torch CPU threads (1 measured fastest on a busy 2-core "
-        "machine, see docs/fit.md)")
+    add("--threads", type=int_in(1, os.cpu_count() or 1), default=1, help="torch CPU threads, at most the "
+        "machine's cores (1 measured fastest on a busy 2-core machine, see docs/fit.md)")
     add("--preview", help="also write a PNG grid: input | target | fitted, for a few validation pairs")
     add("--title", help="TITLE line of the .cube; the output file name when omitted")
     add("--overwrite", action="store_true", help="replace an existing --out/--preview file (never an input)")
@@ -348,10 +354,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        if args.image_size < 1:
-            raise ValueError(f"--image-size must be >= 1, got {args.image_size}")
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
         _check_outputs(args)
         t0 = time.perf_counter()

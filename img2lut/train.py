@@ -25,6 +25,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -54,6 +55,8 @@ PROG = "python -m img2lut.train"
 SCHEDULERS = ("plateau", "cosine")
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 PREVIEW_ROWS = 4
+MAX_BATCH = 4096
+MAX_IMAGE_SIZE = 8192
 # Exit status after Ctrl-C, as a shell reports a process stopped by SIGINT.
 INTERRUPTED = 130
 
@@ -216,11 +219,13 @@ def validate(config: TrainConfig) -> None:
     c = config
     need(2 <= c.lut_size <= 256, "--lut-size", "between 2 and 256", c.lut_size)
     need(c.epochs >= 1, "--epochs", ">= 1", c.epochs)
-    need(c.batch_size >= 1, "--batch-size", ">= 1", c.batch_size)
+    need(1 <= c.batch_size <= MAX_BATCH, "--batch-size", f"between 1 and {MAX_BATCH}", c.batch_size)
     need(c.lr > 0 and math.isfinite(c.lr), "--lr", "a positive number", c.lr)
-    need(c.image_size >= 16, "--image-size", ">= 16", c.image_size)
+    need(16 <= c.image_size <= MAX_IMAGE_SIZE, "--image-size", f"between 16 and {MAX_IMAGE_SIZE}",
+         c.image_size)
     # Three stride-2 blocks: below 16 px the last BatchNorm sees too few values per channel.
-    need(c.cnn_size == 0 or c.cnn_size >= 16, "--cnn-size", "0 or >= 16", c.cnn_size)
+    need(c.cnn_size == 0 or 16 <= c.cnn_size <= c.image_size, "--cnn-size",
+         f"0 or between 16 and --image-size {c.image_size}", c.cnn_size)
     need(c.bias_lr is None or (c.bias_lr > 0 and math.isfinite(c.bias_lr)), "--bias-lr", "a positive number",
          c.bias_lr)
     # SSIM's 11-pixel window must fit in the subsampled image.
@@ -241,6 +246,9 @@ def validate(config: TrainConfig) -> None:
          "identity with --init-from and --head direct", c.init)
     need(1 <= c.basis_luts <= 256, "--basis-luts", "between 1 and 256", c.basis_luts)
     need(c.demo in DEMO_SETS, "--demo", f"one of {', '.join(DEMO_SETS)}", c.demo)
+    name = c.experiment
+    plain = name not in (None, "", ".", "..") and "/" not in name and os.sep not in name
+    need(plain, "--experiment", "a plain name (a folder in <out>/models)", c.experiment)
     need(c.init_from is None or Path(c.init_from).is_file(), "--init-from", "an existing .cube file",
          c.init_from)
     need((c.val_inputs is None) == (c.val_targets is None), "--val-inputs/--val-targets", "given together",
@@ -275,12 +283,26 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return config
 
 
+def _of_type(value, annotation: str) -> bool:
+    """Whether ``value`` fits a TrainConfig field's annotation (``"int"``, ``"float | None"``, ...)."""
+    kinds = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+    names = [name.strip() for name in annotation.split("|")]
+    if value is None:
+        return "None" in names
+    return any(isinstance(value, kinds[n]) and (n == "bool" or not isinstance(value, bool))
+               for n in names if n != "None")
+
+
 def resume_config(args: argparse.Namespace, payload: dict) -> TrainConfig:
     """The checkpoint's config with the allowed changes; UsageError for any other differing flag."""
     try:
         saved = TrainConfig(**payload["config"])
     except TypeError as exc:  # not a dict, or keys this version does not know
         raise ckpt.CheckpointError(f"the checkpoint's training config is damaged ({exc})") from None
+    wrong = [f"{f.name}={getattr(saved, f.name)!r:.40}" for f in dataclasses.fields(TrainConfig)
+             if not _of_type(getattr(saved, f.name), f.type)]
+    if wrong:
+        raise ckpt.CheckpointError(f"the checkpoint's training config is damaged ({', '.join(wrong)})")
     changes = {}
     for key, value in _explicit(args).items():
         if key in RESUMABLE_CHANGES:
@@ -418,12 +440,12 @@ def evaluate(model: ResNetLUTGenerator, images: PairedImages, thumbs: torch.Tens
 
 
 def _write_metrics(run_dir: Path, history: list[dict]) -> None:
-    fields = ["epoch", "train_loss", "train_mse", "val_mse", "val_psnr", "lr", "seconds"]
     with atomic_open(run_dir / "metrics.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
+        writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
         writer.writeheader()
         for row in history:
-            writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in fields})
+            writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k])
+                             for k in HISTORY_FIELDS})
     epochs = [r["epoch"] for r in history]
     loss_plot(run_dir / "loss.png", epochs, {"train loss": [r["train_loss"] for r in history],
                                              "val MSE": [r["val_mse"] for r in history]})
@@ -476,6 +498,59 @@ def _rng_state(aug: torch.Generator) -> dict:
     return {"torch": torch.get_rng_state(), "aug": aug.get_state()}
 
 
+def model_arguments(config: TrainConfig) -> dict:
+    """The :class:`ResNetLUTGenerator` arguments of a run (what its checkpoints' model_config holds)."""
+    return {"lut_size": config.lut_size, "interpolation": config.interpolation, "init": config.init,
+            "head": config.head, "basis_luts": config.basis_luts}
+
+
+HISTORY_FIELDS = ("epoch", "train_loss", "train_mse", "val_mse", "val_psnr", "lr", "seconds")
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _restore(saved: dict, fresh: dict, opt, sched, scaler, aug: torch.Generator, config: TrainConfig) -> dict:
+    """Load a checkpoint's training ``saved`` state into the optimizer, scheduler, loss scaler and generators
+    and return the loop's progress (the keys of ``fresh``). Every part is checked first: a damaged file is
+    an error here, never a crash (a wrong-sized Adam moment makes the fused step write out of bounds) or
+    a silently different run."""
+    if set(saved["scheduler"]) != set(sched.state_dict()):
+        raise ValueError(f"scheduler state {sorted(saved['scheduler'])} is not a {config.scheduler} "
+                         "scheduler's")
+    if not isinstance(saved["scaler"], dict):
+        raise ValueError(f"loss scaler state {saved['scaler']!r:.60}")
+    opt.load_state_dict(saved["optimizer"])
+    for group in opt.param_groups:
+        for param in group["params"]:
+            for key, value in opt.state.get(param, {}).items():
+                if key != "step" and (not isinstance(value, torch.Tensor) or value.shape != param.shape):
+                    raise ValueError(f"optimizer {key} of shape {getattr(value, 'shape', value)} for a "
+                                     f"parameter of shape {tuple(param.shape)}")
+    sched.load_state_dict(saved["scheduler"])
+    if config.scheduler == "cosine":
+        sched.T_max = config.epochs
+    torch.set_rng_state(saved["rng"]["torch"])
+    aug.set_state(saved["rng"]["aug"])
+    if saved["scaler"]:
+        scaler.load_state_dict(saved["scaler"])
+    state = {k: saved.get(k) if k == "best" else saved[k] for k in fresh}
+    if not all(isinstance(state[k], int) and state[k] >= 0 for k in ("epoch", "step")):
+        raise ValueError(f"epoch {state['epoch']!r}, step {state['step']!r}")
+    if not all(_number(state[k]) and math.isfinite(state[k]) for k in ("loss_sum", "mse_sum", "seconds")):
+        raise ValueError(f"loss sums and time {[state[k] for k in ('loss_sum', 'mse_sum', 'seconds')]!r:.80}")
+    history = state["history"]
+    if not isinstance(history, list) or not all(
+            isinstance(row, dict) and all(_number(row.get(k)) for k in HISTORY_FIELDS) for row in history):
+        raise ValueError(f"metric history {history!r:.80}")
+    best = state["best"]
+    if best is not None and not (isinstance(best, dict) and isinstance(best.get("epoch"), int)
+                                 and isinstance(best.get("psnr"), float) and "model" in best):
+        raise ValueError(f"the kept epoch's record is {type(best).__name__} {best!r:.80}")
+    return state
+
+
 def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
           payload: dict | None = None, ctx: distributed.Dist | None = None) -> int:
     """Run (or continue from ``payload``) the training loop; returns the exit status.
@@ -487,8 +562,7 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
     ctx = ctx or distributed.Dist(device=torch.device(config.device))
     device = ctx.device
     torch.manual_seed(config.seed)
-    model = ResNetLUTGenerator(config.lut_size, config.interpolation, config.init, config.head,
-                               config.basis_luts)
+    model = ResNetLUTGenerator(**model_arguments(config))
     if payload is None:
         start = start_lut(config, data, console)
         if start is not None:
@@ -508,27 +582,11 @@ def train(config: TrainConfig, data: Data, run_dir: Path, console: Console,
     state = {"epoch": 0, "step": 0, "loss_sum": 0.0, "mse_sum": 0.0, "seconds": 0.0, "history": [],
              "best": None}
     if payload is not None:
-        ckpt.check_architecture(payload, model.config())
         model.load_state_dict(payload["model"])
         try:
-            saved = payload["state"]
-            opt.load_state_dict(saved["optimizer"])
-            sched.load_state_dict(saved["scheduler"])
-            if config.scheduler == "cosine":
-                sched.T_max = config.epochs
-            torch.set_rng_state(saved["rng"]["torch"])
-            aug.set_state(saved["rng"]["aug"])
-            if saved.get("scaler"):
-                scaler.load_state_dict(saved["scaler"])
-            state = {k: saved.get(k) if k == "best" else saved[k] for k in state}
-            if not all(isinstance(state[k], int) and state[k] >= 0 for k in ("epoch", "step")):
-                raise ValueError(f"epoch {state['epoch']!r}, step {state['step']!r}")
-            best = state["best"]
-            if best is not None:
-                if not (isinstance(best, dict) and isinstance(best.get("epoch"), int)
-                        and isinstance(best.get("psnr"), float)):
-                    raise ValueError(f"the kept epoch's record is {type(best).__name__} {best!r:.80}")
-                ckpt.check_weights(payload, best.get("model", {}))
+            state = _restore(payload["state"], state, opt, sched, scaler, aug, config)
+            if state["best"] is not None:
+                ckpt.check_weights(payload, state["best"]["model"])
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
             raise ckpt.CheckpointError(f"{run_dir / ckpt.CHECKPOINT_NAME}: the training state is damaged, "
                                        f"cannot resume ({type(exc).__name__}: {exc})") from None
@@ -733,6 +791,29 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
 
 
+# What a run writes into its folder (previews/ holds epoch_NNNN.png).
+RUN_FILES = (ckpt.CHECKPOINT_NAME, ckpt.MODEL_NAME, "metrics.csv", "loss.png", "lut.cube", "summary.json",
+             "previews")
+
+
+def check_run_folder(run_dir: Path, config: TrainConfig, new: bool) -> None:
+    """UsageError unless the run may write its files into ``run_dir``: no input (a pair folder, the true or
+    start LUT) inside it or among its files, and for a new run, no file of another run there."""
+    inputs = [config.inputs, config.targets, config.val_inputs, config.val_targets, config.truth,
+              config.init_from]
+    folder = run_dir.resolve()
+    for given in filter(None, inputs):
+        path = Path(given).resolve()
+        if path == folder or folder in path.parents or any(same_file(run_dir / n, given) for n in RUN_FILES):
+            raise UsageError(f"refusing to write the run into {run_dir}: it holds the input {given}")
+    if new and (run_dir / ckpt.CHECKPOINT_NAME).exists():
+        raise UsageError(f"{run_dir} already holds a run: add --resume to continue it, "
+                         "or --experiment NAME for a new one")
+    if new and (found := [n for n in RUN_FILES if os.path.lexists(run_dir / n)]):
+        raise UsageError(f"{run_dir} already holds {', '.join(found)} (of another run?): never overwritten; "
+                         "choose another --experiment, or move them away")
+
+
 def _run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     try:
@@ -749,19 +830,14 @@ def _run(args: argparse.Namespace) -> int:
             try:
                 config = resume_config(args, payload)
                 ckpt.check_weights(payload)  # before any model is built at the checkpoint's size
-            except ckpt.CheckpointError as exc:
-                raise ckpt.CheckpointError(f"{path}: {exc}") from None
+                ckpt.check_architecture(payload, model_arguments(config))  # the config builds that model
+            except (ckpt.CheckpointError, UsageError) as exc:  # the file's, or a flag against it
+                raise type(exc)(f"{path}: {exc}") from None
         else:
             payload = None
             config = config_from_args(args)
             run_dir = Path(config.out) / "models" / config.experiment
-            if (run_dir / ckpt.CHECKPOINT_NAME).exists():
-                raise UsageError(f"{run_dir} already holds a run: add --resume to continue it, "
-                                 "or --experiment NAME for a new one")
-        for name in ("lut.cube", "summary.json", "metrics.csv", "loss.png", ckpt.CHECKPOINT_NAME):
-            if any(same_file(run_dir / name, f) for f in (config.truth, config.init_from) if f is not None):
-                raise UsageError(f"refusing to overwrite an input: {run_dir / name} is the --truth or "
-                                 "--init-from file")
+        check_run_folder(run_dir, config, new=payload is None)
         if payload is None and config.init_from is not None:
             truth_at_lattice(Path(config.init_from), config.lut_size)  # a bad file fails before decoding
         ctx = distributed.setup(config.device)

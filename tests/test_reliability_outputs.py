@@ -36,6 +36,8 @@ def setup(tmp_path_factory, write_patch_pairs):
     lutkern.write_hald(root / "luts" / "hald.png", lutkern.identity_lut(4))
     (root / "runs" / "models" / "e").mkdir(parents=True)
     lutkern.write_cube(root / "runs" / "models" / "e" / "lut.cube", lutkern.identity_lut(2))
+    (root / "runs" / "models" / "f").mkdir()
+    lutkern.write_cube(root / "runs" / "models" / "f" / "model.pt", lutkern.identity_lut(2))  # a LUT
     lutkern.imageio.write_image(root / "photos" / "hald.png", torch.rand(3, 6, 8))  # a photo of that name
     (root / "models").mkdir()
     (root / "models" / "p01.cube").write_bytes((root / "model.pt").read_bytes())  # a checkpoint, oddly named
@@ -146,6 +148,22 @@ REFUSED = {  # name -> the command, run on the set-up root
                 str(r / "runs/models/e/lut.cube"),
             ]
         )
+    ),
+    "train with its photos inside the run folder": (
+        lambda r: train.main(["--inputs", str(r / "runs/models/e"), "--targets", str(r / "tg"),
+                              "--out", str(r / "runs"), "--experiment", "e"])
+    ),
+    "train --truth that is a file the run would write": (
+        lambda r: train.main(["--inputs", str(r / "in"), "--targets", str(r / "tg"), "--out", str(r / "runs"),
+                              "--experiment", "f", "--truth", str(r / "runs/models/f/model.pt")])
+    ),
+    "train --experiment outside <out>/models": (
+        lambda r: train.main(["--inputs", str(r / "in"), "--targets", str(r / "tg"), "--out", str(r / "runs"),
+                              "--experiment", "../../escape"])
+    ),
+    "train where another run left its files": (
+        lambda r: train.main(["--inputs", str(r / "in"), "--targets", str(r / "tg"), "--out", str(r / "runs"),
+                              "--experiment", "e"])
     ),
     "train --resume into another run's folder": (
         lambda r: train.main(
