@@ -45,8 +45,11 @@ def save_checkpoint(path: str | Path, *, model: ResNetLUTGenerator, config: dict
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": CHECKPOINT_FORMAT, "model_config": model.config(), "model": model.state_dict(),
                "config": config, "state": state}
-    with _sigint_deferred(), atomic_open(path, "wb") as f:
-        torch.save(payload, f)
+    try:
+        with _sigint_deferred(), atomic_open(path, "wb") as f:
+            torch.save(payload, f)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({exc})") from exc
 
 
 @contextlib.contextmanager
@@ -70,7 +73,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Read a checkpoint with ``weights_only=True``; CheckpointError when missing, unreadable or foreign."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        what = "not a regular file" if path.exists() else "no such checkpoint file"
+        raise CheckpointError(f"{path}: {what}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle, zip and unpickler-policy errors all mean "not a usable checkpoint"

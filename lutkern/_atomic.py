@@ -55,6 +55,11 @@ def atomic_open(path: str | Path, mode: str = "wb", **kwargs):
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk, say: the message names the file the command was writing
+        Path(tmp).unlink(missing_ok=True)
+        if str(path) in str(exc):
+            raise
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

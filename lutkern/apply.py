@@ -57,6 +57,8 @@ def load_lut(spec: str, size: int = 33) -> CubeLUT:
         raise ValueError(f"{spec}: unknown LUT file type {ext!r} (expected .cube, or a Hald CLUT .png/.tif)")
     if spec in LOOKS:
         return CubeLUT(LOOKS[spec](size), title=spec)
+    if path.exists():
+        raise ValueError(f"{spec}: not a regular file")
     raise ValueError(f"{spec}: no such file, and not a built-in look (looks: {', '.join(sorted(LOOKS))})")
 
 

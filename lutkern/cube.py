@@ -324,10 +324,14 @@ def parse_cube(
     if len(row_lines) != expected:
         raise CubeFormatError(source, last, f"expected {expected} table rows, found {len(row_lines)}")
     table = np.frombuffer(values, dtype=np.float64).reshape(-1, 3)
-    fits = (np.abs(table) <= torch.finfo(dtype).max).all(axis=1)  # False for inf too
+    # A quarter of the largest float: the difference of two neighbours, which interpolation forms, stays
+    # finite (3e38 and -3e38 are float32 numbers, but their difference is inf and the blend NaN).
+    largest = torch.finfo(dtype).max / 4
+    fits = (np.abs(table) <= largest).all(axis=1)  # False for inf too
     if not fits.all():  # a decimal that overflows, like 1e999, or 3.5e38 in float32
         bad = int(np.argmin(fits))
-        raise CubeFormatError(source, row_lines[bad], f"value {table[bad].tolist()} is not finite in {dtype}")
+        raise CubeFormatError(source, row_lines[bad], f"value {table[bad].tolist()} is not finite in {dtype} "
+                              f"or too large to interpolate in it (beyond +-{largest:.2g})")
     table = torch.from_numpy(table.copy()).to(dtype)
     n1 = head.size1d or 0
     shaper = table[:n1].clone() if head.size1d is not None else None

@@ -75,7 +75,9 @@ def _check_out(out, image: torch.Tensor, lut: torch.Tensor) -> None:
         )
     if not out.is_contiguous():
         raise ValueError("out must be contiguous")
-    if any(out.untyped_storage().data_ptr() == t.untyped_storage().data_ptr() for t in (image, lut)):
+    # Empty tensors have no memory to share (their data pointers are all 0).
+    shared = any(out.untyped_storage().data_ptr() == t.untyped_storage().data_ptr() for t in (image, lut))
+    if out.numel() and shared:
         raise ValueError("out must not share memory with the image or the LUT")
     if torch.is_grad_enabled() and (image.requires_grad or lut.requires_grad or out.requires_grad):
         raise RuntimeError("apply_lut(out=...) does not record gradients: call it under torch.no_grad()")

@@ -155,6 +155,11 @@ _EXIF_KEPT = frozenset({
 })
 
 
+def _describes_layout(tag: int, value) -> bool:
+    """A TIFF ImageDescription that tifffile wrote to record the array's shape: stale in any other file."""
+    return tag == 270 and isinstance(value, str) and value.startswith('{"shape":')
+
+
 def _upright_exif(im: Image.Image) -> bytes | None:
     """A fresh EXIF block: the descriptive tags of ``im`` and orientation 1; None when it has neither."""
     exif = im.getexif()
@@ -164,7 +169,7 @@ def _upright_exif(im: Image.Image) -> bytes | None:
             ifd = exif.get_ifd(tag)
             if ifd:
                 kept[tag] = dict(ifd)
-        elif tag in _EXIF_KEPT:
+        elif tag in _EXIF_KEPT and not _describes_layout(tag, exif[tag]):
             kept[tag] = exif[tag]
     if len(kept) == 0 and _EXIF_ORIENTATION not in exif:
         return None

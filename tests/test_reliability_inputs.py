@@ -1,6 +1,7 @@
 """Crafted inputs: `.cube` numbers that do not fit float32, absurd domains, shapers and domains that the
 true-LUT readers must not drop, a loss that turns NaN, and bad files that must fail before any work."""
 
+import errno
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ from PIL import Image
 import img2lut
 import img2lut.train as train_mod
 import lutkern
+import lutkern._atomic
 from img2lut import checkpoint
 from img2lut.evaluate import main as evaluate_main
 from img2lut.fit import main as fit_main
@@ -39,6 +41,9 @@ BAD_NUMBERS = {  # name -> (file text, line of the error, message)
         "not finite",
     ),
     "shaper value beyond float32": ("LUT_1D_SIZE 2\n0 0 0\n1 1e39 1\n", 3, "not finite in"),
+    "neighbours whose difference overflows": (
+        "LUT_3D_SIZE 2\n" + _ID2.replace("0 0 0", "-3e38 0 0").replace("1 1 1", "3e38 1 1"), 2, "interpolate"
+    ),
     "DOMAIN_MIN -1e308": ("DOMAIN_MIN -1e308 0 0\nLUT_3D_SIZE 2\n" + _ID2, 1, "unusable in float32"),
     "DOMAIN_MAX 1e39": ("DOMAIN_MAX 1e39 1 1\nLUT_3D_SIZE 2\n" + _ID2, 1, "unusable in float32"),
     "span overflows": ("DOMAIN_MIN -3e38 0 0\nDOMAIN_MAX 3e38 1 1\nLUT_3D_SIZE 2\n" + _ID2, 2, "unusable"),
@@ -444,6 +449,29 @@ def test_a_second_ctrl_c_during_a_checkpoint_write_waits_for_it(tmp_path, monkey
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
 
 
+def _disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _save_on_a_full_disk(*args, **kwargs):
+    raise RuntimeError("unexpected pos")  # what torch.save reports when the disk fills
+
+
+def test_a_full_disk_is_one_line_naming_the_file(pairs, tmp_path, monkeypatch, capsys):
+    with monkeypatch.context() as patch:
+        patch.setattr(lutkern._atomic.os, "fsync", _disk_full)
+        with pytest.raises(OSError, match=rf"cannot write {re.escape(str(tmp_path / 'x.json'))}: No space"):
+            with lutkern._atomic.atomic_open(tmp_path / "x.json", "w") as f:
+                f.write("{}")
+    assert list(tmp_path.iterdir()) == []  # no temporary left
+    monkeypatch.setattr(checkpoint.torch, "save", _save_on_a_full_disk)
+    assert train_main(_train_args(pairs, tmp_path, "--experiment", "full")) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("python -m img2lut.train: error: ")
+    assert errors[0].endswith("checkpoint.pt: cannot write the checkpoint (unexpected pos)")
+    assert not list((tmp_path / "models" / "full").glob(".*"))
+
+
 # ------------------------------------------------------------------------------- files that never end
 
 
@@ -514,6 +542,9 @@ def test_empty_images_give_empty_results_on_every_backend(monkeypatch, backend, 
     assert out.shape == image.shape and out.dtype == image.dtype
     out.sum().backward()
     assert image.grad.shape == image.shape and torch.equal(lut.grad, torch.zeros_like(lut))
+    with torch.no_grad():  # into an empty buffer too
+        into = torch.empty(shape)
+        assert lutkern.apply_lut(image, lut, backend=backend, out=into) is into
 
 
 def test_only_the_first_frame_of_a_multi_page_image_is_graded_and_the_user_is_told(tmp_path, capsys):
