@@ -100,7 +100,8 @@ def run_grade(grade: str, heads: list[str], args, work: Path) -> list[dict]:
     name = "true LUTs" if grade == "adaptive" else "true LUT"
     rows.append(_row(name, 10 * torch.log10(1 / mse).float(), 0.0, true_out))
     cells = [(held.inputs[r["worst_index"]], held.targets[r["worst_index"]], r["worst_output"]) for r in rows]
-    preview_grid(args.out / f"worst-{grade}.png", cells, titles=("input", "target", "output"))
+    labels = [f"{r['row']}: worst {held.names[r['worst_index']]}, {r['worst']:.1f} dB" for r in rows]
+    preview_grid(args.out / f"worst-{grade}.png", cells, titles=("input", "target", "output"), labels=labels)
     for r in rows:
         r["worst_image"] = held.names[r.pop("worst_index")]
         r.pop("worst_output")

@@ -30,18 +30,25 @@ def _save(image: Image.Image, path: Path) -> None:
 
 
 def preview_grid(path: str | Path, rows: list[tuple[torch.Tensor, ...]],
-                 titles: tuple[str, ...] = ("input", "target", "output")) -> None:
-    """Save a grid with one row per example and one column per title; each cell ``(3,H,W)`` in [0,1]."""
+                 titles: tuple[str, ...] = ("input", "target", "output"),
+                 labels: list[str] | None = None) -> None:
+    """Save a grid with one row per example and one column per title; each cell ``(3,H,W)`` in [0,1].
+    ``labels``: a line of text per row, written above it."""
     font = ImageFont.load_default()
     h, w = rows[0][0].shape[-2:]
     header, pad = 16, 2
-    grid = Image.new("RGB", (len(titles) * (w + pad) + pad, header + len(rows) * (h + pad) + pad), "white")
+    line = 14 if labels else 0  # a row's label sits in a strip above it
+    grid = Image.new("RGB", (len(titles) * (w + pad) + pad, header + len(rows) * (h + pad + line) + pad),
+                     "white")
     draw = ImageDraw.Draw(grid)
     for col, title in enumerate(titles):
         draw.text((pad + col * (w + pad) + 4, 2), title, fill="black", font=font)
     for r, cells in enumerate(rows):
+        top = header + pad + r * (h + pad + line)
+        if labels:
+            draw.text((pad + 4, top), labels[r], fill="black", font=font)
         for col, cell in enumerate(cells):
-            grid.paste(to_pil(cell), (pad + col * (w + pad), header + pad + r * (h + pad)))
+            grid.paste(to_pil(cell), (pad + col * (w + pad), top + line))
     _save(grid, Path(path))
 
 
