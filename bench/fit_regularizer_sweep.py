@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import lutkern
-from img2lut.fit import fit_lut, image_psnr
+from img2lut.fitting import fit_lut, image_psnr
 
 
 def photos() -> dict[str, torch.Tensor]:

@@ -35,7 +35,7 @@ from img2lut import fit_lut, load
 from img2lut import train as train_cmd
 from img2lut.data import load_pairs, pair_files
 from img2lut.demo import DEMO_SETS, PHOTOS, build_demo
-from img2lut.fit import image_psnr
+from img2lut.fitting import image_psnr
 from img2lut.model import HEADS
 from img2lut.plots import preview_grid
 

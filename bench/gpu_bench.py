@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 import lutkern
-from lutkern.ops import apply_lut as triton_op
+from lutkern.ops import apply_lut_triton as triton_op
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {}
 ROWS: list[dict] = []

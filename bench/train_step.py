@@ -49,9 +49,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from img2lut.config import TrainConfig  # noqa: E402
 from img2lut.losses import LossWeights, total_loss  # noqa: E402
 from img2lut.model import ResNetLUTGenerator  # noqa: E402
-from img2lut.train import TrainConfig, make_optimizer  # noqa: E402
+from img2lut.trainer import make_optimizer  # noqa: E402
 from lutkern.reference.regularizers import smoothness_reference  # noqa: E402
 
 # The seed's calc_lut_loss: 0.1 * smoothness_regularization(lut, lambda_smooth=0.001).

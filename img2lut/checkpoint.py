@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from lutkern._atomic import atomic_open
+from lutkern.files import atomic_open
 
 from .model import ResNetLUTGenerator
 

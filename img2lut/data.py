@@ -19,6 +19,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+import lutkern
+from lutkern.imageio import read_image
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 _MAX_NAMES_IN_ERROR = 10
 
@@ -99,15 +102,19 @@ def pair_files(inputs: str | Path, targets: str | Path) -> list[PairFiles]:
     return [PairFiles(name, ins[name], outs[name]) for name in sorted(ins)]
 
 
+def _naming(path: str | Path, exc: Exception, message: str = "{}") -> DataError:
+    """``exc`` as a DataError naming ``path`` once: as it is when its message already names the file (the
+    readers' own errors do), else ``path: message`` with the error's text in ``message``'s braces."""
+    text = str(exc)
+    return DataError(text if str(path) in text else f"{path}: " + message.format(text))
+
+
 def read_rgb(path: Path) -> torch.Tensor:
     """``(3,H,W)`` float32 RGB in [0,1]; unreadable files raise DataError naming the file."""
-    from lutkern.imageio import read_image
-
     try:
         return read_image(path).pixels.float()
     except (OSError, ValueError) as exc:
-        # The image reader's own errors already name the file: not "X: cannot read image (X: ...)".
-        raise DataError(str(exc) if str(path) in str(exc) else f"{path}: cannot read image ({exc})") from exc
+        raise _naming(path, exc, "cannot read image ({})") from exc
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -248,3 +255,24 @@ def split_names(names: list[str], val_fraction: float) -> tuple[list[int], list[
     if len(names) < 2:
         raise DataError(f"need at least 2 pairs to split into training and validation, got {len(names)}")
     return split_groups(list(names), val_fraction)
+
+
+def default_true_lut(inputs: str | Path) -> str | None:
+    """``truth.cube`` in the folder that holds the inputs folder, where the demo sets keep their true LUT
+    (and where a user may put one); None when there is none."""
+    path = Path(inputs).parent / "truth.cube"
+    return str(path) if path.is_file() else None
+
+
+def read_true_lut(path: str | Path, lut_size: int) -> torch.Tensor:
+    """The whole transform of the ``.cube`` at ``path`` (domain, shaper, 3D table) sampled at a learned
+    LUT's lattice ``(S,S,S,3)`` (the table itself when it is a plain 3D table of that size): the true LUT
+    a learned one is compared with, or starts at. DataError naming the file when it cannot be read."""
+    path = Path(path)
+    try:
+        cube = lutkern.read_cube(path)
+    except (OSError, ValueError) as exc:  # CubeFormatError is a ValueError
+        raise _naming(path, exc) from None
+    grid = lutkern.identity_lut(lut_size, dtype=torch.float64).permute(3, 0, 1, 2).reshape(3, -1, lut_size)
+    out = cube.apply(grid, backend="torch")
+    return out.reshape(3, lut_size, lut_size, lut_size).permute(1, 2, 3, 0).float().contiguous()

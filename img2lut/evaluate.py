@@ -1,4 +1,4 @@
-"""Measure a trained model on (original, graded) pairs: ``python -m img2lut.evaluate CHECKPOINT --inputs DIR
+"""Measure a trained model on (original, graded) pairs: ``python -m img2lut.evaluate MODEL --inputs DIR
 --targets DIR``.
 
 Pairs are matched by file name (as in training) and go through the model as in training's validation:
@@ -10,7 +10,7 @@ over all pixels, which is what training reports as ``val_psnr``.
 
 With ``--true-lut FILE.cube`` (or a ``truth.cube`` in the folder holding ``--inputs``), also the LUT error
 as in training: the RMS difference between the mean predicted LUT and the true one, over all lattice
-points and over those nearest to a pixel of the evaluated inputs.
+points and over those the evaluated inputs cover (:func:`img2lut.metrics.lattice_coverage`).
 
 Outputs: a table on stdout, ``--json FILE`` (non-finite numbers, e.g. the PSNR of a perfect match, are
 written as null), ``--grid FILE.png``: the best and worst images by PSNR, one row each, columns input |
@@ -25,71 +25,20 @@ import math
 import sys
 from pathlib import Path
 
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from lutkern._atomic import atomic_open
-from lutkern._cli import CommandParser, check_device, int_in, one_line, warnings_on_one_line
-from lutkern._outputs import check_output
+from lutkern.cli import CommandParser, add_device_flags, check_device, console, int_in, run_command
+from lutkern.files import atomic_open, check_output
 
-from .color import delta_e_2000_srgb
-from .data import load_pairs, pair_files
-from .metrics import covered_lattice_points, lut_rmse, psnr_from_mse, ssim_value
-from .plots import preview_grid
-from .predict import LUTPredictor, load
-from .train import evaluate as run_model
-from .train import truth_at_lattice
+from .data import pair_files
+from .evaluation import evaluate_pairs
+from .plots import ERROR_MAP_MAX, error_map, preview_grid
+from .prediction import load
 
 PROG = "python -m img2lut.evaluate"
-ERROR_MAP_MAX = 10.0  # CIEDE2000 at which the error map saturates (about an obvious difference)
 GRID_ROWS = 3  # best and worst images each in the grid
-
-
-def error_map(delta_e: torch.Tensor, top: float = ERROR_MAP_MAX) -> torch.Tensor:
-    """``(3,H,W)`` RGB in [0,1] for a ``(H,W)`` error: black at 0, red, yellow, white at ``top`` and above."""
-    v = (delta_e.float() / top).clamp(0, 1) * 3
-    return torch.stack([v.clamp(0, 1), (v - 1).clamp(0, 1), (v - 2).clamp(0, 1)])
-
-
-def evaluate_pairs(predictor: LUTPredictor, inputs: str | Path, targets: str | Path, *,
-                   image_size: int | None = None, batch_size: int = 16, true_lut: str | Path | None = None,
-                   progress=None) -> tuple[dict, dict]:
-    """Run the model on the pairs of two folders.
-
-    Returns ``(report, images)``: ``report`` is what ``--json`` writes (see the module docstring);
-    ``images`` maps each name to its ``(input, target, output)`` ``(3,S,S)`` tensors and per-pixel
-    CIEDE2000 ``(S,S)``. ``progress(i)`` is called after pair i is decoded.
-    """
-    size = image_size or predictor.image_size
-    if true_lut is None and (Path(inputs).parent / "truth.cube").is_file():
-        true_lut = Path(inputs).parent / "truth.cube"
-    # The true LUT before any pair is decoded: a bad file fails at once.
-    truth = truth_at_lattice(Path(true_lut), predictor.lut_size) if true_lut is not None else None
-    data = load_pairs(pair_files(inputs, targets), size, progress)
-    thumbs = predictor.cnn_input(data.inputs)
-    result = run_model(predictor.model, data, thumbs, batch_size, predictor.device)
-    mse, mean_lut, outputs = result.mse, result.mean_lut, result.outputs
-    rows, images = [], {}
-    for i, name in enumerate(data.names):
-        out, tgt = outputs[i], data.targets[i]
-        mse_i = float((out - tgt).square().mean())
-        de = delta_e_2000_srgb(out, tgt)
-        rows.append({"name": name, "psnr": psnr_from_mse(mse_i), "ssim": ssim_value(out[None], tgt[None]),
-                     "delta_e00": float(de.mean()), "mse": mse_i})
-        images[name] = (data.inputs[i], tgt, out, de)
-    mean = {key: sum(r[key] for r in rows) / len(rows) for key in ("psnr", "ssim", "delta_e00", "mse")}
-    mean["psnr_of_mean_mse"] = psnr_from_mse(mse)
-    report = {"inputs": str(inputs), "targets": str(targets), "pairs": len(rows), "image_size": size,
-              "cnn_size": predictor.cnn_size, "lut_size": predictor.lut_size,
-              "interpolation": predictor.interpolation, "images": rows, "mean": mean, "lut": None}
-    if truth is not None:
-        covered = covered_lattice_points(data.inputs, predictor.lut_size)
-        report["lut"] = {"truth": str(true_lut), "rmse_all": lut_rmse(mean_lut, truth),
-                         "rmse_covered": lut_rmse(mean_lut, truth, covered),
-                         "covered_fraction": float(covered.float().mean())}
-    return report, images
 
 
 def grid_names(rows: list[dict], per_end: int = GRID_ROWS) -> list[str]:
@@ -123,7 +72,8 @@ def _json_safe(value):
 def _parser() -> argparse.ArgumentParser:
     p = CommandParser(prog=PROG, description="Measure a trained model on (original, graded) "
                                 "pairs: PSNR, SSIM, CIEDE2000 per image and on average, and the LUT error.")
-    p.add_argument("checkpoint", type=Path, help="checkpoint.pt written by python -m img2lut.train")
+    p.add_argument("checkpoint", type=Path, metavar="MODEL",
+                   help="model.pt (or checkpoint.pt) written by python -m img2lut.train")
     p.add_argument("--inputs", required=True, metavar="DIR", help="folder of original images")
     p.add_argument("--targets", required=True, metavar="DIR", help="folder of graded images, paired by name")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the per-image and mean results here")
@@ -134,12 +84,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="resize pairs to N x N (default: the checkpoint's image_size, as in training)")
     p.add_argument("--batch-size", type=int_in(1, 4096), default=16)
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json/--grid file")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_device_flags(p)
     return p
 
 
 def check_outputs(args: argparse.Namespace, pairs) -> None:
-    """ValueError unless --json and --grid are two files that may be written (lutkern._outputs)."""
+    """ValueError unless --json and --grid are two files that may be written (lutkern.files)."""
     inputs = [args.checkpoint, args.true_lut, Path(args.inputs).parent / "truth.cube",
               *(p.input for p in pairs), *(p.target for p in pairs)]
     if args.json is not None and args.grid is not None and args.json.resolve() == args.grid.resolve():
@@ -150,53 +100,51 @@ def check_outputs(args: argparse.Namespace, pairs) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    with warnings_on_one_line(PROG):
-        return _run(args)
+    return run_command(_parser(), argv, _run, errors=(ValueError, OSError, RuntimeError))
 
 
 def _run(args: argparse.Namespace) -> int:
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
-    try:
-        device = check_device(args.device)
-        pairs = pair_files(args.inputs, args.targets)
-        check_outputs(args, pairs)
-        predictor = load(args.checkpoint, device)
-        n = len(pairs)
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-        with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
-            task = progress.add_task("decoding pairs", total=n)
-            report, images = evaluate_pairs(
-                predictor, args.inputs, args.targets, image_size=args.image_size, batch_size=args.batch_size,
-                true_lut=args.true_lut, progress=lambda i: progress.update(task, completed=i + 1))
-        report = {"checkpoint": str(args.checkpoint), **report}
-        if args.grid is not None:
-            names = grid_names(report["images"])
-            preview_grid(args.grid, [(*images[k][:3], error_map(images[k][3])) for k in names],
-                         titles=("input", "target", "output", f"dE00 0-{ERROR_MAP_MAX:g}"))
-            report["grid"] = {"path": str(args.grid), "rows": names}
-        if args.json is not None:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_open(args.json, "w") as f:
-                f.write(json.dumps(_json_safe(report), indent=2) + "\n")
-    except (ValueError, OSError, RuntimeError) as exc:  # DataError, CheckpointError, CubeFormatError
-        err.print(f"{PROG}: error: {one_line(exc)}", markup=False)
-        return 2
-    out = Console(soft_wrap=True)
+    device = check_device(args.device, args.backend)
+    pairs = pair_files(args.inputs, args.targets)
+    check_outputs(args, pairs)
+    predictor = load(args.checkpoint, device)
+    predictor.model.backend = args.backend
+    err = console()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
+        task = progress.add_task("decoding pairs", total=len(pairs))
+        report, images = evaluate_pairs(
+            predictor, args.inputs, args.targets, image_size=args.image_size, batch_size=args.batch_size,
+            true_lut=args.true_lut, progress=lambda i: progress.update(task, completed=i + 1))
+    report = {"checkpoint": str(args.checkpoint), **report}
+    if args.grid is not None:
+        names = grid_names(report["images"])
+        preview_grid(args.grid, [(*images[k][:3], error_map(images[k][3])) for k in names],
+                     titles=("input", "target", "output", f"dE00 0-{ERROR_MAP_MAX:g}"))
+        report["grid"] = {"path": str(args.grid), "rows": names}
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(args.json, "w") as f:
+            f.write(json.dumps(_json_safe(report), indent=2) + "\n")
+    _print_report(report, args.grid)
+    return 0
+
+
+def _print_report(report: dict, grid: Path | None) -> None:
+    """The results on stdout: the table, the means, the LUT error and the grid's rows."""
+    out = Console(soft_wrap=True, highlight=False)
     out.print(_table(report))
     m = report["mean"]
     worst = min(report["images"], key=lambda r: r["psnr"])
     out.print(f"mean: PSNR {m['psnr']:.2f} dB (of the mean MSE: {m['psnr_of_mean_mse']:.2f} dB; worst "
               f"image {worst['psnr']:.2f} dB, {worst['name']}), SSIM {m['ssim']:.4f}, "
-              f"CIEDE2000 {m['delta_e00']:.3f}", highlight=False)
+              f"CIEDE2000 {m['delta_e00']:.3f}")
     if report["lut"] is not None:
         lut = report["lut"]
         out.print(f"LUT RMSE vs {lut['truth']}: {lut['rmse_all']:.4f} (all) / {lut['rmse_covered']:.4f} "
-                  f"(covered, {100 * lut['covered_fraction']:.0f}% of the lattice)", highlight=False)
+                  f"(covered, {100 * lut['covered_fraction']:.0f}% of the lattice)")
     if "grid" in report:
-        out.print(f"grid rows, best to worst PSNR: {', '.join(report['grid']['rows'])} -> {args.grid}",
-                  highlight=False)
-    return 0
+        out.print(f"grid rows, best to worst PSNR: {', '.join(report['grid']['rows'])} -> {grid}")
 
 
 if __name__ == "__main__":

@@ -1,274 +1,29 @@
-"""Fit one global LUT directly to (original, graded) image pairs: ``python -m img2lut.fit``.
+"""Fit one global LUT directly to (original, graded) image pairs: ``python -m img2lut.fit --inputs DIR
+--targets DIR --out FILE.cube``.
 
-For a global look no CNN is needed: a single LUT tensor, started at the identity, is optimised with
-Adam through :func:`lutkern.apply_lut` on random pixels drawn from all training pairs at every step
-(cheap, and an unbiased estimate of the mean squared error over all pixels). Lattice points that no
-pixel touches get no data gradient; the regularizers (smoothness, total variation, monotonicity) fill
-them in from their covered neighbours. Weights and defaults were chosen on held-out photos: docs/fit.md.
-
-LUTs follow the project convention ``(D,D,D,3)`` indexed ``lut[b, g, r, c]`` (red index fastest, the
-``.cube`` row order); images are RGB float in [0, 1], ``(N,3,H,W)`` or a list of ``(3,H,W)``.
+For a global look no CNN is needed: one LUT, fitted in seconds (:func:`img2lut.fitting.fit_lut`), pairs
+matched by file name, whole photographs held out for validation as in training (``--group-by``).
+Weights and defaults were chosen on held-out photos: docs/fit.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import inspect
-import math
 import os
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 import lutkern
-from lutkern._cli import CommandParser, int_in, one_line, warnings_on_one_line
-from lutkern._outputs import check_output
+from lutkern.cli import CommandParser, add_device_flags, check_device, console, int_in, run_command
+from lutkern.files import check_output
 
 from .data import DataError, group_names, load_pairs, pair_files, split_groups
-from .metrics import psnr_from_mse
+from .fitting import check_fit_settings, fit_lut, image_psnr
 from .plots import preview_grid
-
-PARAMETRIZATIONS = ("values", "logits")
-# Logits of 0 and 1 are infinite: the identity is clamped to [eps, 1-eps] first (as the CNN's init does).
-LOGIT_EPS = 1e-3
-# Regularizer weights of fit_lut and the CLI, chosen on held-out photos (docs/fit.md).
-DEFAULT_WEIGHTS = {"smooth": 0.0, "tv": 1e-2, "mono": 1e-2}
-# Interpolation weight (in pixels) a lattice point needs to count as covered by the data.
-COVERED_WEIGHT = 1.0
-# Pixels drawn per step at most (24 bytes each, with their targets).
-MAX_BATCH_PIXELS = 1 << 24
-# Pixels per apply_lut call when measuring the coverage of all pixels: bounds peak memory.
-_CHUNK_PIXELS = 1 << 20
-
-
-@dataclass
-class FitResult:
-    """What :func:`fit_lut` found.
-
-    lut: ``(D,D,D,3)`` float32 in [0, 1], ``lut[b, g, r, c]``, on the CPU (as coverage).
-    coverage: ``(D,D,D)`` total interpolation weight each lattice point received from the training
-        pixels (in pixels); 0 where no pixel's interpolation support reaches.
-    losses: mean squared error of the sampled pixels at each step (without the regularizers).
-    seconds: wall time of the optimisation (pixel gathering and coverage excluded).
-    """
-
-    lut: torch.Tensor
-    coverage: torch.Tensor
-    losses: list[float] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def touched(self) -> int:
-        """Lattice points that receive any data gradient."""
-        return int((self.coverage > 0).sum())
-
-    @property
-    def covered(self) -> int:
-        """Lattice points with at least ``COVERED_WEIGHT`` pixels of interpolation weight."""
-        return int((self.coverage >= COVERED_WEIGHT).sum())
-
-    def coverage_summary(self) -> str:
-        total = self.coverage.numel()
-        covered, touched = self.covered, self.touched
-        return (f"data covers {covered}/{total} lattice points ({100 * covered / total:.1f}%) with >= "
-                f"{COVERED_WEIGHT:g} pixel of weight; {touched} ({100 * touched / total:.1f}%) touched "
-                "at all; the rest are filled in by the regularizers")
-
-
-def _as_image_list(images, name: str) -> list[torch.Tensor]:
-    """``(N,3,H,W)`` tensor or a sequence of ``(3,H,W)`` tensors -> list of float ``(3,H,W)``."""
-    if isinstance(images, torch.Tensor):
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"{name} must be (N,3,H,W) or a list of (3,H,W) images, "
-                             f"got {tuple(images.shape)}")
-        images = list(images)
-    if not isinstance(images, Sequence) or isinstance(images, str):
-        raise TypeError(f"{name} must be a tensor or a list of tensors, got {type(images).__name__}")
-    if len(images) == 0:
-        raise ValueError(f"{name} is empty")
-    for i, im in enumerate(images):
-        if not isinstance(im, torch.Tensor):
-            raise TypeError(f"{name}[{i}] must be a torch.Tensor, got {type(im).__name__}")
-        if not im.is_floating_point():
-            raise TypeError(f"{name}[{i}] must be a floating-point image in [0, 1], got dtype {im.dtype}")
-        if im.dim() != 3 or im.shape[0] != 3:
-            raise ValueError(f"{name}[{i}] must have shape (3,H,W), got {tuple(im.shape)}")
-    return list(images)
-
-
-def _pixel_pool(inputs, targets) -> torch.Tensor:
-    """All pixels of all pairs as one float32 ``(P,6)`` tensor: input RGB then target RGB per row.
-
-    One row per pixel makes drawing a random pixel one contiguous 24-byte read (several times faster
-    than gathering from channel planes once the pool outgrows the caches).
-    """
-    xs, ys = _as_image_list(inputs, "inputs"), _as_image_list(targets, "targets")
-    if len(xs) != len(ys):
-        raise ValueError(f"got {len(xs)} inputs but {len(ys)} targets")
-    for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
-        if x.shape != y.shape:
-            raise ValueError(f"pair {i}: input {tuple(x.shape)} and target {tuple(y.shape)} differ in size")
-    return torch.cat([torch.cat([x.float().reshape(3, -1), y.float().reshape(3, -1)]).T
-                      for x, y in zip(xs, ys, strict=True)])
-
-
-def _apply_pixels(pixels: torch.Tensor, lut: torch.Tensor, interpolation: str, backend: str | None):
-    """Apply ``lut`` to pixels ``(3,P)`` (viewed as a 1-pixel-high image); returns ``(3,P)``."""
-    out = lutkern.apply_lut(pixels.unsqueeze(1), lut, interpolation=interpolation, backend=backend)
-    return out.squeeze(1)
-
-
-def lattice_coverage(pixels: torch.Tensor, lut_size: int, interpolation: str = "trilinear",
-                     backend: str | None = None) -> torch.Tensor:
-    """Interpolation weight ``(D,D,D)`` each lattice point receives from ``pixels`` ``(3,P)``.
-
-    Taken from apply_lut's own gradient (d sum(out) / d lut), so it matches the interpolation exactly:
-    a point with weight 0 gets no data gradient during a fit.
-    """
-    probe = torch.zeros(lut_size, lut_size, lut_size, 3, device=pixels.device, requires_grad=True)
-    for chunk in pixels.split(_CHUNK_PIXELS, dim=1):
-        _apply_pixels(chunk, probe, interpolation, backend)[0].sum().backward()
-    return probe.grad[..., 0].detach()
-
-
-def _check_positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
-
-
-def fit_lut(
-    inputs,
-    targets,
-    *,
-    lut_size: int = 33,
-    interpolation: str = "trilinear",
-    smooth_weight: float = DEFAULT_WEIGHTS["smooth"],
-    tv_weight: float = DEFAULT_WEIGHTS["tv"],
-    mono_weight: float = DEFAULT_WEIGHTS["mono"],
-    steps: int = 500,
-    lr: float = 5e-2,
-    batch_pixels: int = 1 << 16,
-    seed: int = 0,
-    init: torch.Tensor | None = None,
-    parametrization: str = "values",
-    backend: str | None = None,
-    progress: bool = False,
-) -> FitResult:
-    """Fit one LUT ``(D,D,D,3)`` so that ``apply_lut(inputs[i], lut) ~= targets[i]`` for every pair.
-
-    inputs, targets: ``(N,3,H,W)`` tensors, or equally long lists of ``(3,H,W)`` images whose sizes may
-        differ between pairs (never within a pair); RGB float in [0, 1]. The fit runs on their device.
-    lut_size: D. interpolation: any mode of :func:`lutkern.apply_lut` (the fitted LUT is meant to be
-        applied with the same one).
-    smooth_weight, tv_weight, mono_weight: weights of :func:`lutkern.smoothness`,
-        :func:`lutkern.total_variation` and :func:`lutkern.monotonicity` added to the pixel MSE.
-    steps, lr, batch_pixels: Adam steps, its learning rate (cosine-decayed to 5% of it), and the number
-        of pixels drawn uniformly (with replacement) from all pairs at each step.
-    seed: seeds the pixel sampling, so a fit is reproducible.
-    init: starting LUT ``(D,D,D,3)``; the identity when None.
-    parametrization: ``"values"`` optimises the lattice values directly (clamped to [0, 1] at the end);
-        ``"logits"`` optimises logits behind a sigmoid, as the CNN does.
-    backend: passed to :func:`lutkern.apply_lut`.
-    progress: show a progress bar (rich).
-    """
-    if not isinstance(lut_size, int) or isinstance(lut_size, bool):
-        raise ValueError(f"lut_size must be an int, got {lut_size!r}")
-    lutkern.identity_lut(lut_size)  # validates the size range
-    if interpolation not in lutkern.reference.apply.INTERPOLATIONS:
-        raise ValueError(f"interpolation must be one of {lutkern.reference.apply.INTERPOLATIONS}, "
-                         f"got {interpolation!r}")
-    if parametrization not in PARAMETRIZATIONS:
-        raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
-    steps = _check_positive_int("steps", steps)
-    batch_pixels = _check_positive_int("batch_pixels", batch_pixels)
-    if batch_pixels > MAX_BATCH_PIXELS:
-        raise ValueError(f"batch_pixels must be at most {MAX_BATCH_PIXELS}, got {batch_pixels}")
-    if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    if init is not None and not isinstance(init, torch.Tensor):
-        raise TypeError(f"init must be a LUT tensor (D,D,D,3) or None, got {type(init).__name__}")
-    start = lutkern.identity_lut(lut_size) if init is None else init.detach().float().cpu().clone()
-    if start.shape != (lut_size, lut_size, lut_size, 3):
-        raise ValueError(f"init must have shape {(lut_size,) * 3 + (3,)} (lut_size={lut_size}), "
-                         f"got {tuple(start.shape)}")
-    if not torch.isfinite(start).all():
-        raise ValueError("init contains NaN or infinite values")
-    weights = dict(smooth=smooth_weight, tv=tv_weight, mono=mono_weight)
-    lutkern.lut_regularizers(start, **weights, backend="torch")  # checks the weights before the slow part
-
-    pool = _pixel_pool(inputs, targets)
-    coverage = lattice_coverage(pool[:, :3].T, lut_size, interpolation, backend)
-    start = start.to(pool.device)
-
-    if parametrization == "logits":
-        param = torch.logit(start.clamp(LOGIT_EPS, 1 - LOGIT_EPS)).requires_grad_()
-        to_lut = torch.sigmoid
-    else:
-        param = start.requires_grad_()
-        to_lut = torch.nn.Identity()
-    opt = torch.optim.Adam([param], lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=0.05 * lr)
-    gen = torch.Generator().manual_seed(seed)
-    losses: list[float] = []
-    t0 = time.perf_counter()
-    with _progress_bar(progress, steps) as advance:
-        for _ in range(steps):
-            idx = torch.randint(pool.shape[0], (batch_pixels,), generator=gen).to(pool.device)
-            batch = pool.index_select(0, idx).T  # (6, batch_pixels)
-            lut = to_lut(param)
-            mse = (_apply_pixels(batch[:3], lut, interpolation, backend) - batch[3:]).square().mean()
-            loss = mse + lutkern.lut_regularizers(lut, **weights, backend=backend)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(mse.item())
-            advance(losses[-1])
-    seconds = time.perf_counter() - t0
-    with torch.no_grad():
-        lut = to_lut(param).clamp(0, 1)
-    return FitResult(lut=lut.detach().cpu(), coverage=coverage.cpu(), losses=losses, seconds=seconds)
-
-
-@contextlib.contextmanager
-def _progress_bar(enabled: bool, steps: int):
-    """Yield ``advance(mse)``: a rich progress bar showing the running PSNR, or a no-op."""
-    if not enabled:
-        yield lambda mse: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn("fit"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[psnr]}"))
-    with Progress(*columns, transient=True) as bar:
-        task = bar.add_task("fit", total=steps, psnr="")
-
-        def advance(mse: float) -> None:
-            bar.update(task, advance=1, psnr=f"sampled pixels {psnr_from_mse(mse):.2f} dB")
-
-        yield advance
-
-
-@torch.no_grad()
-def image_psnr(inputs, targets, lut: torch.Tensor, interpolation: str = "trilinear",
-               backend: str | None = None) -> torch.Tensor:
-    """PSNR (dB) ``(N,)`` of ``apply_lut(inputs[i], lut)`` against ``targets[i]``, image by image (inf when
-    exact)."""
-    xs, ys = _as_image_list(inputs, "inputs"), _as_image_list(targets, "targets")
-    if len(xs) != len(ys):
-        raise ValueError(f"got {len(xs)} inputs but {len(ys)} targets")
-    out = []
-    for x, y in zip(xs, ys, strict=True):
-        pred = lutkern.apply_lut(x.float(), lut, interpolation=interpolation, backend=backend)
-        out.append(psnr_from_mse(float((pred - y.float()).square().mean())))
-    return torch.tensor(out)
-
 
 PROG = "python -m img2lut.fit"
 PREVIEW_ROWS = 4
@@ -277,11 +32,11 @@ _FIT_DEFAULTS = {k: p.default for k, p in inspect.signature(fit_lut).parameters.
 
 def build_parser() -> argparse.ArgumentParser:
     p = CommandParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add = p.add_argument
     add("--inputs", required=True, help="folder of original images")
     add("--targets", required=True, help="folder of graded images, paired with --inputs by file name")
-    add("--out", required=True, help="the .cube file to write")
+    add("--out", required=True, help="the .cube file to write (its folder must exist)")
     add("--val-inputs", help="folder of validation originals (default: split off --inputs by --val-fraction)")
     add("--val-targets", help="folder of validation graded images")
     add("--val-fraction", type=float, default=0.1, help="share of pairs held out for validation (0: none)")
@@ -295,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         add(flag, type=kind, default=_FIT_DEFAULTS[flag[2:].replace("-", "_")], help=help, **kw)
 
     tuning("--lut-size", int, "LUT lattice size D")
-    tuning("--interpolation", str, "how the LUT is applied", choices=lutkern.reference.apply.INTERPOLATIONS)
+    tuning("--interpolation", str, "how the LUT is applied", choices=lutkern.INTERPOLATIONS)
     tuning("--smooth-weight", float, "weight of lutkern.smoothness")
     tuning("--tv-weight", float, "weight of lutkern.total_variation")
     tuning("--mono-weight", float, "weight of lutkern.monotonicity")
@@ -308,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--preview", help="also write a PNG grid: input | target | fitted, for a few validation pairs")
     add("--title", help="TITLE line of the .cube; the output file name when omitted")
     add("--overwrite", action="store_true", help="replace an existing --out/--preview file (never an input)")
+    add_device_flags(p)
     return p
 
 
@@ -347,42 +103,38 @@ def _report(name: str, images, psnr: torch.Tensor) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    with warnings_on_one_line(PROG):
-        return _run(args)
+    return run_command(build_parser(), argv, _run, errors=(ValueError, TypeError, OSError))
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        torch.set_num_threads(args.threads)
-        _check_outputs(args)
-        t0 = time.perf_counter()
-        train, val = _load(args)
-        print(f"{len(train)} training / {len(val) if val is not None else 0} validation pairs at "
+    out = console()
+    device = check_device(args.device, args.backend)
+    torch.set_num_threads(args.threads)
+    names = ("lut_size", "interpolation", "smooth_weight", "tv_weight", "mono_weight", "steps", "lr",
+             "batch_pixels")
+    settings = {name: getattr(args, name) for name in names}
+    check_fit_settings(**settings)  # before any image is decoded
+    _check_outputs(args)
+    t0 = time.perf_counter()
+    train, val = _load(args)
+    out.print(f"{len(train)} training / {len(val) if val is not None else 0} validation pairs at "
               f"{args.image_size}x{args.image_size}, loaded in {time.perf_counter() - t0:.1f} s")
-        result = fit_lut(
-            train.inputs, train.targets, lut_size=args.lut_size, interpolation=args.interpolation,
-            smooth_weight=args.smooth_weight, tv_weight=args.tv_weight, mono_weight=args.mono_weight,
-            steps=args.steps, lr=args.lr, batch_pixels=args.batch_pixels, seed=args.seed,
-            progress=sys.stderr.isatty(),
-        )
-        print(f"fitted a {args.lut_size}^3 LUT in {result.seconds:.1f} s ({args.steps} steps); "
+    result = fit_lut(train.inputs.to(device), train.targets.to(device), **settings, seed=args.seed,
+                     backend=args.backend, progress=out.is_terminal)
+    out.print(f"fitted a {args.lut_size}^3 LUT in {result.seconds:.1f} s ({args.steps} steps); "
               + result.coverage_summary())
-        for name, images in (("train", train), ("validation", val)):
-            if images is not None:
-                psnr = image_psnr(images.inputs, images.targets, result.lut, args.interpolation)
-                print(_report(name, images, psnr))
-        lutkern.write_cube(args.out, result.lut, title=args.title or Path(args.out).stem)
-        print(f"wrote {args.out}")
-        if args.preview:
-            shown = val if val is not None else train
-            rows = [(x, y, lutkern.apply_lut(x, result.lut, interpolation=args.interpolation))
-                    for x, y in zip(shown.inputs[:PREVIEW_ROWS], shown.targets[:PREVIEW_ROWS], strict=True)]
-            preview_grid(args.preview, rows, titles=("input", "target", "fitted LUT"))
-            print(f"wrote {args.preview}")
-    except (ValueError, TypeError, OSError) as exc:  # DataError and CubeFormatError are ValueErrors
-        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
-        return 2
+    for name, images in (("train", train), ("validation", val)):
+        if images is not None:
+            print(_report(name, images, image_psnr(images.inputs, images.targets, result.lut,
+                                                   args.interpolation, args.backend)))
+    lutkern.write_cube(args.out, result.lut, title=args.title or Path(args.out).stem)
+    out.print(f"wrote {args.out}")
+    if args.preview:
+        shown = val if val is not None else train
+        rows = [(x, y, lutkern.apply_lut(x, result.lut, interpolation=args.interpolation))
+                for x, y in zip(shown.inputs[:PREVIEW_ROWS], shown.targets[:PREVIEW_ROWS], strict=True)]
+        preview_grid(args.preview, rows, titles=("input", "target", "fitted LUT"))
+        out.print(f"wrote {args.preview}")
     return 0
 
 

@@ -18,10 +18,13 @@ import lutkern
 
 @dataclass(frozen=True)
 class LossWeights:
+    """The weight of each term (0: not computed) and the backend of the regularizers (None: automatic)."""
+
     ssim: float = 0.0
     smooth: float = 0.0
     tv: float = 0.0
     mono: float = 0.0
+    backend: str | None = None
 
 
 def ssim_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -37,9 +40,9 @@ def total_loss(output: torch.Tensor, target: torch.Tensor, lut: torch.Tensor,
     parts = {"mse": float(mse.detach())}
     terms = (
         ("ssim", weights.ssim, lambda: ssim_loss(output, target)),
-        ("smooth", weights.smooth, lambda: lutkern.smoothness(lut)),
-        ("tv", weights.tv, lambda: lutkern.total_variation(lut)),
-        ("mono", weights.mono, lambda: lutkern.monotonicity(lut)),
+        ("smooth", weights.smooth, lambda: lutkern.smoothness(lut, backend=weights.backend)),
+        ("tv", weights.tv, lambda: lutkern.total_variation(lut, backend=weights.backend)),
+        ("mono", weights.mono, lambda: lutkern.monotonicity(lut, backend=weights.backend)),
     )
     for name, weight, term in terms:
         if weight:

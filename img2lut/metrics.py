@@ -1,4 +1,5 @@
-"""Quality measures: image PSNR/SSIM and the distance between a learned LUT and the true one."""
+"""Quality measures: image PSNR/SSIM, which lattice points the data covers, and the distance between a
+learned LUT and the true one."""
 
 from __future__ import annotations
 
@@ -6,6 +7,13 @@ import math
 
 import torch
 from pytorch_msssim import ssim
+
+import lutkern
+
+# Interpolation weight (in pixels) a lattice point needs to count as covered by the data.
+COVERED_WEIGHT = 1.0
+# Pixels per apply_lut call when measuring coverage: bounds peak memory.
+_CHUNK_PIXELS = 1 << 20
 
 
 def psnr_from_mse(mse: float) -> float:
@@ -18,18 +26,23 @@ def ssim_value(output: torch.Tensor, target: torch.Tensor) -> float:
     return float(ssim(output.float(), target.float(), data_range=1.0, size_average=True))
 
 
-def covered_lattice_points(images: torch.Tensor, lut_size: int) -> torch.Tensor:
-    """Bool ``(D,D,D)`` mask ``[b, g, r]``: the lattice points nearest to at least one pixel of ``images``.
+def lattice_coverage(pixels: torch.Tensor, lut_size: int, interpolation: str = "trilinear",
+                     backend: str | None = None) -> torch.Tensor:
+    """Interpolation weight ``(D,D,D)`` ``[b, g, r]`` each lattice point receives from ``pixels``: ``(3,P)``
+    colours, or images ``(N,3,H,W)`` (values outside [0,1] count at the LUT's edge).
 
-    images: ``(N,3,H,W)`` in [0,1] (values outside are clamped). Cells far from every pixel get no
-    gradient from the images; only the regularizers shape them.
+    Taken from apply_lut's own gradient (d sum(out) / d lut), so it matches the interpolation exactly: a
+    point with weight 0 gets no gradient from these pixels, only from the regularizers. A point is
+    *covered* when its weight is at least :data:`COVERED_WEIGHT` (one pixel's worth), the one meaning of
+    coverage everywhere the project reports it.
     """
-    d = lut_size
-    idx = (images.clamp(0, 1) * (d - 1)).round().long()  # (N,3,H,W): r, g, b lattice indices
-    flat = (idx[:, 2] * d + idx[:, 1]) * d + idx[:, 0]
-    mask = torch.zeros(d**3, dtype=torch.bool)
-    mask[flat.flatten().unique()] = True
-    return mask.view(d, d, d)
+    flat = pixels.transpose(0, 1).reshape(3, -1) if pixels.dim() == 4 else pixels
+    probe = torch.zeros(lut_size, lut_size, lut_size, 3, device=flat.device, requires_grad=True)
+    with torch.enable_grad():
+        for chunk in flat.split(_CHUNK_PIXELS, dim=1):
+            out = lutkern.apply_lut(chunk.unsqueeze(1), probe, interpolation=interpolation, backend=backend)
+            out[0].sum().backward()
+    return probe.grad[..., 0].detach()
 
 
 def lut_rmse(lut: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor | None = None) -> float:

@@ -39,10 +39,16 @@ import lutkern
 INITS = ("identity", "default")
 HEADS = ("direct", "basis", "curves")
 HISTOGRAM_BINS = 16
-# Identity initialisation clamps the identity LUT to [eps, 1-eps] before the logit (0 and 1 have none)
-# and shrinks the last weight so that every image starts from (almost) the identity LUT.
-IDENTITY_EPS = 1e-3
+# A LUT behind a sigmoid starts at the logit of its values clamped to [eps, 1-eps] (0 and 1 have none).
+LOGIT_EPS = 1e-3
+# Identity initialisation shrinks the last weight so that every image starts from (almost) the start LUT.
 IDENTITY_WEIGHT_SCALE = 0.01
+
+
+def lut_logits(lut: torch.Tensor) -> torch.Tensor:
+    """The logits whose sigmoid is ``lut`` clamped to [eps, 1-eps]: how a LUT parametrised behind a
+    sigmoid (the direct head, ``fit_lut(parametrization="logits")``) starts at a given LUT."""
+    return torch.logit(lut.clamp(LOGIT_EPS, 1 - LOGIT_EPS))
 
 
 class ResidualBlock(nn.Module):
@@ -95,11 +101,11 @@ class ResNetLUTGenerator(nn.Module):
     def __init__(self, lut_size: int = 33, interpolation: str = "trilinear", init: str = "default",
                  head: str = "direct", basis_luts: int = 8):
         super().__init__()
-        if not isinstance(lut_size, int) or not lutkern.functional.MIN_LUT_SIZE <= lut_size <= 256:
-            raise ValueError(f"lut_size must be an int in [2, 256], got {lut_size!r}")
-        if interpolation not in lutkern.reference.apply.INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {lutkern.reference.apply.INTERPOLATIONS}, "
-                             f"got {interpolation!r}")
+        if not isinstance(lut_size, int) or not lutkern.MIN_LUT_SIZE <= lut_size <= lutkern.MAX_LUT_SIZE:
+            raise ValueError(f"lut_size must be an int in [{lutkern.MIN_LUT_SIZE}, {lutkern.MAX_LUT_SIZE}], "
+                             f"got {lut_size!r}")
+        if interpolation not in lutkern.INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {lutkern.INTERPOLATIONS}, got {interpolation!r}")
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         if head not in HEADS:
@@ -111,6 +117,7 @@ class ResNetLUTGenerator(nn.Module):
         self.init = init
         self.head = head
         self.basis_luts = basis_luts
+        self.backend: str | None = None  # lutkern.apply_lut's backend: a setting of the run, not saved
         self.initial_conv = nn.Sequential(
             nn.Conv2d(3, 32, kernel_size=3, stride=1, padding=1),
             nn.BatchNorm2d(32),
@@ -165,7 +172,7 @@ class ResNetLUTGenerator(nn.Module):
             if self.init != "identity":
                 raise ValueError("a warm start of the direct head needs init='identity' (the last weight "
                                  "scaled down)")
-            lut = torch.logit(lut.clamp(IDENTITY_EPS, 1 - IDENTITY_EPS))
+            lut = lut_logits(lut)
         shared.copy_(lut.reshape(-1).to(shared))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -197,7 +204,7 @@ class ResNetLUTGenerator(nn.Module):
             curves[:, 1].view(n, 1, s, 1).expand(n, s, s, s),
             curves[:, 2].view(n, s, 1, 1).expand(n, s, s, s),
         ], dim=1).reshape(n, 3, 1, s**3)
-        composed = lutkern.apply_lut(lattice, lut, interpolation=self.interpolation)  # (B,3,1,S^3)
+        composed = lutkern.apply_lut(lattice, lut, interpolation=self.interpolation, backend=self.backend)
         return composed.view(n, 3, s**3).transpose(1, 2).reshape(n, s, s, s, 3)
 
     def forward(self, x: torch.Tensor, full: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -209,4 +216,4 @@ class ResNetLUTGenerator(nn.Module):
         """
         lut = self.predict_lut(x)
         target = x if full is None else full
-        return lutkern.apply_lut(target, lut, interpolation=self.interpolation), lut
+        return lutkern.apply_lut(target, lut, interpolation=self.interpolation, backend=self.backend), lut

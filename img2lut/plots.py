@@ -1,4 +1,5 @@
-"""Pictures drawn with Pillow: the loss curve and the input | target | output preview grid."""
+"""Pictures drawn with Pillow: the loss curve, the input | target | output preview grid, error maps.
+The only module that draws."""
 
 from __future__ import annotations
 
@@ -8,15 +9,22 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from lutkern._atomic import atomic_open
+from lutkern.files import atomic_open
 
 _COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40))
+ERROR_MAP_MAX = 10.0  # CIEDE2000 at which the error map saturates (about an obvious difference)
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:
     """``(3,H,W)`` float in [0,1] (clamped) -> 8-bit RGB Pillow image."""
     codes = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
     return Image.fromarray(codes.permute(1, 2, 0).cpu().numpy(), "RGB")
+
+
+def error_map(delta_e: torch.Tensor, top: float = ERROR_MAP_MAX) -> torch.Tensor:
+    """``(3,H,W)`` RGB in [0,1] for a ``(H,W)`` error: black at 0, red, yellow, white at ``top`` and above."""
+    v = (delta_e.float() / top).clamp(0, 1) * 3
+    return torch.stack([v.clamp(0, 1), (v - 1).clamp(0, 1), (v - 2).clamp(0, 1)])
 
 
 def _save(image: Image.Image, path: Path) -> None:

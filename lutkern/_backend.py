@@ -39,7 +39,7 @@ def triton_available() -> bool:
     return triton_import_error() is None
 
 
-def triton_unusable_reason(device: torch.device, explicit: bool = True) -> str | None:
+def triton_unusable_reason(device: torch.device, explicit: bool) -> str | None:
     """Why Triton cannot run on ``device`` (None when it can); on the CPU only an ``explicit`` request
     runs the interpreter."""
     err = triton_import_error()
@@ -82,7 +82,12 @@ def resolve_backend(backend: str | None, device: torch.device, unsupported: str 
     if backend not in BACKENDS:
         raise ValueError(f"{source} must be one of {BACKENDS} or None, got {backend!r}")
     if backend == "triton":
-        reason = triton_unusable_reason(device, explicit=True)
-        if reason is not None:
-            raise RuntimeError(f"backend='triton' was requested ({source}) but {reason}")
+        require_triton(device, f"backend='triton' was requested ({source})")
     return backend
+
+
+def require_triton(device: torch.device, request: str) -> None:
+    """RuntimeError ``"{request} but {why}"`` unless Triton can run on ``device``, explicitly asked for."""
+    reason = triton_unusable_reason(device, explicit=True)
+    if reason is not None:
+        raise RuntimeError(f"{request} but {reason}")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._atomic import atomic_open
+from .files import atomic_open
 from .functional import MAX_LUT_SIZE, MIN_LUT_SIZE, apply_lut, check_lut
 
 MAX_1D_SIZE = 65536
@@ -382,11 +382,6 @@ def _fmt(values, precision: int) -> str:
     return " ".join(f"{v:.{precision}f}" for v in values)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    with atomic_open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-
-
 def cube_text(
     lut: torch.Tensor | CubeLUT,
     *,
@@ -395,7 +390,13 @@ def cube_text(
     domain_max: Triple = (1.0, 1.0, 1.0),
     precision: int = 6,
 ) -> str:
-    """The text of a ``.cube`` file for ``lut``; see :func:`write_cube`."""
+    """The text of a ``.cube`` file for ``lut``.
+
+    lut: a ``(D,D,D,3)`` tensor (``[b, g, r, c]``, red fastest, which is the file's row order), written as an
+        Adobe 1.0 3D file with ``domain_min``/``domain_max`` (omitted when [0, 1]); or a :class:`CubeLUT`,
+        whose shaper + 3D content is written in the Resolve variant (``LUT_1D/3D_INPUT_RANGE``).
+    precision: digits after the decimal point (values are rounded to it).
+    """
     if not isinstance(precision, int) or not 1 <= precision <= 17:
         raise ValueError(f"precision must be an int in [1, 17], got {precision!r}")
     if isinstance(lut, CubeLUT) and (tuple(domain_min), tuple(domain_max)) != ((0, 0, 0), (1, 1, 1)):
@@ -435,23 +436,9 @@ def cube_text(
     return "\n".join(head) + "\n\n" + body
 
 
-def write_cube(
-    path: str | os.PathLike,
-    lut: torch.Tensor | CubeLUT,
-    *,
-    title: str | None = None,
-    domain_min: Triple = (0.0, 0.0, 0.0),
-    domain_max: Triple = (1.0, 1.0, 1.0),
-    precision: int = 6,
-) -> None:
-    """Write ``lut`` to ``path`` as a ``.cube`` file (atomically: temporary file, then rename).
-
-    lut: a ``(D,D,D,3)`` tensor (``[b, g, r, c]``, red fastest, which is the file's row order), written as an
-        Adobe 1.0 3D file with ``domain_min``/``domain_max`` (omitted when [0, 1]); or a :class:`CubeLUT`,
-        whose shaper + 3D content is written in the Resolve variant (``LUT_1D/3D_INPUT_RANGE``).
-    precision: digits after the decimal point (values are rounded to it).
-    """
-    _atomic_write_text(
-        Path(path),
-        cube_text(lut, title=title, domain_min=domain_min, domain_max=domain_max, precision=precision),
-    )
+def write_cube(path: str | os.PathLike, lut: torch.Tensor | CubeLUT, **options) -> None:
+    """Write ``lut`` to ``path`` as a ``.cube`` file, atomically (temporary file, then rename); ``options``
+    (``title``, ``domain_min``, ``domain_max``, ``precision``) as for :func:`cube_text`."""
+    text = cube_text(lut, **options)
+    with atomic_open(Path(path), "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)

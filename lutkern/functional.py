@@ -7,8 +7,8 @@ import torch
 from ._backend import resolve_backend
 from .ops.apply_lut_cpu import apply_lut_cpu, native_available
 from .ops.apply_lut_torch import apply_lut_torch
-from .reference.apply import INTERPOLATIONS
 
+INTERPOLATIONS = ("trilinear", "tetrahedral", "nearest")  # the modes of apply_lut
 MIN_LUT_SIZE, MAX_LUT_SIZE = 2, 256
 _IMAGE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -124,7 +124,7 @@ def apply_lut(
     if img.numel() == 0:  # no pixel (or no image): an empty result, on every backend
         result = img + 0 * lut5.sum().to(img.dtype)  # still connected to the LUT: its gradient is zero
     elif which == "triton":
-        from .ops.apply_lut import apply_lut_triton
+        from .ops.apply_lut_triton import apply_lut_triton
 
         result = apply_lut_triton(img, lut5, interpolation, out=dst)
     elif img.device.type == "cpu" and native_available():

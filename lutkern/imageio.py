@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image
 
-from ._atomic import atomic_open
+from .files import atomic_open
 
 # Extension -> (Pillow format, bit depths it can hold).
 FORMATS = {

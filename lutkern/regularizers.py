@@ -17,7 +17,7 @@ import torch
 
 from ._backend import resolve_backend
 from .functional import check_lut
-from .reference.regularizers import regularizer_terms_torch
+from .ops.regularizers_torch import regularizer_terms_torch
 
 _WEIGHT_NAMES = ("smooth", "tv", "mono")
 
@@ -27,7 +27,7 @@ def _terms(lut: torch.Tensor, backend: str | None, which: tuple[bool, bool, bool
     check_lut(lut)
     lut5 = lut.unsqueeze(0) if lut.dim() == 4 else lut
     if resolve_backend(backend, lut.device) == "triton":
-        from .ops.regularizers import regularizer_terms_triton
+        from .ops.regularizers_triton import regularizer_terms_triton
 
         return regularizer_terms_triton(lut5)  # all three cost one pass
     return regularizer_terms_torch(lut5, which)

@@ -447,7 +447,7 @@ def test_many_chunks_and_workers_match_reference_and_are_deterministic(monkeypat
     lut = graded_lut(d, None if shared else 3, seed=13)
     lut5 = lut.expand(1, -1, -1, -1, -1) if shared else lut
     go = torch.randn(3, 3, 13, 17, generator=g)
-    assert len(fast_mod._schedule(3, lut5.shape[0], 13 * 17, image.device, 37, 1)) == 2
+    assert len(fast_mod.schedule(3, lut5.shape[0], 13 * 17, image.device, 37, 1)) == 2
     ref = grads(lambda i, t: apply_lut_reference(i, t.expand_as(lut5)), image, lut, go)
     # The eager loop's LUT gradient accumulators: each must have a single writing worker, or concurrent
     # scatter_add_s race and lose updates (rarely, at these sizes: so the writers are checked, not luck).
@@ -466,7 +466,7 @@ def test_many_chunks_and_workers_match_reference_and_are_deterministic(monkeypat
 
     with monkeypatch.context() as patch:
         patch.setattr(torch.Tensor, "scatter_add_", recording_scatter_add)
-        patch.setattr(fast_mod, "_run", sequential_run)
+        patch.setattr(fast_mod, "run_plan", sequential_run)
         first = grads(lambda i, t: apply_lut(i, t, backend="torch"), image, lut, go)
     if writers:  # the eager loop (the compiled loop does not call scatter_add_)
         assert all(len(w) == 1 for w in writers.values()), writers

@@ -8,7 +8,7 @@ import torch
 import lutkern
 from img2lut.data import DataError, load_pairs, pair_files
 from img2lut.demo import SYNTHETIC_KINDS, DemoSpec, ensure_demo, synthetic_image
-from img2lut.metrics import covered_lattice_points
+from img2lut.metrics import COVERED_WEIGHT, lattice_coverage
 from lutkern.reference.apply import apply_lut_reference
 
 TINY = DemoSpec(image_size=16, crops_per_photo=1, val_crops_per_photo=2, synthetic=4, val_synthetic=2,
@@ -74,10 +74,11 @@ def test_synthetic_images_cover_the_colour_cube():
     for kind in SYNTHETIC_KINDS:
         image = synthetic_image(kind, 30, gen)
         assert image.shape == (3, 30, 30) and image.min() >= 0 and image.max() <= 1
-    # Ten noise images of 64x64 hold 2560 uniform random colours; a corner point of a 5^3 lattice owns
-    # 1/512 of the cube, so it misses all of them with probability (511/512)^2560 < 1e-2.
+    # Ten noise images of 64x64 hold 2560 uniform random colours in blocks of 16 pixels. A corner point of
+    # a 5^3 lattice takes weight only from its one cell (1/64 of the cube), on average 1/8 per pixel there:
+    # about 80 pixels' worth; it stays under one pixel's only if almost no colour falls in that cell.
     images = torch.stack([synthetic_image("noise", 64, gen) for _ in range(10)])
-    assert covered_lattice_points(images, 5).all()
+    assert (lattice_coverage(images, 5) >= COVERED_WEIGHT).all()
 
 
 def test_default_folder_honours_the_environment(monkeypatch, tmp_path):

@@ -13,7 +13,8 @@ from PIL import Image
 import lutkern
 from img2lut import checkpoint
 from img2lut.data import resize
-from img2lut.evaluate import ERROR_MAP_MAX, error_map, grid_names, main
+from img2lut.evaluate import grid_names, main
+from img2lut.plots import ERROR_MAP_MAX, error_map
 from img2lut.train import main as train_main
 
 colour = pytest.importorskip("colour")
@@ -38,7 +39,7 @@ def run(tmp_path_factory, write_patch_pairs):
     lutkern.write_cube(root / "val" / "truth.cube", truth)
     args = ["--inputs", str(root / "train" / "inputs"), "--targets", str(root / "train" / "targets"),
             "--val-inputs", str(root / "val" / "inputs"), "--val-targets", str(root / "val" / "targets"),
-            "--truth", str(root / "val" / "truth.cube"), "--out", str(root / "runs"),
+            "--true-lut", str(root / "val" / "truth.cube"), "--out", str(root / "runs"),
             "--image-size", str(SIZE), "--cnn-size", "16", "--lut-size", str(LUT),
             "--batch-size", "4", "--epochs", "2", "--lr", "1e-3", "--experiment", "tiny",
             "--preset", "seed"]  # the seed preset's loss sees whole images; the flags above override the rest
@@ -129,11 +130,14 @@ def test_explicit_true_lut_and_grid(run, tmp_path):
     expected = float((mean_lut - truth).square().mean().sqrt())
     assert report["lut"]["truth"] == str(other)
     assert report["lut"]["rmse_all"] == pytest.approx(expected, rel=1e-4)
-    # Covered: the lattice points [b, g, r] nearest to some input pixel (index = round(x * (LUT-1))).
-    covered = torch.zeros(LUT, LUT, LUT, dtype=torch.bool)
+    # Covered: lattice points [b, g, r] with at least one pixel's worth of trilinear weight, the product
+    # of the hat functions max(0, 1 - |x (LUT-1) - i|) of the three channels, summed over the pixels.
+    weight = np.zeros((LUT, LUT, LUT))
     for *_, x in outputs.values():
-        idx = np.rint(x.reshape(-1, 3) * (LUT - 1)).astype(int)
-        covered[idx[:, 2], idx[:, 1], idx[:, 0]] = True
+        t = np.clip(x.reshape(-1, 3), 0, 1) * (LUT - 1)  # (P, 3): r, g, b
+        hat = np.maximum(0, 1 - np.abs(t[:, :, None] - np.arange(LUT)))  # (P, 3, LUT)
+        weight += np.einsum("pb,pg,pr->bgr", hat[:, 2], hat[:, 1], hat[:, 0])
+    covered = torch.from_numpy(weight >= 1)
     assert report["lut"]["covered_fraction"] == pytest.approx(float(covered.float().mean()))
     expected = float((mean_lut - truth)[covered].square().mean().sqrt())
     assert report["lut"]["rmse_covered"] == pytest.approx(expected, rel=1e-4)

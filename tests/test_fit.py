@@ -11,7 +11,8 @@ from PIL import Image
 
 import lutkern
 from img2lut import fit, train
-from img2lut.fit import fit_lut, image_psnr, lattice_coverage
+from img2lut.fitting import PARAMETRIZATIONS, fit_lut, image_psnr
+from img2lut.metrics import lattice_coverage
 
 # The Triton interpreter (enabled in conftest) is far slower than the torch path; fitting is tested on
 # the torch backend, whose agreement with Triton is tested elsewhere.
@@ -97,7 +98,7 @@ def test_logit_parametrization_and_init_are_honoured():
     look = lutkern.looks["faded_warm"](5)
     y = lutkern.apply_lut(x, look, backend=BACKEND)
     # Starting at the answer with a tiny step: the fit stays there (and the logits path is exercised).
-    for param in fit.PARAMETRIZATIONS:
+    for param in PARAMETRIZATIONS:
         res = fit_lut(x, y, lut_size=5, steps=5, lr=1e-6, init=look, parametrization=param, backend=BACKEND)
         torch.testing.assert_close(res.lut, look, atol=2e-3, rtol=0)
 
@@ -156,10 +157,10 @@ def test_cli_writes_a_readable_cube_and_preview(tmp_path, monkeypatch, capsys):
     rc = fit.main(["--inputs", str(tmp_path / "in"), "--targets", str(tmp_path / "out"), "--out", str(out),
                    "--lut-size", "9", "--image-size", "32", "--steps", "150", "--batch-pixels", "2048",
                    "--val-fraction", "0.34", "--preview", str(preview)])
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr()
     assert rc == 0
-    assert "4 training / 2 validation pairs" in printed and "validation PSNR" in printed
-    assert "lattice points" in printed
+    assert "validation PSNR" in printed.out  # results on stdout, messages on stderr
+    assert "4 training / 2 validation pairs" in printed.err and "lattice points" in printed.err
     cube = lutkern.read_cube(out)
     assert cube.lut3d.shape == (9, 9, 9, 3) and cube.title == "fit"
     # 4096 random colours reach the whole 9^3 lattice: the written LUT is close to the look (8-bit pairs).

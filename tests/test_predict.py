@@ -11,8 +11,9 @@ from PIL import Image, ImageCms
 import lutkern
 from img2lut import checkpoint
 from img2lut.data import resize
-from img2lut.model import IDENTITY_EPS, ResNetLUTGenerator
-from img2lut.predict import load, main, thumbnail_from_codes
+from img2lut.model import ResNetLUTGenerator, lut_logits
+from img2lut.predict import main
+from img2lut.prediction import load, thumbnail_from_codes
 from lutkern.imageio import decode_image, write_codes
 
 colour = pytest.importorskip("colour")
@@ -32,7 +33,7 @@ def model_path(tmp_path_factory):
     model = ResNetLUTGenerator(LUT, "trilinear", "identity")
     look = lutkern.looks["teal_orange"](LUT)
     with torch.no_grad():
-        logits = torch.logit(look.clamp(IDENTITY_EPS, 1 - IDENTITY_EPS))
+        logits = lut_logits(look)
         model.lut_generator[-1].bias.copy_(logits.reshape(-1))
         model.lut_generator[-1].weight.mul_(10000)  # features differ little between images: amplify
     path = tmp_path_factory.mktemp("model") / "checkpoint.pt"

@@ -278,7 +278,7 @@ def test_triton_multi_program_launches(launch, size, batch, monkeypatch):
     """The GPU's tiles (on the interpreter too, whose default is one program) and tiles of 4 rows: many
     programs, a last one with fewer rows, rows padded past 3*D columns, neighbours in other tiles and
     tiles spanning two LUTs."""
-    from lutkern.ops import regularizers as ops
+    from lutkern.ops import regularizers_triton as ops
 
     gpu = ops.launch_settings
     launched = []

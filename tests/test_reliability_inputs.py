@@ -15,16 +15,17 @@ import torch
 from PIL import Image
 
 import img2lut
-import img2lut.train as train_mod
+import img2lut.trainer as trainer_mod
+import img2lut.training_data as training_data_mod
 import lutkern
-import lutkern._atomic
+import lutkern.files
 from img2lut import checkpoint
+from img2lut.data import read_true_lut
 from img2lut.evaluate import main as evaluate_main
 from img2lut.fit import main as fit_main
 from img2lut.model import ResNetLUTGenerator
 from img2lut.predict import main as predict_main
 from img2lut.train import main as train_main
-from img2lut.train import truth_at_lattice
 from lutkern import CubeFormatError, CubeLUT, read_cube
 from lutkern.apply import main as apply_main
 from lutkern.imageio import decode_image
@@ -88,28 +89,28 @@ def _lattice(size: int) -> torch.Tensor:
     return lutkern.identity_lut(size, dtype=torch.float64)
 
 
-def test_truth_at_lattice_keeps_the_shaper(tmp_path):
+def test_read_true_lut_keeps_the_shaper(tmp_path):
     """A squaring shaper before an identity cube is x**2 per channel: the lattice must show it."""
     ramp = torch.linspace(0, 1, 4097, dtype=torch.float64)[:, None].expand(-1, 3)
     lutkern.write_cube(
         tmp_path / "s.cube", CubeLUT(lutkern.identity_lut(2), ramp.square().float()), precision=9
     )
-    got = truth_at_lattice(tmp_path / "s.cube", 5)
+    got = read_true_lut(tmp_path / "s.cube", 5)
     torch.testing.assert_close(got.double(), _lattice(5).square(), atol=1e-6, rtol=0)
 
 
-def test_truth_at_lattice_keeps_the_domain(tmp_path):
+def test_read_true_lut_keeps_the_domain(tmp_path):
     """An identity table over the domain [0, 2] halves every input in [0, 1]."""
     lutkern.write_cube(tmp_path / "d.cube", lutkern.identity_lut(3), domain_max=(2.0, 2.0, 2.0))
     torch.testing.assert_close(
-        truth_at_lattice(tmp_path / "d.cube", 5).double(), _lattice(5) / 2, atol=1e-6, rtol=0
+        read_true_lut(tmp_path / "d.cube", 5).double(), _lattice(5) / 2, atol=1e-6, rtol=0
     )
 
 
-def test_truth_at_lattice_of_a_plain_table_is_the_table(tmp_path):
+def test_read_true_lut_of_a_plain_table_is_the_table(tmp_path):
     lut = lutkern.looks["teal_orange"](7)
     lutkern.write_cube(tmp_path / "t.cube", lut)
-    torch.testing.assert_close(truth_at_lattice(tmp_path / "t.cube", 7), lut, atol=2e-6, rtol=0)
+    torch.testing.assert_close(read_true_lut(tmp_path / "t.cube", 7), lut, atol=2e-6, rtol=0)
 
 
 def test_colour_science_03_file_reads_with_its_range_as_the_3d_range():
@@ -170,14 +171,14 @@ def _train_args(pairs, out, *extra):
 def test_training_stops_at_the_first_non_finite_loss_and_keeps_the_last_checkpoint(
     pairs, tmp_path, capsys, monkeypatch
 ):
-    real, calls = train_mod.total_loss, []
+    real, calls = trainer_mod.total_loss, []
 
     def loss_turning_nan(*args, **kwargs):
         loss, parts = real(*args, **kwargs)
         calls.append(1)
         return (loss * float("nan") if len(calls) == 3 else loss), parts  # epoch 2, step 1 (2 steps an epoch)
 
-    monkeypatch.setattr(train_mod, "total_loss", loss_turning_nan)
+    monkeypatch.setattr(trainer_mod, "total_loss", loss_turning_nan)
     assert train_main(_train_args(pairs, tmp_path, "--experiment", "nan")) == 2
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "error:" in line]
@@ -188,7 +189,7 @@ def test_training_stops_at_the_first_non_finite_loss_and_keeps_the_last_checkpoi
     assert not (tmp_path / "models" / "nan" / "summary.json").exists()
 
 
-@pytest.mark.parametrize("flag", ["--truth", "--init-from"])
+@pytest.mark.parametrize("flag", ["--true-lut", "--init-from"])
 @pytest.mark.parametrize("kind", ["malformed", "folder", "beyond float32"])
 def test_bad_true_or_start_lut_fails_before_any_image_is_decoded(
     pairs, tmp_path, capsys, monkeypatch, flag, kind
@@ -204,7 +205,7 @@ def test_bad_true_or_start_lut_fails_before_any_image_is_decoded(
     def no_decoding(*args, **kwargs):
         raise AssertionError("images decoded before the LUT was checked")
 
-    monkeypatch.setattr(train_mod, "load_pairs", no_decoding)
+    monkeypatch.setattr(training_data_mod, "load_pairs", no_decoding)
     extra = [flag, str(bad)] + (["--init", "identity"] if flag == "--init-from" else [])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -222,6 +223,7 @@ COMMANDS = {  # program name -> main, arguments before the device flags (paths n
     "python -m img2lut.predict": (predict_main, ["model.pt", "x.png", "--out", "o"]),
     "python -m img2lut.evaluate": (evaluate_main, ["model.pt", "--inputs", "i", "--targets", "t"]),
     "python -m img2lut.train": (train_main, ["--inputs", "i", "--targets", "t"]),
+    "python -m img2lut.fit": (fit_main, ["--inputs", "i", "--targets", "t", "--out", "x"]),
 }
 DEVICES = ["bogus", "cuda:99", "meta"] + ([] if torch.cuda.is_available() else ["cuda"])
 
@@ -237,7 +239,7 @@ def test_unusable_devices_are_one_line_errors(tmp_path, monkeypatch, capsys, pro
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("prog", ["python -m lutkern.apply", "python -m img2lut.predict"])
+@pytest.mark.parametrize("prog", sorted(COMMANDS))
 def test_triton_where_it_cannot_run_is_a_one_line_error(tmp_path, monkeypatch, capsys, prog):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TRITON_INTERPRET", "0")  # the suite runs Triton's interpreter on the CPU otherwise
@@ -247,16 +249,11 @@ def test_triton_where_it_cannot_run_is_a_one_line_error(tmp_path, monkeypatch, c
     assert err.count("\n") == 1 and err.startswith(f"{prog}: error: --backend triton on cpu"), err
 
 
-ALL_COMMANDS = {
-    **COMMANDS, "python -m img2lut.fit": (fit_main, ["--inputs", "i", "--targets", "t", "--out", "x"])
-}
-
-
-@pytest.mark.parametrize("prog", sorted(ALL_COMMANDS))
+@pytest.mark.parametrize("prog", sorted(COMMANDS))
 @pytest.mark.parametrize("extra", [["--bogus"], ["--quality", "500"], ["--epochs", "many"], []])
 def test_usage_errors_are_one_line(tmp_path, monkeypatch, capsys, prog, extra):
     monkeypatch.chdir(tmp_path)
-    run, argv = ALL_COMMANDS[prog]
+    run, argv = COMMANDS[prog]
     with pytest.raises(SystemExit) as stop:
         run([*argv, *extra] if extra else argv[:1])  # no arguments after the first: some are missing
     err = capsys.readouterr().err
@@ -459,9 +456,9 @@ def _save_on_a_full_disk(*args, **kwargs):
 
 def test_a_full_disk_is_one_line_naming_the_file(pairs, tmp_path, monkeypatch, capsys):
     with monkeypatch.context() as patch:
-        patch.setattr(lutkern._atomic.os, "fsync", _disk_full)
+        patch.setattr(lutkern.files.os, "fsync", _disk_full)
         with pytest.raises(OSError, match=rf"cannot write {re.escape(str(tmp_path / 'x.json'))}: No space"):
-            with lutkern._atomic.atomic_open(tmp_path / "x.json", "w") as f:
+            with lutkern.files.atomic_open(tmp_path / "x.json", "w") as f:
                 f.write("{}")
     assert list(tmp_path.iterdir()) == []  # no temporary left
     monkeypatch.setattr(checkpoint.torch, "save", _save_on_a_full_disk)
@@ -561,7 +558,7 @@ def test_only_the_first_frame_of_a_multi_page_image_is_graded_and_the_user_is_to
 
 
 def test_evaluate_reads_a_bad_true_lut_before_any_pair(pairs, tmp_path, capsys, monkeypatch):
-    import img2lut.evaluate as evaluate
+    import img2lut.evaluation as evaluation
 
     model = ResNetLUTGenerator(5, "trilinear", "identity")
     checkpoint.save_checkpoint(tmp_path / "m.pt", model=model, config={"image_size": 32, "cnn_size": 16})
@@ -570,8 +567,8 @@ def test_evaluate_reads_a_bad_true_lut_before_any_pair(pairs, tmp_path, capsys, 
     def no_decoding(*args, **kwargs):
         raise AssertionError("pairs decoded before the true LUT was checked")
 
-    monkeypatch.setattr(evaluate, "load_pairs", no_decoding)
+    monkeypatch.setattr(evaluation, "load_pairs", no_decoding)
     argv = [str(tmp_path / "m.pt"), "--inputs", str(pairs / "inputs"), "--targets", str(pairs / "targets")]
-    assert evaluate.main([*argv, "--true-lut", str(tmp_path / "bad.cube"), "--device", "cpu"]) == 2
+    assert evaluate_main([*argv, "--true-lut", str(tmp_path / "bad.cube"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{tmp_path / 'bad.cube'}:1: domain min" in err, err

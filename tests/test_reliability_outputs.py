@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import lutkern
-import lutkern._atomic
+import lutkern.files
 from img2lut import checkpoint, evaluate, fit, predict, train
 from img2lut.model import ResNetLUTGenerator
 from lutkern import apply
-from lutkern._outputs import check_output
+from lutkern.files import check_output
 
 pytestmark = pytest.mark.usefixtures("fast_small_tensors")
 
@@ -133,7 +133,7 @@ REFUSED = {  # name -> the command, run on the set-up root
             ]
         )
     ),
-    "train --truth that is the run's own lut.cube": (
+    "train --true-lut that is the run's own lut.cube": (
         lambda r: train.main(
             [
                 "--inputs",
@@ -144,7 +144,7 @@ REFUSED = {  # name -> the command, run on the set-up root
                 str(r / "runs"),
                 "--experiment",
                 "e",
-                "--truth",
+                "--true-lut",
                 str(r / "runs/models/e/lut.cube"),
             ]
         )
@@ -153,9 +153,9 @@ REFUSED = {  # name -> the command, run on the set-up root
         lambda r: train.main(["--inputs", str(r / "runs/models/e"), "--targets", str(r / "tg"),
                               "--out", str(r / "runs"), "--experiment", "e"])
     ),
-    "train --truth that is a file the run would write": (
+    "train --true-lut that is a file the run would write": (
         lambda r: train.main(["--inputs", str(r / "in"), "--targets", str(r / "tg"), "--out", str(r / "runs"),
-                              "--experiment", "f", "--truth", str(r / "runs/models/f/model.pt")])
+                              "--experiment", "f", "--true-lut", str(r / "runs/models/f/model.pt")])
     ),
     "train --experiment outside <out>/models": (
         lambda r: train.main(["--inputs", str(r / "in"), "--targets", str(r / "tg"), "--out", str(r / "runs"),
@@ -239,7 +239,7 @@ def test_stale_temporaries_are_removed_by_the_next_write_in_their_folder(tmp_pat
     foreign = tmp_path / ".notes.txt.tmp"  # someone else's
     for path in (stale, fresh, foreign):
         path.write_bytes(b"partial")
-    old = lutkern._atomic._STARTED - 60
+    old = lutkern.files._STARTED - 60
     os.utime(stale, (old, old))
     os.utime(foreign, (old, old))
     lutkern.write_cube(tmp_path / "new.cube", lutkern.identity_lut(2))

@@ -11,10 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-import img2lut.train as train_mod
+import img2lut.trainer as trainer_mod
 import lutkern
 from img2lut import checkpoint
-from img2lut.train import PRESETS, build_parser, config_from_args, main
+from img2lut.config import PRESETS, config_from_flags
+from img2lut.train import main
 
 LUT = 5  # small LUT, small images: the whole run takes about a second
 
@@ -97,7 +98,7 @@ def test_tiny_run_writes_every_artifact(pairs, tmp_path):
 def _interrupt_at_call(monkeypatch, n: int) -> None:
     """Make the n-th loss evaluation deliver a SIGINT, as a Ctrl-C during that step would."""
     calls = {"n": 0}
-    real = train_mod.total_loss
+    real = trainer_mod.total_loss
 
     def loss_with_ctrl_c(*args, **kwargs):
         calls["n"] += 1
@@ -105,7 +106,7 @@ def _interrupt_at_call(monkeypatch, n: int) -> None:
             signal.raise_signal(signal.SIGINT)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_mod, "total_loss", loss_with_ctrl_c)
+    monkeypatch.setattr(trainer_mod, "total_loss", loss_with_ctrl_c)
 
 
 @pytest.mark.parametrize("scheduler", ["cosine", "plateau"])
@@ -115,7 +116,7 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(pairs, tmp_path, monkeyp
     assert main(_args(pairs, tmp_path, "--experiment", "straight", *extra)) == 0
     # 6 training pairs, batch 3: 2 steps per epoch; stop during the first step of epoch 2.
     _interrupt_at_call(monkeypatch, 3)
-    assert main(_args(pairs, tmp_path, "--experiment", "stopped", *extra)) == train_mod.INTERRUPTED
+    assert main(_args(pairs, tmp_path, "--experiment", "stopped", *extra)) == trainer_mod.INTERRUPTED
     monkeypatch.undo()
     monkeypatch.setenv("LUTKERN_BACKEND", "torch")
     saved = checkpoint.load_checkpoint(tmp_path / "models" / "stopped" / "checkpoint.pt")
@@ -143,7 +144,7 @@ def test_resume_may_extend_the_run_but_not_change_the_architecture(pairs, tmp_pa
 
 
 def test_seed_preset_is_the_seed_experiment():
-    config = config_from_args(build_parser().parse_args(["--preset", "seed"]))
+    config = config_from_flags({"preset": "seed"})
     seed = (config.batch_size, config.lut_size, config.lr, config.epochs, config.image_size)
     assert seed == (64, 33, 1e-2, 500, 256)
     assert (config.scheduler, config.plateau_factor, config.plateau_patience) == ("plateau", 0.1, 10)
@@ -151,7 +152,7 @@ def test_seed_preset_is_the_seed_experiment():
     assert (config.cnn_size, config.loss_stride, config.init, config.bias_lr) == (0, 1, "default", None)
     assert config.ssim_weight == config.smooth_weight == config.tv_weight == config.mono_weight == 0
     # Explicit flags override the preset.
-    config = config_from_args(build_parser().parse_args(["--preset", "seed", "--epochs", "7"]))
+    config = config_from_flags({"preset": "seed", "epochs": 7})
     assert config.epochs == 7 and set(PRESETS) == {"default", "seed"}
 
 
@@ -215,7 +216,7 @@ def test_a_run_that_only_gets_worse_keeps_the_fitted_lut(pairs, tmp_path):
 
 
 def test_dihedral_gives_the_eight_symmetries_of_a_square():
-    from img2lut.train import dihedral
+    from img2lut.trainer import dihedral
 
     a = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
     images = a.expand(8, 3, 2, 2)

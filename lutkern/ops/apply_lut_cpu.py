@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from .._cbuild import BuildError, build
-from .apply_lut_torch import _compute_dtype, _run, _schedule
+from .chunks import compute_dtype, run_plan, schedule
 
 SOURCE = Path(__file__).with_name("apply_lut_cpu.c")
 INCLUDES = (Path(__file__).with_name("apply_lut_cpu_generic.h"),)
@@ -74,7 +74,7 @@ def _forward_into(out: torch.Tensor, image: torch.Tensor, lut: torch.Tensor, int
     not sharing memory with the inputs: the C loop's pointers are ``restrict``)."""
     n, _, h, w = image.shape
     d = lut.shape[1]
-    dtype = _compute_dtype(image, lut)
+    dtype = compute_dtype(image, lut)
     luts = lut.to(dtype).contiguous()
     kernel, code = _kernel("forward", dtype), _CODES[interpolation]
     src, dst = image.reshape(n, 3, h * w), out.view(n, 3, h * w)
@@ -88,7 +88,7 @@ def _forward_into(out: torch.Tensor, image: torch.Tensor, lut: torch.Tensor, int
         if res is not o:
             o.copy_(res)
 
-    _run(chunk, _schedule(n, lut.shape[0], h * w, image.device, CHUNK, MIN_WORK))
+    run_plan(chunk, schedule(n, lut.shape[0], h * w, image.device, CHUNK, MIN_WORK))
     return out
 
 
@@ -109,12 +109,12 @@ class ApplyLutCpu(torch.autograd.Function):
         need_image, need_lut = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         n, _, h, w = image.shape
         m, d = lut.shape[0], lut.shape[1]
-        dtype = _compute_dtype(image, lut)
+        dtype = compute_dtype(image, lut)
         luts = lut.to(dtype).contiguous()
         kernel, code = _kernel("backward", dtype), _CODES[ctx.interpolation]
         src = image.reshape(n, 3, h * w)
         gsrc = grad_out.contiguous().reshape(n, 3, h * w)
-        plan = _schedule(n, m, h * w, image.device, CHUNK, MIN_WORK)
+        plan = schedule(n, m, h * w, image.device, CHUNK, MIN_WORK)
         # One accumulator per LUT (a single writer each), or per worker for a shared LUT (summed in a fixed
         # order afterwards): deterministic without atomics or locks. Each is zeroed by its writer just
         # before its first use: in parallel, and it is then in that core's cache.
@@ -140,7 +140,7 @@ class ApplyLutCpu(torch.autograd.Function):
             if res is not gx:
                 gx.copy_(res)
 
-        _run(chunk, plan)
+        run_plan(chunk, plan)
         grad_lut = None
         if need_lut:
             for slot in set(range(acc.shape[0])) - zeroed:  # no pixels reached it (an empty image)

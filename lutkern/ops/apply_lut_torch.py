@@ -7,7 +7,7 @@ built for speed on a few CPU cores:
 - Pixels are processed in chunks of ``CHUNK`` so that temporaries stay in cache and peak memory is
   bounded by the chunk, not by the batch. Chunks are spread over ``torch.get_num_threads()`` Python
   threads (torch releases the GIL inside ops) by a fixed plan in which every LUT-gradient accumulator
-  has a single writer (see ``_schedule``), so results are deterministic.
+  has a single writer (:func:`lutkern.ops.chunks.schedule`), so results are deterministic.
 - Everything is channel-first: the K corners of every pixel's cell come from one ``index_select``
   along the lattice axis of the LUT seen as ``(3, D^3)``, and the blends are contiguous elementwise
   ops (the trilinear blend is three lerps over ``(3,2,2,2,P)`` halves).
@@ -22,17 +22,17 @@ dtype. First-order gradients only (no double backward).
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import torch
+
+from .chunks import compute_dtype, run_plan, schedule
 
 CHUNK = 1 << 14  # pixels per chunk on CPU: a (3, CHUNK) fp32 temporary is 192 KiB, a few dozen fit in L2
 # Elsewhere (the torch backend forced on a GPU) small chunks would only add kernel launches.
 CHUNK_OTHER_DEVICES = 1 << 22
 
 
-def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
-    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+def _chunk(device: torch.device) -> int:
+    return CHUNK if device.type == "cpu" else CHUNK_OTHER_DEVICES
 
 
 class _ChannelFirst:
@@ -161,50 +161,6 @@ class _Cell:
         )
 
 
-def _schedule(
-    n: int, m: int, pixels: int, device: torch.device, chunk: int | None = None, min_work: int = 0
-) -> list[list[tuple[int, int, slice]]]:
-    """Chunks ``(image, LUT index, pixel slice)`` per worker, in a fixed order (so results are deterministic).
-
-    With one LUT per image, whole images go to one worker, so each LUT's gradient has a single writer.
-    With a shared LUT, chunks are dealt round-robin and every worker accumulates its own LUT gradient.
-    Off the CPU there is one worker and large chunks. ``chunk`` overrides the chunk size (pixels); a
-    worker gets at least ``min_work`` pixels (fewer workers for small calls: a thread costs ~0.2 ms).
-    """
-    cpu = device.type == "cpu"
-    chunk = chunk or (CHUNK if cpu else CHUNK_OTHER_DEVICES)
-    jobs = [
-        (i, i if m > 1 else 0, slice(p, min(p + chunk, pixels)))
-        for i in range(n)
-        for p in range(0, pixels, chunk)
-    ]
-    workers = min(torch.get_num_threads() if cpu else 1, n if m > 1 else len(jobs))
-    workers = max(1, min(workers, n * pixels // min_work) if min_work else workers)
-    if m > 1:
-        return [[job for job in jobs if job[0] % workers == w] for w in range(workers)]
-    return [jobs[w::workers] for w in range(workers)]
-
-
-def _run(fn, plan: list[list]) -> None:
-    """Call ``fn(worker, job)`` for every job of every worker, workers in parallel threads."""
-    if len(plan) == 1:
-        for job in plan[0]:
-            fn(0, job)
-        return
-
-    def worker(w: int) -> None:
-        # Grad mode and the intra-op thread count are per-thread settings: a new thread records autograd
-        # history by default, and its ops run single-threaded here because the parallelism is across chunks.
-        torch.set_num_threads(1)
-        with torch.no_grad():
-            for job in plan[w]:
-                fn(w, job)
-
-    with ThreadPoolExecutor(len(plan)) as pool:
-        for fut in [pool.submit(worker, w) for w in range(len(plan))]:
-            fut.result()
-
-
 class ApplyLutTorch(torch.autograd.Function):
     """``image (N,3,H,W)``, ``lut (N|1,D,D,D,3)`` -> ``(N,3,H,W)`` in the image's dtype."""
 
@@ -212,7 +168,7 @@ class ApplyLutTorch(torch.autograd.Function):
     def forward(ctx, image: torch.Tensor, lut: torch.Tensor, interpolation: str) -> torch.Tensor:
         n, _, h, w = image.shape
         d = lut.shape[1]
-        dtype = _compute_dtype(image, lut)
+        dtype = compute_dtype(image, lut)
         lut_cf = _ChannelFirst(lut, dtype)
         src = image.reshape(n, 3, h * w)
         out = torch.empty_like(src)
@@ -224,7 +180,7 @@ class ApplyLutTorch(torch.autograd.Function):
             res = cell.blend(cell.corners(lut_cf(wk, m)))
             out[i, :, sl] = res if nan is None else res.masked_fill(nan, float("nan"))
 
-        _run(chunk, _schedule(n, lut.shape[0], h * w, image.device))
+        run_plan(chunk, schedule(n, lut.shape[0], h * w, image.device, _chunk(image.device)))
         ctx.save_for_backward(image, lut)
         ctx.interpolation = interpolation
         return out.view(n, 3, h, w)
@@ -237,11 +193,11 @@ class ApplyLutTorch(torch.autograd.Function):
         need_image, need_lut = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         n, _, h, w = image.shape
         m, d = lut.shape[0], lut.shape[1]
-        dtype = _compute_dtype(image, lut)
+        dtype = compute_dtype(image, lut)
         lut_cf = _ChannelFirst(lut, dtype)
         src = image.reshape(n, 3, h * w)
         gsrc = grad_out.reshape(n, 3, h * w)
-        plan = _schedule(n, m, h * w, image.device)
+        plan = schedule(n, m, h * w, image.device, _chunk(image.device))
         # LUT gradient in fp32/fp64, channel-first; a shared LUT gets one accumulator per worker (summed in a
         # fixed order afterwards): deterministic without atomics or locks.
         acc_shape = (len(plan) if m == 1 else 1, m, 3, d * d * d)
@@ -268,7 +224,7 @@ class ApplyLutTorch(torch.autograd.Function):
                 # torch.clamp's gradient mask: passes where 0 <= x <= 1 (not at NaN or beyond the edges).
                 grad_image[i, :, sl] = gcoord.mul_(x.clamp(0, 1) == x)
 
-        _run(chunk, plan)
+        run_plan(chunk, plan)
         grad_lut = None
         if need_lut:
             # A strided view, not a copy: (M,3,D^3) seen as (M,D,D,D,3).

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-INTERPOLATIONS = ("trilinear", "tetrahedral", "nearest")
+from ..functional import INTERPOLATIONS
 
 
 def _gather(

@@ -1,7 +1,11 @@
-"""Atomic file writes: readers see the old file or the complete new one, never a partial write.
+"""Writing files safely, for every command: the output rule and atomic writes.
 
-The temporary file is ``.NAME.XXXXXXXX.lutkern.tmp`` beside ``NAME``. A killed process leaves it behind;
-the first atomic write of a later process into that folder removes those left before it started.
+The rule (:func:`check_output`): never write over one of the command's inputs, and never over an existing
+file unless the user passed ``--overwrite``.
+
+Atomic writes (:func:`atomic_open`): readers see the old file or the complete new one, never a partial
+write. The temporary file is ``.NAME.XXXXXXXX.lutkern.tmp`` beside ``NAME``. A killed process leaves it
+behind; the first atomic write of a later process into that folder removes those left before it started.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import contextlib
 import os
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 TEMP_SUFFIX = ".lutkern.tmp"
@@ -63,3 +68,28 @@ def atomic_open(path: str | Path, mode: str = "wb", **kwargs):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when both paths exist and are the same file (hard links and symlinks included)."""
+    try:
+        return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (), *,
+                 overwrite: bool = False) -> Path:
+    """``path`` if a command may write it; else ValueError naming it.
+
+    Refused: one of ``inputs`` (files the command reads; None entries are skipped), even with
+    ``overwrite``; a folder; an existing file unless ``overwrite``.
+    """
+    path = Path(path)
+    if any(other is not None and same_file(path, other) for other in inputs):
+        raise ValueError(f"refusing to overwrite an input: {path}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a file to write")
+    if os.path.lexists(path) and not overwrite:
+        raise ValueError(f"{path} exists (use --overwrite to replace it)")
+    return path

@@ -1,0 +1,105 @@
+"""A model measured on pairs: what training's validation and ``python -m img2lut.evaluate`` share.
+
+:func:`evaluate_model` runs a model (in eval mode) over decoded pairs; :func:`evaluate_pairs` does it for
+the pairs of two folders and reports per image PSNR (dB, images in [0,1]), SSIM (pytorch-msssim,
+``data_range=1``) and the mean CIEDE2000 colour difference (sRGB -> CIELAB D65, :mod:`img2lut.color`);
+:func:`compare_with_truth` measures a learned LUT against the true one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .color import delta_e_2000_srgb
+from .data import PairedImages, default_true_lut, load_pairs, pair_files, read_true_lut
+from .metrics import COVERED_WEIGHT, lattice_coverage, lut_rmse, psnr_from_mse, ssim_value
+from .model import ResNetLUTGenerator
+from .prediction import LUTPredictor
+
+
+@dataclass
+class Evaluation:
+    """A model on a set of pairs, in eval mode: ``mse`` over all pixels, ``image_mse`` ``(N,)`` per
+    image, the ``mean_lut`` ``(S,S,S,3)`` of the predicted LUTs, ``outputs`` ``(N,3,H,W)`` and, when
+    asked for, the predicted ``luts`` ``(N,S,S,S,3)``."""
+
+    mse: float
+    image_mse: torch.Tensor
+    mean_lut: torch.Tensor
+    outputs: torch.Tensor
+    luts: torch.Tensor | None = None
+
+    @property
+    def image_psnr(self) -> torch.Tensor:
+        return torch.tensor([psnr_from_mse(float(m)) for m in self.image_mse])
+
+
+@torch.no_grad()
+def evaluate_model(model: ResNetLUTGenerator, images: PairedImages, thumbs: torch.Tensor, batch_size: int,
+                   device: torch.device, keep_luts: bool = False) -> Evaluation:
+    """Run ``model`` (in eval mode) on ``images``, the CNN seeing ``thumbs``."""
+    was_training = model.training
+    model.eval()
+    outputs, luts, image_mse, lut_sum = [], [], [], 0.0
+    for start in range(0, len(images), batch_size):
+        sl = slice(start, start + batch_size)
+        out, lut = model(thumbs[sl].to(device), full=images.inputs[sl].to(device))
+        image_mse.append((out - images.targets[sl].to(device)).double().square().mean((1, 2, 3)).cpu())
+        lut_sum = lut_sum + lut.double().sum(0)
+        outputs.append(out.cpu())
+        if keep_luts:
+            luts.append(lut.float().cpu())
+    model.train(was_training)
+    image_mse = torch.cat(image_mse)
+    return Evaluation(float(image_mse.mean()), image_mse, (lut_sum / len(images)).float().cpu(),
+                      torch.cat(outputs), torch.cat(luts) if keep_luts else None)
+
+
+def compare_with_truth(lut: torch.Tensor, truth: torch.Tensor, inputs: torch.Tensor,
+                       interpolation: str = "trilinear") -> dict:
+    """RMS difference of a learned ``lut`` and the ``truth`` ``(S,S,S,3)``, over the whole lattice and over
+    the points the ``inputs`` ``(N,3,H,W)`` cover (:func:`img2lut.metrics.lattice_coverage`), and the
+    fraction covered."""
+    covered = lattice_coverage(inputs, lut.shape[0], interpolation) >= COVERED_WEIGHT
+    return {"rmse_all": lut_rmse(lut, truth), "rmse_covered": lut_rmse(lut, truth, covered),
+            "covered_fraction": float(covered.float().mean())}
+
+
+def evaluate_pairs(predictor: LUTPredictor, inputs: str | Path, targets: str | Path, *,
+                   image_size: int | None = None, batch_size: int = 16, true_lut: str | Path | None = None,
+                   progress=None) -> tuple[dict, dict]:
+    """Run the model on the pairs of two folders, as training's validation does (both images resized to
+    ``image_size``, default the model's; the CNN sees its thumbnail).
+
+    Returns ``(report, images)``: ``report`` is what ``evaluate --json`` writes (docs/predict.md);
+    ``images`` maps each name to its ``(input, target, output)`` ``(3,S,S)`` tensors and per-pixel
+    CIEDE2000 ``(S,S)``. ``progress(i)`` is called after pair i is decoded. With ``true_lut`` (default: a
+    ``truth.cube`` beside the inputs folder) the report has the LUT error; the file is read before any
+    pair is decoded, so a bad one fails at once.
+    """
+    size = image_size or predictor.image_size
+    true_lut = true_lut or default_true_lut(inputs)
+    truth = read_true_lut(true_lut, predictor.lut_size) if true_lut is not None else None
+    data = load_pairs(pair_files(inputs, targets), size, progress)
+    result = evaluate_model(predictor.model, data, predictor.cnn_input(data.inputs), batch_size,
+                            predictor.device)
+    rows, images = [], {}
+    for i, name in enumerate(data.names):
+        out, tgt = result.outputs[i], data.targets[i]
+        mse_i = float((out - tgt).square().mean())
+        de = delta_e_2000_srgb(out, tgt)
+        rows.append({"name": name, "psnr": psnr_from_mse(mse_i), "ssim": ssim_value(out[None], tgt[None]),
+                     "delta_e00": float(de.mean()), "mse": mse_i})
+        images[name] = (data.inputs[i], tgt, out, de)
+    mean = {key: sum(r[key] for r in rows) / len(rows) for key in ("psnr", "ssim", "delta_e00", "mse")}
+    mean["psnr_of_mean_mse"] = psnr_from_mse(result.mse)
+    report = {"inputs": str(inputs), "targets": str(targets), "pairs": len(rows), "image_size": size,
+              "cnn_size": predictor.cnn_size, "lut_size": predictor.lut_size,
+              "interpolation": predictor.interpolation, "images": rows, "mean": mean, "lut": None}
+    if truth is not None:
+        report["lut"] = {"truth": str(true_lut),
+                         **compare_with_truth(result.mean_lut, truth, data.inputs, predictor.interpolation)}
+    return report, images
