@@ -37,7 +37,7 @@ class TrainConfig:
     val_targets: str | None = None
     group_by: str = "default"  # which pairs share a photograph: img2lut.data.group_names
     truth: str | None = None  # the true LUT (--true-lut), if known; default: truth.cube beside the inputs
-    epochs: int = 40
+    epochs: int = 100
     batch_size: int = 16
     lr: float = 1e-3
     # The LUT tables: shared LUT and basis LUTs (the direct head's last bias); None: lr.
