@@ -1,6 +1,7 @@
 """What a training run writes into its folder, ``<out>/models/<experiment>/``, and the rule that keeps that
 folder its own: ``checkpoint.pt`` and ``model.pt`` (through :mod:`img2lut.checkpoint`), ``metrics.csv``
-and ``loss.png`` (every epoch), ``previews/epoch_NNNN.png``, and at the end ``lut.cube`` and
+and ``loss.png`` (every epoch), ``previews/epoch_NNNN.png``, and at the end ``lut.cube``, its picture
+``lut.png`` (:mod:`lutkern.show`, with the lattice points the training pairs covered) and
 ``summary.json``. Every file is written atomically.
 """
 
@@ -16,17 +17,18 @@ import torch
 
 import lutkern
 from lutkern.files import atomic_open, same_file
+from lutkern.show import lut_picture, save_picture
 
 from . import checkpoint as ckpt
 from .config import TrainConfig, UsageError
 from .evaluation import Evaluation, compare_with_truth
-from .metrics import psnr_from_mse, ssim_value
+from .metrics import lattice_coverage, psnr_from_mse, ssim_value
 from .model import ResNetLUTGenerator
 from .plots import loss_plot, preview_grid
 from .training_data import Data
 
-RUN_FILES = (ckpt.CHECKPOINT_NAME, ckpt.MODEL_NAME, "metrics.csv", "loss.png", "lut.cube", "summary.json",
-             "previews")
+RUN_FILES = (ckpt.CHECKPOINT_NAME, ckpt.MODEL_NAME, "metrics.csv", "loss.png", "lut.cube", "lut.png",
+             "summary.json", "previews")
 # One row of metrics.csv per epoch: the training objective (with its regularizers) and MSE, the validation
 # MSE over all pixels and its PSNR, the network's learning rate, seconds spent in training steps so far.
 HISTORY_FIELDS = ("epoch", "train_loss", "train_mse", "val_mse", "val_psnr", "lr", "seconds")
@@ -79,6 +81,8 @@ def write_results(run_dir: Path, model: ResNetLUTGenerator, config: TrainConfig,
     ckpt.save_checkpoint(run_dir / ckpt.MODEL_NAME, model=model, config=dataclasses.asdict(config))
     title = f"img2lut {config.experiment}: mean predicted LUT over {len(data.val)} validation images"
     lutkern.write_cube(run_dir / "lut.cube", result.mean_lut, title=title)
+    coverage = lattice_coverage(data.train.inputs, config.lut_size, config.interpolation)
+    save_picture(run_dir / "lut.png", lut_picture(result.mean_lut, coverage, title=title))
     psnr = result.image_psnr
     summary = {
         **summary,

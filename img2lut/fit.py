@@ -2,7 +2,8 @@
 --targets DIR --out FILE.cube``.
 
 For a global look no CNN is needed: one LUT, fitted in seconds (:func:`img2lut.fitting.fit_lut`), pairs
-matched by file name, whole photographs held out for validation as in training (``--group-by``).
+matched by file name, whole photographs held out for validation as in training (``--group-by``). Beside
+the ``.cube`` goes its picture (:mod:`lutkern.show`, with the lattice points the pairs covered).
 Weights and defaults were chosen on held-out photos: docs/fit.md.
 """
 
@@ -20,6 +21,7 @@ import torch
 import lutkern
 from lutkern.cli import CommandParser, add_device_flags, check_device, console, int_in, run_command
 from lutkern.files import check_output
+from lutkern.show import lut_picture, save_picture
 
 from .data import DataError, group_names, load_pairs, pair_files, split_groups
 from .fitting import check_fit_settings, fit_lut, image_psnr
@@ -36,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     add = p.add_argument
     add("--inputs", required=True, help="folder of original images")
     add("--targets", required=True, help="folder of graded images, paired with --inputs by file name")
-    add("--out", required=True, help="the .cube file to write (its folder must exist)")
+    add("--out", required=True, help="the .cube file to write (its folder must exist), and beside it the "
+        "LUT's picture, the same name with .png")
     add("--val-inputs", help="folder of validation originals (default: split off --inputs by --val-fraction)")
     add("--val-targets", help="folder of validation graded images")
     add("--val-fraction", type=float, default=0.1, help="share of pairs held out for validation (0: none)")
@@ -67,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def picture_path(out: str | Path) -> Path:
+    """The picture written beside the ``.cube`` (:mod:`lutkern.show`): its name with ``.png``."""
+    return Path(out).with_suffix(".png")
+
+
 def _check_outputs(args: argparse.Namespace) -> None:
     """ValueError unless --out and --preview may be written: two files, none of the pairs, no existing
     file without --overwrite."""
@@ -74,11 +82,14 @@ def _check_outputs(args: argparse.Namespace) -> None:
     if args.val_inputs is not None and args.val_targets is not None:
         folders.append((args.val_inputs, args.val_targets))
     inputs = [f for ins, tgs in folders for p in pair_files(ins, tgs) for f in (p.input, p.target)]
-    if args.preview is not None and Path(args.preview).resolve() == Path(args.out).resolve():
-        raise ValueError(f"--out and --preview name the same file: {args.out}")
+    if args.preview is not None and Path(args.preview).resolve() in (Path(args.out).resolve(),
+                                                                     picture_path(args.out).resolve()):
+        raise ValueError(f"--preview {args.preview} is --out or its picture")
+    if Path(args.out).suffix.lower() != ".cube":
+        raise ValueError(f"--out {args.out}: the file to write must end in .cube")
     if not Path(args.out).parent.is_dir():
         raise ValueError(f"{args.out}: the folder {Path(args.out).parent} does not exist")
-    for path in (args.out, args.preview):
+    for path in (args.out, picture_path(args.out), args.preview):
         if path is not None:
             check_output(path, inputs, overwrite=args.overwrite)
 
@@ -127,8 +138,10 @@ def _run(args: argparse.Namespace) -> int:
         if images is not None:
             print(_report(name, images, image_psnr(images.inputs, images.targets, result.lut,
                                                    args.interpolation, args.backend)))
-    lutkern.write_cube(args.out, result.lut, title=args.title or Path(args.out).stem)
-    out.print(f"wrote {args.out}")
+    title = args.title or Path(args.out).stem
+    lutkern.write_cube(args.out, result.lut, title=title)
+    save_picture(picture_path(args.out), lut_picture(result.lut, result.coverage, title=title))
+    out.print(f"wrote {args.out} and its picture {picture_path(args.out)}")
     if args.preview:
         shown = val if val is not None else train
         rows = [(x, y, lutkern.apply_lut(x, result.lut, interpolation=args.interpolation))

@@ -167,6 +167,8 @@ def test_cli_writes_a_readable_cube_and_preview(tmp_path, monkeypatch, capsys):
     torch.testing.assert_close(cube.lut3d.float(), look, atol=0.05, rtol=0)
     with Image.open(preview) as im:
         assert im.size[0] > 3 * 32 and im.mode == "RGB"
+    with Image.open(tmp_path / "fit.png") as im:  # the LUT's picture, beside the .cube
+        assert im.format == "PNG" and im.size[0] > 4 * 32
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,7 @@ def test_tiny_run_writes_every_artifact(pairs, tmp_path):
     rows = _rows(run)
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert set(rows[0]) == {"epoch", "train_loss", "train_mse", "val_mse", "val_psnr", "lr", "seconds"}
-    for name in ("loss.png", "previews/epoch_0001.png", "previews/epoch_0002.png"):
+    for name in ("loss.png", "lut.png", "previews/epoch_0001.png", "previews/epoch_0002.png"):
         with Image.open(run / name) as im:
             assert im.size[0] > 50 and im.size[1] > 50
     with Image.open(run / "previews/epoch_0002.png") as im:  # input | target | output columns of 32 px
