@@ -15,10 +15,12 @@ import numpy as np
 import torch
 from PIL import ImageCms
 
+from ._backend import resolve_backend
 from .builtin_looks import LOOKS
 from .cube import CubeLUT, read_cube
 from .hald import read_hald
 from .imageio import DecodedImage, codes_to_pixels, to_integer_array
+from .ops.apply_lut_cpu import grade_codes_cpu, native_available
 
 STRIP_PIXELS = 1 << 20  # 1 Mpx: 12 MiB per float32 RGB strip (the torch path makes ~20 temporaries)
 
@@ -52,8 +54,14 @@ def grade_codes(
 ) -> np.ndarray:
     """Grade ``codes`` ``(H,W,3)`` uint8/uint16 in place, strip by strip, and return it.
 
-    Output codes are the LUT output clamped to [0, 1] and rounded to the nearest code.
+    Output codes are the LUT output clamped to [0, 1] and rounded to the nearest code. A plain float32 3D
+    LUT on the CPU's torch backend grades the codes in one pass of the compiled loop (the same bits).
     """
+    if _one_pass(codes, lut, device, backend):
+        grade_codes_cpu(codes, lut.lut3d, interpolation)
+        if on_strip is not None:
+            on_strip(1.0)
+        return codes
     depth = 8 if codes.dtype == np.uint8 else 16
     h, w, _ = codes.shape
     rows = max(1, strip_pixels // max(w, 1))
@@ -64,6 +72,16 @@ def grade_codes(
         if on_strip is not None:
             on_strip(min(rows, h - y) / h)
     return codes
+
+
+def _one_pass(codes: np.ndarray, lut: CubeLUT, device, backend: str | None) -> bool:
+    """Whether :func:`lutkern.ops.apply_lut_cpu.grade_codes_cpu` gives :func:`grade_codes`'s result: a 3D
+    table alone on [0, 1], float32, applied on the CPU by the torch backend's compiled loop."""
+    unit = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    return (lut.shaper is None and lut.lut3d is not None and lut.lut3d.dtype == torch.float32
+            and tuple(map(tuple, lut.lut3d_domain)) == unit and torch.device(device).type == "cpu"
+            and resolve_backend(backend, torch.device("cpu")) == "torch" and codes.flags.c_contiguous
+            and native_available())
 
 
 def profile_name(icc: bytes) -> str:

@@ -169,3 +169,35 @@ def test_vector_loops_give_the_scalar_loops_bits(d, interpolation, shared):
         assert torch.equal(fast.view(torch.int32), scalar.view(torch.int32))
     want = apply_lut_reference(image, lut, interpolation)
     torch.testing.assert_close(results[0][0], want, atol=1e-5, rtol=1e-5, equal_nan=True)
+
+
+@needs_cc
+@pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+@pytest.mark.parametrize("interpolation", ["trilinear", "tetrahedral", "nearest"])
+@pytest.mark.parametrize("simd", [True, False], ids=["vector", "scalar"])
+def test_codes_in_one_pass_are_the_planar_loops_bits(monkeypatch, dtype, interpolation, simd):
+    """grade_codes_cpu on interleaved integer codes equals converting them to float32 planes (code / top),
+    the loop, and rounding back (lutkern.imageio.to_integer_array): bitwise, on every code of both ends,
+    across the 1024-pixel blocks of the C loop and the chunks of several workers, with a LUT whose values
+    leave [0, 1] (clamped)."""
+    import numpy as np
+
+    from lutkern.imageio import codes_to_pixels, to_integer_array
+
+    if not cpu_mod.native_available():
+        pytest.skip("no C compiler")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(cpu_mod, "CHUNK", 1000)  # chunks that split the C loop's blocks
+    monkeypatch.setattr(cpu_mod, "MIN_WORK", 1)
+    top = 255 if dtype == "uint8" else 65535
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, top + 1, (41, 67, 3)).astype(dtype)  # 2747 pixels: blocks and a ragged end
+    codes[0, :3] = [[0, 0, 0], [top, top, top], [0, top, 0]]
+    lut = torch.rand(9, 9, 9, 3, generator=torch.Generator().manual_seed(4)) * 1.4 - 0.2
+    depth = 8 if dtype == "uint8" else 16
+    want = to_integer_array(cpu_mod.apply_lut_cpu(codes_to_pixels(codes, depth)[None], lut[None],
+                                                  interpolation, simd=simd)[0], depth)
+    got = codes.copy()
+    cpu_mod.grade_codes_cpu(got, lut, interpolation, simd=simd)
+    np.testing.assert_array_equal(got, want)
+    assert (got == 0).any() and (got == top).any()  # the clamp was exercised

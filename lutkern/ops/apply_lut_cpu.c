@@ -441,6 +441,43 @@ void lut_backward_f64(const double *x, int64_t xs, const double *go, int64_t gs,
     backward_scalar_f64(x, xs, go, gs, gx, gxs, glut, n, lut, d, interp, 0);
 }
 
+/* Grade n pixels of interleaved RGB integer codes in place (codes[3 * p + c]; uint8 when bytes == 1,
+ * uint16 when bytes == 2, full scale top = 2^(8 bytes) - 1) with one float32 LUT: the same bits as
+ * converting the codes to float32 (code / top), applying lut_forward_f32 and converting back as
+ * lutkern.imageio.to_integer_array does (clamp to [0, 1], times top and round half to even, in double),
+ * without the three passes over the whole image that costs in torch. Blocks of BLOCK pixels go through
+ * planar float buffers on the stack, small enough to stay in the first cache levels. */
+enum { BLOCK = 1024 };
+
+void lut_grade_codes(void *codes, int bytes, int64_t n, const float *lut, int64_t d, int interp, int simd)
+{
+    const double top = bytes == 1 ? 255.0 : 65535.0;
+    const float topf = (float)top;
+    float x[3 * BLOCK], out[3 * BLOCK];
+    uint8_t *c8 = codes;
+    uint16_t *c16 = codes;
+    warm_f32(lut, d, n);
+    for (int64_t p0 = 0; p0 < n; p0 += BLOCK) {
+        const int64_t m = n - p0 < BLOCK ? n - p0 : BLOCK;
+        for (int64_t p = 0; p < m; ++p)
+            for (int c = 0; c < 3; ++c)
+                x[c * BLOCK + p] = (float)(bytes == 1 ? c8[3 * (p0 + p) + c] : c16[3 * (p0 + p) + c]) / topf;
+        const int64_t done =
+            simd && cpu_has_avx2() ? vector_forward_f32(x, BLOCK, out, BLOCK, m, lut, d, interp) : 0;
+        forward_scalar_f32(x, BLOCK, out, BLOCK, m, lut, d, interp, done);
+        for (int64_t p = 0; p < m; ++p)
+            for (int c = 0; c < 3; ++c) {
+                double v = out[c * BLOCK + p];
+                v = v < 0 ? 0 : (v > 1 ? 1 : v);
+                const int64_t code = round_even_f64(v * top);
+                if (bytes == 1)
+                    c8[3 * (p0 + p) + c] = (uint8_t)code;
+                else
+                    c16[3 * (p0 + p) + c] = (uint16_t)code;
+            }
+    }
+}
+
 /* 1 when the float32 loops use the AVX2 paths (for tests). */
 int lut_has_simd(void) { return cpu_has_avx2(); }
 

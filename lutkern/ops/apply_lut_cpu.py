@@ -22,6 +22,7 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .._cbuild import BuildError, build
@@ -50,6 +51,7 @@ def _library() -> ctypes.CDLL | None:
     for suffix in _SUFFIX.values():
         getattr(lib, f"lut_forward_{suffix}").argtypes = _FORWARD_ARGS
         getattr(lib, f"lut_backward_{suffix}").argtypes = _BACKWARD_ARGS
+    lib.lut_grade_codes.argtypes = [_PTR, ctypes.c_int, _I64, _PTR, _I64, ctypes.c_int, ctypes.c_int]
     return lib
 
 
@@ -166,6 +168,27 @@ def apply_lut_cpu(
     if out is not None:
         return _forward_into(out, image.contiguous(), lut.contiguous(), interpolation, simd)
     return ApplyLutCpu.apply(image.contiguous(), lut.contiguous(), interpolation, simd)
+
+
+def grade_codes_cpu(codes: np.ndarray, lut: torch.Tensor, interpolation: str = "trilinear", *,
+                    simd: bool = True) -> None:
+    """Grade ``codes`` ``(..., 3)`` (C-contiguous interleaved RGB, uint8 or uint16 on its full scale) in place
+    with one float32 ``lut`` ``(D,D,D,3)`` in one pass (needs :func:`native_available`): bitwise what
+    converting to float32 planes, :func:`apply_lut_cpu` and :func:`lutkern.imageio.to_integer_array` give,
+    at a fraction of the memory traffic. Chunks of pixels are spread over the worker threads."""
+    if not codes.flags.c_contiguous or codes.dtype not in (np.uint8, np.uint16) or codes.shape[-1] != 3:
+        raise ValueError(f"codes must be C-contiguous (..., 3) uint8 or uint16, got {codes.dtype} "
+                         f"{codes.shape}")
+    table = lut.detach().to("cpu", torch.float32).contiguous()
+    fn, code, d = _library().lut_grade_codes, _CODES[interpolation], table.shape[0]
+    pixels, size = codes.size // 3, codes.dtype.itemsize
+    base = codes.ctypes.data
+
+    def chunk(_, job):
+        _, _, sl = job
+        fn(base + sl.start * 3 * size, size, sl.stop - sl.start, table.data_ptr(), d, code, int(simd))
+
+    run_plan(chunk, schedule(1, 1, pixels, torch.device("cpu"), CHUNK, MIN_WORK))
 
 
 def has_simd() -> bool:
