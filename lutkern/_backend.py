@@ -42,18 +42,15 @@ def triton_available() -> bool:
 def triton_unusable_reason(device: torch.device, explicit: bool) -> str | None:
     """Why Triton cannot run on ``device`` (None when it can); on the CPU only an ``explicit`` request
     runs the interpreter."""
+    # The device first: on the CPU the answer needs no import of Triton (about a second).
+    if device.type == "cpu" and not interpreter_enabled():
+        return "tensors are on the CPU and TRITON_INTERPRET=1 is not set"
+    if device.type == "cpu" and not explicit:
+        return "tensors are on the CPU (Triton's interpreter runs only when asked for: backend='triton')"
+    if device.type not in ("cpu", "cuda"):
+        return f"Triton does not support device {device}"
     err = triton_import_error()
-    if err is not None:
-        return f"Triton cannot be imported ({err})"
-    if device.type == "cuda":
-        return None
-    if device.type == "cpu":
-        if not interpreter_enabled():
-            return "tensors are on the CPU and TRITON_INTERPRET=1 is not set"
-        if not explicit:
-            return "tensors are on the CPU (Triton's interpreter runs only when asked for: backend='triton')"
-        return None
-    return f"Triton does not support device {device}"
+    return None if err is None else f"Triton cannot be imported ({err})"
 
 
 @functools.cache

@@ -1,4 +1,4 @@
-"""Apply a LUT to photos: ``python -m lutkern.apply --lut FILE.cube|HALD.png|LOOK IMAGES... --out DIR``.
+"""Grade photos and videos: ``python -m lutkern.apply --lut FILE.cube|HALD.png|LOOK FILES... --out DIR``.
 
 Each image is written to ``DIR`` under its own name, in its own format and bit depth (PNG 8/16-bit, JPEG,
 TIFF 8/16-bit), upright (EXIF orientation applied, the tag reset), with its ICC profile and EXIF carried
@@ -6,9 +6,15 @@ over. The LUT is applied to the stored code values: no colour management, so the
 the output. Inputs are never overwritten, existing outputs only with ``--overwrite``. An unreadable file
 gets a one-line error and the batch goes on; the exit status is 1 if any file failed, 2 for bad arguments.
 
+A video (:data:`lutkern.video.VIDEO_EXTENSIONS`: .mp4 .mov .mkv .webm ...) is graded frame by frame into a
+video of the same container (:func:`lutkern.video.grade_video`): same size, frame rate and timestamps,
+colour tags and, where the encoder allows, bit depth; audio copied packet for packet. ``--codec`` picks the
+encoder (default libx264 CRF 18 for 8-bit sources, libx265 10-bit for deeper ones; ``ffv1`` is lossless),
+``--crf`` its quality. Videos need PyAV (``pip install 'lutkern[video]'``).
+
 Memory: an image is decoded once to integer codes and graded in place, strip by strip
 (:mod:`lutkern.grading`): about one integer image plus two float strips (plus Pillow's own buffer while
-decoding and encoding).
+decoding and encoding). A video holds a few frames at a time (and the encoder's look-ahead).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from .files import check_output
 from .functional import INTERPOLATIONS
 from .grading import STRIP_PIXELS, grade_codes, input_notes, load_lut, profile_name
 from .imageio import FORMATS, decode_image, output_format, write_codes
+from .video import DEFAULT_CRF, VIDEO_EXTENSIONS, encoder_options, grade_video
 
 PROG = "python -m lutkern.apply"
 
@@ -38,9 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output folder (made if missing)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
     p.add_argument("--quality", type=int_in(1, 100), default=95, help="JPEG quality, 1-100 (default 95)")
+    p.add_argument("--codec", help="video encoder (default: libx264, libx265 for sources deeper than 8 bits, "
+                   "libvpx-vp9 into .webm; ffv1 is lossless)")
+    p.add_argument("--crf", type=int_in(0, 51),
+                   help=f"video quality of a CRF encoder (x264, x265, vp9), 0-51 (default {DEFAULT_CRF})")
     add_device_flags(p)
     p.add_argument("--strip-pixels", type=int_in(1, 1 << 30), default=STRIP_PIXELS, help=argparse.SUPPRESS)
-    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("images", nargs="+", type=Path, metavar="FILES", help="images and videos")
     return p
 
 
@@ -50,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     args.device = check_device(args.device, args.backend)
+    if args.codec and any(_is_video(p) for p in args.images):
+        encoder_options(args.codec, args.crf)  # an unknown encoder is a usage error, before any work
     lut = load_lut(args.lut, args.size)
     args.out.mkdir(parents=True, exist_ok=True)
     out = console()
@@ -61,15 +74,23 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
 def _grade_file(src: Path, args, lut: CubeLUT, seen: dict[Path, Path], on_strip) -> str:
-    """Grade one file into ``args.out``; returns a note for the console (ICC profile, alpha) or ''."""
+    """Grade one file into ``args.out``; returns a note for the console (ICC profile, alpha, video
+    speed) or ''."""
     dst = args.out / src.name
-    if src.suffix.lower() not in FORMATS:
-        raise ValueError(f"unsupported image type {src.suffix!r} (PNG, JPEG or TIFF)")
+    if src.suffix.lower() not in FORMATS and not _is_video(src):
+        videos = " ".join(sorted(VIDEO_EXTENSIONS))
+        raise ValueError(f"unsupported image type {src.suffix!r} (PNG, JPEG or TIFF; videos: {videos})")
     if dst in seen:
         raise ValueError(f"same output name as {seen[dst]}: {dst} would be written twice")
     check_output(dst, [*args.images, args.lut], overwrite=args.overwrite)
     seen[dst] = src
+    if _is_video(src):
+        return _grade_video_file(src, dst, args, lut, on_strip)
     img = decode_image(src)
     output_format(dst, img.bit_depth)
     codes = grade_codes(img.codes, lut, interpolation=args.interpolation, device=args.device,
@@ -80,6 +101,16 @@ def _grade_file(src: Path, args, lut: CubeLUT, seen: dict[Path, Path], on_strip)
         name = profile_name(img.icc_profile)
         notes.append(f"ICC profile '{name}' carried over (LUT applied to stored values)")
     return "; ".join(notes + input_notes(img))
+
+
+def _grade_video_file(src: Path, dst: Path, args, lut: CubeLUT, on_progress) -> str:
+    report = grade_video(src, dst, lut, interpolation=args.interpolation, device=args.device,
+                         backend=args.backend, codec=args.codec, crf=args.crf, on_progress=on_progress)
+    note = (f"{report.frames} frames at {report.frames_per_second:.1f} frames/s "
+            f"({report.codec} {report.pix_fmt}, audio streams copied: {report.audio_streams})")
+    if report.dropped_streams:
+        note += f"; {report.dropped_streams} other streams (subtitles, data, more video) not copied"
+    return note
 
 
 if __name__ == "__main__":

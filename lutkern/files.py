@@ -3,9 +3,10 @@
 The rule (:func:`check_output`): never write over one of the command's inputs, and never over an existing
 file unless the user passed ``--overwrite``.
 
-Atomic writes (:func:`atomic_open`): readers see the old file or the complete new one, never a partial
-write. The temporary file is ``.NAME.XXXXXXXX.lutkern.tmp`` beside ``NAME``. A killed process leaves it
-behind; the first atomic write of a later process into that folder removes those left before it started.
+Atomic writes (:func:`atomic_open`, or :func:`atomic_path` for a writer that wants a path): readers see
+the old file or the complete new one, never a partial write. The temporary file is
+``.NAME.XXXXXXXX.lutkern.tmp`` beside ``NAME``. A killed process leaves it behind; the first atomic write
+of a later process into that folder removes those left before it started.
 """
 
 from __future__ import annotations
@@ -47,17 +48,29 @@ def atomic_open(path: str | Path, mode: str = "wb", **kwargs):
     The file gets the permissions a plain ``open`` would give (0666 less the umask), not mkstemp's 0600.
     On any error the temporary file is removed and ``path`` is left untouched.
     """
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as f:
+        yield f
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """:func:`atomic_open` for a writer that opens the file itself (an FFmpeg muxer): yields the path of
+    an empty temporary file beside ``path``; once the block has written and closed it, it is synced and
+    renamed to ``path``. The writer must name its format: the temporary's name ends in ``.lutkern.tmp``."""
     path = Path(path)
     folder = path.parent.resolve()
     if folder not in _swept:
         _swept.add(folder)
         remove_stale_temporaries(folder)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    os.close(fd)
     try:
-        with os.fdopen(fd, mode, **kwargs) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        yield Path(tmp)
+        fd = os.open(tmp, os.O_RDONLY)  # fsync through any descriptor syncs the file's data
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as exc:  # a full disk, say: the message names the file the command was writing
