@@ -65,52 +65,67 @@ def _nice_decades(lo: float, hi: float) -> list[int]:
 
 
 def loss_plot(path: str | Path, epochs: list[int], series: dict[str, list[float]],
-              title: str = "loss per epoch (log scale)", size: tuple[int, int] = (720, 420)) -> None:
-    """Save a line plot of ``series`` (name -> one positive value per epoch) on a log10 y axis.
+              title: str = "loss per epoch (log scale)", size: tuple[int, int] = (720, 420),
+              x_label: str = "epoch", log: bool = True) -> None:
+    """Save a line plot of ``series`` (name -> one value per epoch, or per ``x_label``) on a log10 y axis
+    (``log=False``: a linear one).
 
-    Non-positive or non-finite values (e.g. an epoch without validation) are left out of the line.
+    Non-finite values, and on a log axis non-positive ones (e.g. an epoch without validation), are left out
+    of the line.
     """
     width, height = size
     left, right, top, bottom = 70, 20, 30, 45
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default()
-    values = [v for ys in series.values() for v in ys if v > 0 and math.isfinite(v)]
+
+    def shown(v: float) -> bool:
+        return math.isfinite(v) and (v > 0 or not log)
+
+    values = [v for ys in series.values() for v in ys if shown(v)]
     draw.text((left, 8), title, fill="black", font=font)
     if not epochs or not values:
         _save(img, Path(path))
         return
-    decades = _nice_decades(min(values), max(values))
-    y_lo, y_hi = decades[0], max(decades[-1], decades[0] + 1)
+    if log:
+        decades = _nice_decades(min(values), max(values))
+        ticks = [10.0**d for d in range(decades[0], max(decades[-1], decades[0] + 1) + 1)]
+        scale, labels = math.log10, [f"1e{round(math.log10(t))}" for t in ticks]
+    else:
+        lo, hi = min(values), max(values)
+        pad = (hi - lo) * 0.05 or abs(hi) * 0.05 or 1.0
+        ticks = [lo - pad + (hi - lo + 2 * pad) * k / 4 for k in range(5)]
+        scale, labels = float, [f"{t:.4g}" for t in ticks]
+    y_lo, y_hi = scale(ticks[0]), scale(ticks[-1])
     x_lo, x_hi = min(epochs), max(max(epochs), min(epochs) + 1)
 
     def xy(epoch: float, value: float) -> tuple[float, float]:
         x = left + (epoch - x_lo) / (x_hi - x_lo) * (width - left - right)
-        y = top + (y_hi - math.log10(value)) / (y_hi - y_lo) * (height - top - bottom)
+        y = top + (y_hi - scale(value)) / (y_hi - y_lo) * (height - top - bottom)
         return x, y
 
     draw.rectangle((left, top, width - right, height - bottom), outline="black")
-    for d in range(y_lo, y_hi + 1):
-        _, y = xy(x_lo, 10.0**d)
+    for tick, label in zip(ticks, labels, strict=True):
+        _, y = xy(x_lo, tick)
         draw.line((left, y, width - right, y), fill=(225, 225, 225))
-        draw.text((8, y - 6), f"1e{d}", fill="black", font=font)
+        draw.text((8, y - 6), label, fill="black", font=font)
     for i in range(6):
         epoch = x_lo + (x_hi - x_lo) * i / 5
         if x_hi - x_lo >= 5:
             epoch = round(epoch)  # whole epochs once there is room
-        x, _ = xy(epoch, 10.0**y_lo)
+        x, _ = xy(epoch, ticks[0])
         draw.line((x, height - bottom, x, height - bottom + 4), fill="black")
         draw.text((x - 8, height - bottom + 8), f"{epoch:g}", fill="black", font=font)
-    draw.text(((width - left) // 2 + left - 15, height - 18), "epoch", fill="black", font=font)
+    draw.text(((width - left) // 2 + left - 15, height - 18), x_label, fill="black", font=font)
     for k, (name, ys) in enumerate(series.items()):
         colour = _COLOURS[k % len(_COLOURS)]
-        points = [xy(e, v) for e, v in zip(epochs, ys, strict=True) if v > 0 and math.isfinite(v)]
+        points = [xy(e, v) for e, v in zip(epochs, ys, strict=True) if shown(v)]
         if len(points) > 1:
             draw.line(points, fill=colour, width=2)
         elif points:
             x, y = points[0]
             draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=colour)
-        lx = width - right - 130
+        lx = width - right - 160
         ly = top + 8 + 14 * k
         draw.line((lx, ly + 6, lx + 20, ly + 6), fill=colour, width=2)
         draw.text((lx + 26, ly), name, fill="black", font=font)

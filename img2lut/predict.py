@@ -15,9 +15,14 @@ plus a few tens of MiB, never a full-size float copy.
 from __future__ import annotations
 
 import argparse
+import bisect
+import csv
 import re
 import sys
 from pathlib import Path
+
+import numpy as np
+import torch
 
 import lutkern
 from lutkern.cli import (
@@ -29,12 +34,14 @@ from lutkern.cli import (
     process_files,
     run_command,
 )
-from lutkern.cube import cube_text, parse_cube
+from lutkern.cube import CubeLUT, cube_text, parse_cube
 from lutkern.files import atomic_open, check_output
 from lutkern.grading import STRIP_PIXELS, grade_codes, input_notes
 from lutkern.imageio import FORMATS, decode_image, output_format, write_codes
+from lutkern.video import VIDEO_EXTENSIONS, probe_video, read_frames, transcode
 
-from .prediction import LUTPredictor, load
+from .prediction import LUTPredictor, load, thumbnail_from_codes
+from .shots import CUT_THRESHOLD, ShotTracker
 
 PROG = "python -m img2lut.predict"
 INTERPOLATIONS = lutkern.INTERPOLATIONS
@@ -52,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="how the LUT is applied (default: the one the model was trained with)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
     p.add_argument("--quality", type=int_in(1, 100), default=95, help="JPEG quality, 1-100 (default 95)")
+    p.add_argument("--per-frame", action="store_true",
+                   help="videos: grade each frame with its own LUT instead of one LUT per shot (flickers)")
+    p.add_argument("--cut-threshold", type=float, default=CUT_THRESHOLD,
+                   help=f"videos: colour-histogram distance (0-2) between frames that makes a cut "
+                   f"(default {CUT_THRESHOLD})")
+    p.add_argument("--codec", help="videos: the encoder (as python -m lutkern.apply)")
+    p.add_argument("--crf", type=int_in(0, 51), help="videos: the encoder's CRF quality")
     add_device_flags(p)
     p.add_argument("--strip-pixels", type=int_in(1, 1 << 30), default=STRIP_PIXELS, help=argparse.SUPPRESS)
     return p
@@ -65,6 +79,8 @@ def output_paths(src: Path, out: Path) -> tuple[Path, Path]:
 
 def _predict_file(src: Path, args, predictor: LUTPredictor, seen: dict[str, Path], on_strip) -> str:
     """Write the ``.cube`` (and graded image) for ``src``; returns a note for the console or ''."""
+    if src.suffix.lower() in VIDEO_EXTENSIONS:
+        return _predict_video(src, args, predictor, seen, on_strip)
     dst, cube_path = output_paths(src, args.out)
     if src.stem in seen:
         raise ValueError(f"same output name as {seen[src.stem]}: {cube_path} would be written twice")
@@ -76,7 +92,7 @@ def _predict_file(src: Path, args, predictor: LUTPredictor, seen: dict[str, Path
     if not args.cube_only:
         output_format(dst, img.bit_depth)  # fail before any work
     lut = predictor.predict_lut_codes(img.codes, img.bit_depth)
-    text = cube_text(lut, title="img2lut " + re.sub(r'["\r\n]', "_", src.stem))
+    text = cube_text(lut, title="img2lut " + _safe(src.stem))
     if not args.cube_only:
         # Grade with the LUT as the file stores it (6 decimals), so the .cube reproduces the image exactly.
         grade_codes(img.codes, parse_cube(text, str(cube_path)), interpolation=args.interpolation,
@@ -91,6 +107,80 @@ def _predict_file(src: Path, args, predictor: LUTPredictor, seen: dict[str, Path
             dst.unlink(missing_ok=True)
         raise
     return "; ".join(input_notes(img))
+
+
+def _predict_video(src: Path, args, predictor: LUTPredictor, seen: dict[str, Path], on_progress) -> str:
+    """Grade a video with one predicted LUT per shot (``--per-frame``: each frame its own), writing the
+    graded video, ``NAME.shotNNN.cube`` per shot and the edit list ``NAME.shots.csv``; or all or none."""
+    dst, edits = args.out / src.name, args.out / f"{src.stem}.shots.csv"
+    if src.stem in seen:
+        raise ValueError(f"same output name as {seen[src.stem]}: {edits} would be written twice")
+    inputs = [*args.images, args.checkpoint]
+    for path in (edits,) if args.cube_only else (dst, edits):
+        check_output(path, inputs, overwrite=args.overwrite)
+    seen[src.stem] = src
+    info = probe_video(src)
+    tracker, times = ShotTracker(args.cut_threshold), []
+    for frame in read_frames(src):  # pass 1: a LUT per frame, the cuts, each shot's mean LUT
+        tracker.add(*_frame_lut(predictor, frame.codes))
+        times.append(frame.time)
+        if on_progress is not None and info.frames:
+            on_progress(0.5 / info.frames)
+    shots = tracker.shots
+    cubes = [args.out / f"{src.stem}.shot{k + 1:03d}.cube" for k in range(len(shots))]
+    for path in cubes:
+        check_output(path, inputs, overwrite=args.overwrite)
+    texts = [cube_text(s.lut, title=f"img2lut {_safe(src.stem)} shot {k + 1}") for k, s in enumerate(shots)]
+    if not args.cube_only:
+        luts = [parse_cube(text, str(path)) for text, path in zip(texts, cubes, strict=True)]
+        firsts = [s.first for s in shots]
+
+        def grade(codes, index: int):
+            if args.per_frame:
+                lut = CubeLUT(_frame_lut(predictor, codes)[1])
+            else:
+                lut = luts[bisect.bisect_right(firsts, index) - 1]
+            return grade_codes(codes, lut, interpolation=args.interpolation, device=args.device,
+                               backend=args.backend)
+
+        transcode(src, dst, grade, codec=args.codec, crf=args.crf,
+                  on_progress=None if on_progress is None else lambda f: on_progress(0.5 * f))
+    try:  # the .cube files and the edit list last: a failure leaves no part of the outputs
+        for text, path in zip(texts, cubes, strict=True):
+            with atomic_open(path, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+        _write_edits(edits, shots, times, info.rate, cubes)
+    except BaseException:
+        for path in [*cubes, edits] + ([] if args.cube_only else [dst]):
+            path.unlink(missing_ok=True)
+        raise
+    flicker = sum(s.flicker * (s.frames - 1) for s in shots) / max(1, len(times) - len(shots))
+    how = "each frame its own LUT" if args.per_frame else "one LUT per shot"
+    return (f"{len(times)} frames, {len(shots)} shots ({edits.name}), graded with {how}; the per-frame "
+            f"predictions change by {flicker:.4f} RMS from frame to frame within a shot")
+
+
+def _frame_lut(predictor: LUTPredictor, codes) -> tuple[torch.Tensor, torch.Tensor]:
+    """The thumbnail the CNN sees of a frame's ``codes`` ``(H,W,3)`` and the LUT it predicts."""
+    depth = 8 if codes.dtype == np.uint8 else 16
+    thumb = predictor.cnn_input(thumbnail_from_codes(codes, depth, predictor.image_size))
+    with torch.no_grad():
+        return thumb[0].cpu(), predictor.model.predict_lut(thumb)[0].cpu()
+
+
+def _safe(name: str) -> str:
+    return re.sub(r'["\r\n]', "_", name)
+
+
+def _write_edits(path: Path, shots, times: list[float], rate, cubes: list[Path]) -> None:
+    """The edit list: one CSV row per shot, its frames (first, last), its time span in seconds (start of
+    its first frame, end of its last) and its ``.cube``."""
+    with atomic_open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["shot", "first_frame", "last_frame", "start_seconds", "end_seconds", "cube"])
+        for k, (shot, cube) in enumerate(zip(shots, cubes, strict=True)):
+            start, end = times[shot.first], times[shot.last] + float(1 / rate)
+            writer.writerow([k + 1, shot.first, shot.last, f"{start:.6f}", f"{end:.6f}", cube.name])
 
 
 def main(argv: list[str] | None = None) -> int:
