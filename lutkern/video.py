@@ -184,15 +184,8 @@ def transcode(
         frames = 0
         try:
             with atomic_path(dst) as tmp, av.open(str(tmp), "w", format=muxer) as out:
-                ov = out.add_stream(codec, rate=info.rate, options=options)
-                ov.width, ov.height, ov.pix_fmt = info.width, info.height, pix_fmt
-                ov.time_base = ov.codec_context.time_base = time_base
-                cc = ov.codec_context
-                cc.color_range, cc.colorspace, cc.color_primaries, cc.color_trc = tags
-                if iv.sample_aspect_ratio:
-                    cc.sample_aspect_ratio = iv.sample_aspect_ratio
-                if avi:
-                    cc.max_b_frames = 0
+                ov = _output_stream(out, codec, options, info, pix_fmt, tags, time_base,
+                                    iv.sample_aspect_ratio)
                 audio_out = {a.index: out.add_stream_from_template(a) for a in audio_in}
                 done = 0.0
 
@@ -221,6 +214,22 @@ def transcode(
         except av.FFmpegError as exc:
             raise ValueError(f"{src}: {_reason(exc)} (writing {dst} with {codec} {pix_fmt})") from None
     return TranscodeReport(frames, time.perf_counter() - start, codec, pix_fmt, len(audio_in), dropped)
+
+
+def _output_stream(out, codec: str, options: dict, info: VideoInfo, pix_fmt: str, tags, time_base,
+                   aspect) -> object:
+    """The encoder's stream in ``out``: the source's size, rate and sample aspect, ``pix_fmt``, the colour
+    ``tags`` and ``time_base`` (AVI's 1/rate: there frames are stored in order, without B-frames)."""
+    stream = out.add_stream(codec, rate=info.rate, options=options)
+    stream.width, stream.height, stream.pix_fmt = info.width, info.height, pix_fmt
+    stream.time_base = stream.codec_context.time_base = time_base
+    cc = stream.codec_context
+    cc.color_range, cc.colorspace, cc.color_primaries, cc.color_trc = tags
+    if aspect:
+        cc.sample_aspect_ratio = aspect
+    if out.format.name == "avi":
+        cc.max_b_frames = 0
+    return stream
 
 
 def _demuxed(inp, iv, audio_in, convert) -> Iterator[tuple[str, object]]:
