@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import lutkern  # noqa: E402
 from lutkern._backend import resolve_backend  # noqa: E402
+from lutkern.ops.regularizers_torch import regularizer_terms_torch  # noqa: E402
 from lutkern.reference import (  # noqa: E402
     monotonicity_reference,
-    regularizer_terms_torch,
     smoothness_reference,
     total_variation_reference,
 )
