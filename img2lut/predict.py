@@ -40,11 +40,10 @@ from lutkern.grading import STRIP_PIXELS, grade_codes, input_notes
 from lutkern.imageio import FORMATS, decode_image, output_format, write_codes
 from lutkern.video import VIDEO_EXTENSIONS, probe_video, read_frames, transcode
 
-from .prediction import LUTPredictor, load, thumbnail_from_codes
+from .prediction import LUTPredictor, load
 from .shots import CUT_THRESHOLD, ShotTracker
 
 PROG = "python -m img2lut.predict"
-INTERPOLATIONS = lutkern.INTERPOLATIONS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="photos (PNG, JPEG, TIFF, ...)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (made if missing)")
     p.add_argument("--cube-only", action="store_true", help="write only NAME.cube, not the graded image")
-    p.add_argument("--interpolation", choices=INTERPOLATIONS,
+    p.add_argument("--interpolation", choices=lutkern.INTERPOLATIONS,
                    help="how the LUT is applied (default: the one the model was trained with)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
     p.add_argument("--quality", type=int_in(1, 100), default=95, help="JPEG quality, 1-100 (default 95)")
@@ -162,8 +161,7 @@ def _predict_video(src: Path, args, predictor: LUTPredictor, seen: dict[str, Pat
 
 def _frame_lut(predictor: LUTPredictor, codes) -> tuple[torch.Tensor, torch.Tensor]:
     """The thumbnail the CNN sees of a frame's ``codes`` ``(H,W,3)`` and the LUT it predicts."""
-    depth = 8 if codes.dtype == np.uint8 else 16
-    thumb = predictor.cnn_input(thumbnail_from_codes(codes, depth, predictor.image_size))
+    thumb = predictor.thumbnail(codes, 8 if codes.dtype == np.uint8 else 16)
     with torch.no_grad():
         return thumb[0].cpu(), predictor.model.predict_lut(thumb)[0].cpu()
 

@@ -98,11 +98,15 @@ class LUTPredictor:
         lut = self.model.predict_lut(self.cnn_input(batch)).to(image.device)
         return lut if image.dim() == 4 else lut[0]
 
+    def thumbnail(self, codes: np.ndarray, bit_depth: int) -> torch.Tensor:
+        """``(1,3,cnn_size,cnn_size)`` on ``device``: what the CNN sees of an image given as ``(H,W,3)``
+        uint8/uint16 ``codes`` (made strip by strip, :func:`thumbnail_from_codes`)."""
+        return self.cnn_input(thumbnail_from_codes(codes, bit_depth, self.image_size))
+
     @torch.no_grad()
     def predict_lut_codes(self, codes: np.ndarray, bit_depth: int) -> torch.Tensor:
         """``(S,S,S,3)`` on the CPU for an image given as ``(H,W,3)`` uint8/uint16 ``codes``."""
-        thumb = thumbnail_from_codes(codes, bit_depth, self.image_size)
-        return self.model.predict_lut(self.cnn_input(thumb))[0].cpu()
+        return self.model.predict_lut(self.thumbnail(codes, bit_depth))[0].cpu()
 
     def apply(self, image: torch.Tensor, interpolation: str | None = None) -> torch.Tensor:
         """``image`` ``(3,H,W)`` or ``(B,3,H,W)`` graded by the LUT predicted for it (same shape)."""
