@@ -96,7 +96,7 @@ def write_results(run_dir: Path, model: ResNetLUTGenerator, config: TrainConfig,
         "lut_cube": "lut.cube: the mean of the LUTs predicted for the validation images",
     }
     if data.truth is not None:
-        comparison = compare_with_truth(result.mean_lut, data.truth, data.train.inputs, config.interpolation)
+        comparison = compare_with_truth(result.mean_lut, data.truth, coverage)
         summary.update({"truth": data.truth_path, **{f"lut_{k}" if k.startswith("rmse") else k: v
                                                       for k, v in comparison.items()}})
     if data.val_truths is not None:

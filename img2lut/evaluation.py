@@ -58,12 +58,11 @@ def evaluate_model(model: ResNetLUTGenerator, images: PairedImages, thumbs: torc
                       torch.cat(outputs), torch.cat(luts) if keep_luts else None)
 
 
-def compare_with_truth(lut: torch.Tensor, truth: torch.Tensor, inputs: torch.Tensor,
-                       interpolation: str = "trilinear") -> dict:
+def compare_with_truth(lut: torch.Tensor, truth: torch.Tensor, coverage: torch.Tensor) -> dict:
     """RMS difference of a learned ``lut`` and the ``truth`` ``(S,S,S,3)``, over the whole lattice and over
-    the points the ``inputs`` ``(N,3,H,W)`` cover (:func:`img2lut.metrics.lattice_coverage`), and the
-    fraction covered."""
-    covered = lattice_coverage(inputs, lut.shape[0], interpolation) >= COVERED_WEIGHT
+    the points the data covers (``coverage`` ``(S,S,S)``: :func:`img2lut.metrics.lattice_coverage`), and
+    the fraction covered."""
+    covered = coverage >= COVERED_WEIGHT
     return {"rmse_all": lut_rmse(lut, truth), "rmse_covered": lut_rmse(lut, truth, covered),
             "covered_fraction": float(covered.float().mean())}
 
@@ -100,6 +99,6 @@ def evaluate_pairs(predictor: LUTPredictor, inputs: str | Path, targets: str | P
               "cnn_size": predictor.cnn_size, "lut_size": predictor.lut_size,
               "interpolation": predictor.interpolation, "images": rows, "mean": mean, "lut": None}
     if truth is not None:
-        report["lut"] = {"truth": str(true_lut),
-                         **compare_with_truth(result.mean_lut, truth, data.inputs, predictor.interpolation)}
+        coverage = lattice_coverage(data.inputs, predictor.lut_size, predictor.interpolation)
+        report["lut"] = {"truth": str(true_lut), **compare_with_truth(result.mean_lut, truth, coverage)}
     return report, images
