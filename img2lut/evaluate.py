@@ -32,7 +32,7 @@ from rich.table import Table
 from lutkern.cli import CommandParser, add_device_flags, check_device, console, int_in, run_command
 from lutkern.files import atomic_open, check_output
 
-from .data import pair_files
+from .data import default_true_lut, pair_files
 from .evaluation import evaluate_pairs
 from .plots import ERROR_MAP_MAX, error_map, preview_grid
 from .prediction import load
@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def check_outputs(args: argparse.Namespace, pairs) -> None:
     """ValueError unless --json and --grid are two files that may be written (lutkern.files)."""
-    inputs = [args.checkpoint, args.true_lut, Path(args.inputs).parent / "truth.cube",
+    inputs = [args.checkpoint, args.true_lut, default_true_lut(args.inputs),
               *(p.input for p in pairs), *(p.target for p in pairs)]
     if args.json is not None and args.grid is not None and args.json.resolve() == args.grid.resolve():
         raise ValueError(f"--json and --grid name the same file: {args.json}")
