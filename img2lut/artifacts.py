@@ -22,7 +22,7 @@ from lutkern.show import lut_picture, save_picture
 from . import checkpoint as ckpt
 from .config import TrainConfig, UsageError
 from .evaluation import Evaluation, compare_with_truth
-from .metrics import lattice_coverage, psnr_from_mse, ssim_value
+from .metrics import COVERED_WEIGHT, lattice_coverage, psnr_from_mse, ssim_value
 from .model import ResNetLUTGenerator
 from .plots import loss_plot, preview_grid
 from .training_data import Data
@@ -82,7 +82,7 @@ def write_results(run_dir: Path, model: ResNetLUTGenerator, config: TrainConfig,
     title = f"img2lut {config.experiment}: mean predicted LUT over {len(data.val)} validation images"
     lutkern.write_cube(run_dir / "lut.cube", result.mean_lut, title=title)
     coverage = lattice_coverage(data.train.inputs, config.lut_size, config.interpolation)
-    save_picture(run_dir / "lut.png", lut_picture(result.mean_lut, coverage, title=title))
+    save_picture(run_dir / "lut.png", lut_picture(result.mean_lut, coverage >= COVERED_WEIGHT, title=title))
     psnr = result.image_psnr
     summary = {
         **summary,

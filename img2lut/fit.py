@@ -25,6 +25,7 @@ from lutkern.show import lut_picture, save_picture
 
 from .data import DataError, group_names, load_pairs, pair_files, split_groups
 from .fitting import check_fit_settings, fit_lut, image_psnr
+from .metrics import COVERED_WEIGHT
 from .plots import preview_grid
 
 PROG = "python -m img2lut.fit"
@@ -140,7 +141,8 @@ def _run(args: argparse.Namespace) -> int:
                                                    args.interpolation, args.backend)))
     title = args.title or Path(args.out).stem
     lutkern.write_cube(args.out, result.lut, title=title)
-    save_picture(picture_path(args.out), lut_picture(result.lut, result.coverage, title=title))
+    picture = lut_picture(result.lut, result.coverage >= COVERED_WEIGHT, title=title)
+    save_picture(picture_path(args.out), picture)
     out.print(f"wrote {args.out} and its picture {picture_path(args.out)}")
     if args.preview:
         shown = val if val is not None else train

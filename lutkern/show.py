@@ -6,7 +6,7 @@ Rows of the picture (:func:`lut_picture`):
 2. a hue sweep (hue across, from white through the full colour to black down) before | after;
 3. the neutral axis: the output R, G and B of each input grey, with the identity dashed;
 4. slices of the lattice at blue = 0, 1/2 and 1 (red across, green up): the output colour of each point;
-   and, for a learned LUT given its ``coverage``, which points the training data covered (bright) and
+   and, for a learned LUT given which points its training data ``covered``, those (bright) and
    which only the regularizers filled in (dark).
 
 The LUT is applied with :func:`lutkern.apply_lut` (trilinear), its whole transform for a ``.cube`` with a
@@ -36,7 +36,6 @@ COLORCHECKER = (
     (243, 243, 242), (200, 200, 200), (160, 160, 160), (122, 122, 121), (85, 85, 85), (52, 52, 52),
 )
 PATCH, SWEEP_W, SWEEP_H, PLOT, SLICE, PAD, TITLE = 40, 240, 160, 200, 128, 10, 16
-COVERED_WEIGHT = 1.0  # pixels of interpolation weight for a lattice point to count as covered
 
 
 def colour_chart() -> torch.Tensor:
@@ -59,17 +58,17 @@ def hue_sweep(width: int = SWEEP_W, height: int = SWEEP_H) -> torch.Tensor:
     return torch.where(y <= 0.5, upper, full * bottom).expand(3, height, width).contiguous()
 
 
-def lut_picture(lut: CubeLUT | torch.Tensor, coverage: torch.Tensor | None = None,
+def lut_picture(lut: CubeLUT | torch.Tensor, covered: torch.Tensor | None = None,
                 title: str | None = None) -> Image.Image:
-    """The picture of ``lut`` (a ``(D,D,D,3)`` tensor or a :class:`CubeLUT`); ``coverage`` ``(D,D,D)``: the
-    interpolation weight each lattice point got from training data, when it is a learned LUT."""
+    """The picture of ``lut`` (a ``(D,D,D,3)`` tensor or a :class:`CubeLUT`); ``covered`` ``(D,D,D)`` bool:
+    for a learned LUT, the lattice points its training data covered (the learner's own measure)."""
     cube = lut if isinstance(lut, CubeLUT) else CubeLUT(lut.detach().float().cpu())
     if cube.lut3d is None:
         raise ValueError("a picture needs a 3D LUT; this file holds only a 1D shaper")
     chart, sweep = colour_chart(), hue_sweep()
     panels = [("chart", chart), ("chart + LUT", _graded(cube, chart)), ("hue sweep", sweep),
               ("hue sweep + LUT", _graded(cube, sweep))]
-    slices = _slices(cube, coverage)
+    slices = _slices(cube, covered)
     rows = -(-len(slices) // 3)
     width = 4 * SWEEP_W + 5 * PAD
     top = TITLE + PAD  # the panels' labels start here
@@ -100,8 +99,8 @@ def _graded(cube: CubeLUT, image: torch.Tensor) -> torch.Tensor:
 _SLICES = (("0", 0.0), ("1/2", 0.5), ("1", 1.0))
 
 
-def _slices(cube: CubeLUT, coverage: torch.Tensor | None) -> list[tuple[str, torch.Tensor]]:
-    """The lattice slices at blue = 0, 1/2, 1 (red across, green up) and, given the coverage, which
+def _slices(cube: CubeLUT, covered: torch.Tensor | None) -> list[tuple[str, torch.Tensor]]:
+    """The lattice slices at blue = 0, 1/2, 1 (red across, green up) and, given ``covered``, which
     points of each the data covered (their input colour, dimmed where not covered)."""
     lut = cube.lut3d.float()
     d = lut.shape[0]
@@ -109,8 +108,8 @@ def _slices(cube: CubeLUT, coverage: torch.Tensor | None) -> list[tuple[str, tor
     for label, blue in _SLICES:
         b = round(blue * (d - 1))
         out.append((f"blue {label}: output", _enlarge(lut[b].permute(2, 0, 1).flip(1).clamp(0, 1))))
-    if coverage is not None:
-        covered = (coverage.float() >= COVERED_WEIGHT).float()
+    if covered is not None:
+        covered = covered.float()
         ramp = torch.linspace(0, 1, d)
         for label, blue in _SLICES:
             b = round(blue * (d - 1))

@@ -51,7 +51,7 @@ def test_identity_leaves_the_references_as_they_are_and_a_look_changes_them():
 
 def test_coverage_adds_a_row_of_slices():
     lut = lutkern.looks["teal_orange"](9)
-    plain, learned = lut_picture(lut), lut_picture(lut, coverage=torch.ones(9, 9, 9))
+    plain, learned = lut_picture(lut), lut_picture(lut, covered=torch.ones(9, 9, 9, dtype=torch.bool))
     assert learned.size[0] == plain.size[0] and learned.size[1] > plain.size[1]
 
 
