@@ -2,6 +2,8 @@
 checkpoint, or over any existing file without --overwrite: one line, exit status 2, nothing changed."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -217,7 +219,7 @@ def test_the_guard_follows_links_and_refuses_folders(tmp_path):
     assert check_output(tmp_path / "new.png", [src]) == tmp_path / "new.png"
 
 
-@pytest.mark.parametrize("failing", ["write_codes", "atomic_open"])
+@pytest.mark.parametrize("failing", ["write_codes", "_write_text"])
 def test_predict_writes_the_image_and_its_cube_or_neither(setup, tmp_path, monkeypatch, failing):
     import img2lut.predict as predict
 
@@ -233,17 +235,53 @@ def test_predict_writes_the_image_and_its_cube_or_neither(setup, tmp_path, monke
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p00.cube", "p00.png"]
 
 
-def test_stale_temporaries_are_removed_by_the_next_write_in_their_folder(tmp_path):
-    stale = tmp_path / ".checkpoint.pt.k2j4h1x9.lutkern.tmp"  # left by a killed checkpoint write
-    fresh = tmp_path / ".lut.cube.a8d7f6e5.lutkern.tmp"  # another process writing now
-    foreign = tmp_path / ".notes.txt.tmp"  # someone else's
-    for path in (stale, fresh, foreign):
-        path.write_bytes(b"partial")
-    old = lutkern.files._STARTED - 60
-    os.utime(stale, (old, old))
-    os.utime(foreign, (old, old))
-    lutkern.write_cube(tmp_path / "new.cube", lutkern.identity_lut(2))
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fresh.name, foreign.name, "new.cube"])
+def _temporary_of(folder, name, pid, host=None):
+    """A temporary named as process ``pid`` of machine ``host`` (default: this one) names its own."""
+    return folder / f".{name}.{pid}.{host or lutkern.files._HOST}.k2j4h1x9{lutkern.files.TEMP_SUFFIX}"
+
+
+def _ended_process() -> int:
+    """The id of a process that has ended (and been reaped)."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    return int(done.stdout)
+
+
+def test_a_write_removes_only_the_temporaries_of_ended_processes(tmp_path):
+    """A run that has written nothing for a while is still running: its temporary stays, however old;
+    one left by a process that has ended (a killed run) goes, as does its staging folder."""
+    quiet = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        ended = _ended_process()
+        working = _temporary_of(tmp_path, "lut.cube", quiet.pid)
+        stale = _temporary_of(tmp_path, "checkpoint.pt", ended)
+        staging = tmp_path / f".staging.{ended}.{lutkern.files._HOST}.a8d7f6e5{lutkern.files.TEMP_SUFFIX}"
+        elsewhere = _temporary_of(tmp_path, "lut.cube", ended, host="0abcde")  # another machine's (NFS)
+        foreign = tmp_path / ".notes.txt.tmp"  # someone else's
+        staging.mkdir()
+        (staging / "clip.mp4").write_bytes(b"partial")
+        for path in (working, stale, elsewhere, foreign):
+            path.write_bytes(b"partial")
+            os.utime(path, (0, 0))  # long quiet: age says nothing of whether its writer still runs
+        lutkern.write_cube(tmp_path / "new.cube", lutkern.identity_lut(2))
+        left = sorted(p.name for p in tmp_path.iterdir())
+        assert left == sorted([working.name, elsewhere.name, foreign.name, "new.cube"])
+    finally:
+        quiet.kill()
+        quiet.wait()
+
+
+def test_temporaries_name_their_process(tmp_path, monkeypatch):
+    seen = []
+    real = os.replace
+
+    def spy(src, dst):
+        seen.append(os.path.basename(src))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    lutkern.write_cube(tmp_path / "a.cube", lutkern.identity_lut(2))
+    assert seen and seen[0].startswith(f".a.cube.{os.getpid()}.{lutkern.files._HOST}.")
 
 
 def test_overwrite_replaces_a_symlink_never_the_file_it_points_to(setup, tmp_path):
