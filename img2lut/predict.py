@@ -30,15 +30,23 @@ from lutkern.cli import (
     add_device_flags,
     check_device,
     console,
+    float_in,
     int_in,
     process_files,
     run_command,
 )
 from lutkern.cube import CubeLUT, cube_text, parse_cube
-from lutkern.files import atomic_open, check_output
+from lutkern.files import OutputSet, check_output, shared_names
 from lutkern.grading import STRIP_PIXELS, grade_codes, input_notes
 from lutkern.imageio import FORMATS, decode_image, output_format, write_codes
-from lutkern.video import VIDEO_EXTENSIONS, probe_video, read_frames, transcode
+from lutkern.video import (
+    VIDEO_EXTENSIONS,
+    check_encoder,
+    encoder_options,
+    probe_video,
+    read_frames,
+    transcode,
+)
 
 from .prediction import LUTPredictor, load
 from .shots import CUT_THRESHOLD, ShotTracker
@@ -60,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", type=int_in(1, 100), default=95, help="JPEG quality, 1-100 (default 95)")
     p.add_argument("--per-frame", action="store_true",
                    help="videos: grade each frame with its own LUT instead of one LUT per shot (flickers)")
-    p.add_argument("--cut-threshold", type=float, default=CUT_THRESHOLD,
+    p.add_argument("--cut-threshold", type=float_in(0, 2), default=CUT_THRESHOLD,
                    help=f"videos: colour-histogram distance (0-2) between frames that makes a cut "
                    f"(default {CUT_THRESHOLD})")
     p.add_argument("--codec", help="videos: the encoder (as python -m lutkern.apply)")
@@ -76,87 +84,123 @@ def output_paths(src: Path, out: Path) -> tuple[Path, Path]:
     return out / (src.stem + ext), out / (src.stem + ".cube")
 
 
-def _predict_file(src: Path, args, predictor: LUTPredictor, seen: dict[str, Path], on_strip) -> str:
+def _is_video(src: Path) -> bool:
+    return src.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def _shot_cube(src: Path, out: Path, k: int) -> Path:
+    """Shot ``k`` (from 1)'s ``.cube`` of the video ``src``."""
+    return out / f"{src.stem}.shot{k:03d}.cube"
+
+
+def _claim(src: Path, cube_only: bool) -> tuple[Path, list[str], re.Pattern | None]:
+    """What ``src`` may write (see :func:`lutkern.files.shared_names`): a video its graded copy, its edit
+    list and ``NAME.shotNNN.cube`` files (how many is known only after the prediction pass)."""
+    if _is_video(src):
+        names = [f"{src.stem}.shots.csv"] + ([] if cube_only else [src.name])
+        return src, names, re.compile(re.escape(src.stem) + r"\.shot\d{3,}\.cube")
+    image, cube = output_paths(src, Path())
+    return src, [cube.name] + ([] if cube_only else [image.name]), None
+
+
+def _predict_file(src: Path, args, predictor: LUTPredictor, refused: str | None, on_strip) -> str:
     """Write the ``.cube`` (and graded image) for ``src``; returns a note for the console or ''."""
-    if src.suffix.lower() in VIDEO_EXTENSIONS:
-        return _predict_video(src, args, predictor, seen, on_strip)
+    if refused:
+        raise ValueError(refused)
+    if _is_video(src):
+        return _predict_video(src, args, predictor, on_strip)
     dst, cube_path = output_paths(src, args.out)
-    if src.stem in seen:
-        raise ValueError(f"same output name as {seen[src.stem]}: {cube_path} would be written twice")
-    targets = (cube_path,) if args.cube_only else (dst, cube_path)
-    for path in targets:
+    for path in (cube_path,) if args.cube_only else (dst, cube_path):
         check_output(path, [*args.images, args.checkpoint], overwrite=args.overwrite)
-    seen[src.stem] = src
     img = decode_image(src)
     if not args.cube_only:
         output_format(dst, img.bit_depth)  # fail before any work
     lut = predictor.predict_lut_codes(img.codes, img.bit_depth)
     text = cube_text(lut, title="img2lut " + _safe(src.stem))
-    if not args.cube_only:
-        # Grade with the LUT as the file stores it (6 decimals), so the .cube reproduces the image exactly.
-        grade_codes(img.codes, parse_cube(text, str(cube_path)), interpolation=args.interpolation,
-                    device=args.device, backend=args.backend, strip_pixels=args.strip_pixels,
-                    on_strip=on_strip)
-        write_codes(dst, img.codes, icc_profile=img.icc_profile, exif=img.exif, quality=args.quality)
-    try:  # the .cube last: a failure anywhere leaves neither file
-        with atomic_open(cube_path, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-    except BaseException:
+    with OutputSet(args.out, replace=args.overwrite) as outputs:  # both files, or neither
         if not args.cube_only:
-            dst.unlink(missing_ok=True)
-        raise
+            # Grade with the LUT as the file stores it (6 decimals), so the .cube reproduces the image.
+            grade_codes(img.codes, parse_cube(text, str(cube_path)), interpolation=args.interpolation,
+                        device=args.device, backend=args.backend, strip_pixels=args.strip_pixels,
+                        on_strip=on_strip)
+            write_codes(outputs.path(dst), img.codes, icc_profile=img.icc_profile, exif=img.exif,
+                        quality=args.quality)
+        _write_text(outputs.path(cube_path), text)
+        outputs.commit()
     return "; ".join(input_notes(img))
 
 
-def _predict_video(src: Path, args, predictor: LUTPredictor, seen: dict[str, Path], on_progress) -> str:
+def _write_text(path: Path, text: str) -> None:
+    with path.open("w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+
+
+def _predict_video(src: Path, args, predictor: LUTPredictor, on_progress) -> str:
     """Grade a video with one predicted LUT per shot (``--per-frame``: each frame its own), writing the
-    graded video, ``NAME.shotNNN.cube`` per shot and the edit list ``NAME.shots.csv``; or all or none."""
+    graded video, ``NAME.shotNNN.cube`` per shot and the edit list ``NAME.shots.csv``: all of them, in
+    place of an earlier run's set (whose extra shots' ``.cube`` files go), or none."""
     dst, edits = args.out / src.name, args.out / f"{src.stem}.shots.csv"
-    if src.stem in seen:
-        raise ValueError(f"same output name as {seen[src.stem]}: {edits} would be written twice")
     inputs = [*args.images, args.checkpoint]
     for path in (edits,) if args.cube_only else (dst, edits):
         check_output(path, inputs, overwrite=args.overwrite)
-    seen[src.stem] = src
     info = probe_video(src)
-    tracker, times = ShotTracker(args.cut_threshold), []
+    if not args.cube_only:
+        check_encoder(src, dst, args.codec, args.crf)  # before the prediction pass, not after it
+    tracker, times, ends = ShotTracker(args.cut_threshold), [], []
     for frame in read_frames(src):  # pass 1: a LUT per frame, the cuts, each shot's mean LUT
         tracker.add(*_frame_lut(predictor, frame.codes))
         times.append(frame.time)
+        ends.append(frame.time + frame.duration)
         if on_progress is not None and info.frames:
             on_progress(0.5 / info.frames)
+    if not times:
+        raise ValueError(f"{src}: no frames to grade")
     shots = tracker.shots
-    cubes = [args.out / f"{src.stem}.shot{k + 1:03d}.cube" for k in range(len(shots))]
+    cubes = [_shot_cube(src, args.out, k + 1) for k in range(len(shots))]
     for path in cubes:
         check_output(path, inputs, overwrite=args.overwrite)
     texts = [cube_text(s.lut, title=f"img2lut {_safe(src.stem)} shot {k + 1}") for k, s in enumerate(shots)]
-    if not args.cube_only:
-        luts = [parse_cube(text, str(path)) for text, path in zip(texts, cubes, strict=True)]
-        firsts = [s.first for s in shots]
+    stale = _earlier_cubes(edits, src) - set(cubes) if args.overwrite else set()
+    notes = []
+    with OutputSet(args.out, replace=args.overwrite) as outputs:
+        if not args.cube_only:
+            luts = [parse_cube(text, str(path)) for text, path in zip(texts, cubes, strict=True)]
+            firsts = [s.first for s in shots]
 
-        def grade(codes, index: int):
-            if args.per_frame:
-                lut = CubeLUT(_frame_lut(predictor, codes)[1])
-            else:
-                lut = luts[bisect.bisect_right(firsts, index) - 1]
-            return grade_codes(codes, lut, interpolation=args.interpolation, device=args.device,
-                               backend=args.backend)
+            def grade(codes, index: int):
+                if args.per_frame:
+                    lut = CubeLUT(_frame_lut(predictor, codes)[1])
+                else:
+                    lut = luts[bisect.bisect_right(firsts, index) - 1]
+                return grade_codes(codes, lut, interpolation=args.interpolation, device=args.device,
+                                   backend=args.backend)
 
-        transcode(src, dst, grade, codec=args.codec, crf=args.crf,
-                  on_progress=None if on_progress is None else lambda f: on_progress(0.5 * f))
-    try:  # the .cube files and the edit list last: a failure leaves no part of the outputs
+            report = transcode(src, outputs.path(dst), grade, codec=args.codec, crf=args.crf,
+                               on_progress=None if on_progress is None else lambda f: on_progress(0.5 * f))
+            notes = list(report.notes)
         for text, path in zip(texts, cubes, strict=True):
-            with atomic_open(path, "w", encoding="utf-8", newline="\n") as f:
-                f.write(text)
-        _write_edits(edits, shots, times, info.rate, cubes)
-    except BaseException:
-        for path in [*cubes, edits] + ([] if args.cube_only else [dst]):
-            path.unlink(missing_ok=True)
-        raise
+            _write_text(outputs.path(path), text)
+        _write_edits(outputs.path(edits), shots, times, ends, cubes)  # named last: put in place last
+        outputs.commit(remove=sorted(stale))
     flicker = sum(s.flicker * (s.frames - 1) for s in shots) / max(1, len(times) - len(shots))
     how = "each frame its own LUT" if args.per_frame else "one LUT per shot"
-    return (f"{len(times)} frames, {len(shots)} shots ({edits.name}), graded with {how}; the per-frame "
-            f"predictions change by {flicker:.4f} RMS from frame to frame within a shot")
+    return "; ".join([f"{len(times)} frames, {len(shots)} shots ({edits.name}), graded with {how}; the "
+                      f"per-frame predictions change by {flicker:.4f} RMS from frame to frame within a shot",
+                      *notes])
+
+
+def _earlier_cubes(edits: Path, src: Path) -> set[Path]:
+    """The ``.cube`` files an earlier run's edit list ``edits`` names for ``src`` (only names of the form
+    ``NAME.shotNNN.cube``, in the same folder: the file is data, not a list of paths to delete)."""
+    if not edits.is_file():
+        return set()
+    shot = re.compile(re.escape(src.stem) + r"\.shot\d{3,}\.cube")
+    try:
+        with edits.open(newline="", encoding="utf-8") as f:
+            names = [row.get("cube") or "" for row in csv.DictReader(f)]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return set()
+    return {edits.parent / name for name in names if shot.fullmatch(name)}
 
 
 def _frame_lut(predictor: LUTPredictor, codes) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,14 +214,15 @@ def _safe(name: str) -> str:
     return re.sub(r'["\r\n]', "_", name)
 
 
-def _write_edits(path: Path, shots, times: list[float], rate, cubes: list[Path]) -> None:
+def _write_edits(path: Path, shots, times: list[float], ends: list[float], cubes: list[Path]) -> None:
     """The edit list: one CSV row per shot, its frames (first, last), its time span in seconds (start of
-    its first frame, end of its last) and its ``.cube``."""
-    with atomic_open(path, "w", newline="") as f:
+    its first frame, end of its last: where the next frame starts, so variable frame rates included,
+    shots meet without overlap) and its ``.cube``."""
+    with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["shot", "first_frame", "last_frame", "start_seconds", "end_seconds", "cube"])
         for k, (shot, cube) in enumerate(zip(shots, cubes, strict=True)):
-            start, end = times[shot.first], times[shot.last] + float(1 / rate)
+            start, end = times[shot.first], ends[shot.last]
             writer.writerow([k + 1, shot.first, shot.last, f"{start:.6f}", f"{end:.6f}", cube.name])
 
 
@@ -187,14 +232,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     args.device = check_device(args.device, args.backend)
+    if (args.codec or args.crf is not None) and not args.cube_only and any(map(_is_video, args.images)):
+        encoder_options(args.codec or "libx264", args.crf)  # an unusable encoder: before any work
     predictor = load(args.checkpoint, args.device)
     predictor.model.backend = args.backend
     args.interpolation = args.interpolation or predictor.interpolation
     args.out.mkdir(parents=True, exist_ok=True)
     out = console()
-    seen: dict[str, Path] = {}
+    # Names that two inputs would share, found before anything is written; process_files calls the
+    # function once per input, in order.
+    refusals = iter(shared_names([_claim(src, args.cube_only) for src in args.images]))
     failed = process_files(
-        args.images, lambda src, on_strip: _predict_file(src, args, predictor, seen, on_strip), out,
+        args.images, lambda src, on_strip: _predict_file(src, args, predictor, next(refusals), on_strip), out,
         label="grading", errors=(ValueError, OSError, RuntimeError),
     )
     what = "LUTs" if args.cube_only else "graded images and LUTs"

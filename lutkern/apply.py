@@ -26,7 +26,7 @@ from pathlib import Path
 from .builtin_looks import LOOKS
 from .cli import CommandParser, add_device_flags, check_device, console, int_in, process_files, run_command
 from .cube import CubeLUT
-from .files import check_output
+from .files import OutputSet, check_output, shared_names
 from .functional import INTERPOLATIONS
 from .grading import STRIP_PIXELS, grade_codes, input_notes, load_lut, profile_name
 from .imageio import FORMATS, decode_image, output_format, write_codes
@@ -66,9 +66,12 @@ def _run(args: argparse.Namespace) -> int:
     lut = load_lut(args.lut, args.size)
     args.out.mkdir(parents=True, exist_ok=True)
     out = console()
-    seen: dict[Path, Path] = {}
+    # Names that two inputs would share, found before anything is written; process_files calls the
+    # function once per input, in order.
+    refusals = iter(shared_names([(src, [src.name], None) for src in args.images]))
     failed = process_files(
-        args.images, lambda src, on_strip: _grade_file(src, args, lut, seen, on_strip), out, label="grading"
+        args.images, lambda src, on_strip: _grade_file(src, args, lut, next(refusals), on_strip), out,
+        label="grading",
     )
     out.print(f"{len(args.images) - failed} graded into {args.out}, {failed} failed", markup=False)
     return 1 if failed else 0
@@ -78,24 +81,28 @@ def _is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
 
 
-def _grade_file(src: Path, args, lut: CubeLUT, seen: dict[Path, Path], on_strip) -> str:
+def _grade_file(src: Path, args, lut: CubeLUT, refused: str | None, on_strip) -> str:
     """Grade one file into ``args.out``; returns a note for the console (ICC profile, alpha, video
-    speed) or ''."""
+    speed, what a video could not keep) or ''."""
     dst = args.out / src.name
     if src.suffix.lower() not in FORMATS and not _is_video(src):
         videos = " ".join(sorted(VIDEO_EXTENSIONS))
         raise ValueError(f"unsupported image type {src.suffix!r} (PNG, JPEG or TIFF; videos: {videos})")
-    if dst in seen:
-        raise ValueError(f"same output name as {seen[dst]}: {dst} would be written twice")
+    if refused:
+        raise ValueError(refused)
     check_output(dst, [*args.images, args.lut], overwrite=args.overwrite)
-    seen[dst] = src
-    if _is_video(src):
-        return _grade_video_file(src, dst, args, lut, on_strip)
-    img = decode_image(src)
-    output_format(dst, img.bit_depth)
-    codes = grade_codes(img.codes, lut, interpolation=args.interpolation, device=args.device,
-                        backend=args.backend, strip_pixels=args.strip_pixels, on_strip=on_strip)
-    write_codes(dst, codes, icc_profile=img.icc_profile, exif=img.exif, quality=args.quality)
+    with OutputSet(args.out, replace=args.overwrite) as outputs:
+        if _is_video(src):
+            note = _grade_video_file(src, outputs.path(dst), args, lut, on_strip)
+            outputs.commit()
+            return note
+        img = decode_image(src)
+        output_format(dst, img.bit_depth)
+        codes = grade_codes(img.codes, lut, interpolation=args.interpolation, device=args.device,
+                            backend=args.backend, strip_pixels=args.strip_pixels, on_strip=on_strip)
+        write_codes(outputs.path(dst), codes, icc_profile=img.icc_profile, exif=img.exif,
+                    quality=args.quality)
+        outputs.commit()
     notes = []
     if img.icc_profile:
         name = profile_name(img.icc_profile)
@@ -110,7 +117,7 @@ def _grade_video_file(src: Path, dst: Path, args, lut: CubeLUT, on_progress) -> 
             f"({report.codec} {report.pix_fmt}, audio streams copied: {report.audio_streams})")
     if report.dropped_streams:
         note += f"; {report.dropped_streams} other streams (subtitles, data, more video) not copied"
-    return note
+    return "; ".join([note, *report.notes])
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ console.
 - :class:`CommandParser`: usage errors are one line, ``PROG: error: MESSAGE (see --help)``, exit status 2.
 - :func:`run_command`: parses, then runs the command's body; an expected error (bad input: ValueError,
   OSError) becomes one line ``PROG: error: MESSAGE`` and exit status 2, warnings one line each
-  ``PROG: warning: MESSAGE``. Messages go through :func:`one_line`.
+  ``PROG: warning: MESSAGE``, Ctrl-C one line ``PROG: interrupted`` and exit status 130 (the body's
+  writes clean up after themselves: :mod:`lutkern.files`). Messages go through :func:`one_line`.
 - :func:`add_device_flags`: ``--device`` (:func:`default_device`: ``cuda`` when this machine has it) and
   ``--backend`` (:func:`lutkern.apply_lut`'s), checked by :func:`check_device` before any work.
 - :func:`console`: progress bars and messages on stderr (results a command prints go to stdout).
@@ -31,6 +32,7 @@ _MAX_ERROR_CHARS = 400
 _LINE_BREAKS = re.compile(r"\s*[\n\r\t\v\f]\s*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 EXPECTED_ERRORS = (ValueError, OSError)  # bad input; anything else is a bug and keeps its traceback
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it)
 
 
 def one_line(exc: BaseException | str) -> str:
@@ -62,6 +64,22 @@ def int_in(low: int, high: int):
         return value
 
     parse.__name__ = "integer"
+    return parse
+
+
+def float_in(low: float, high: float):
+    """An argparse ``type``: a finite float in [low, high] (no nan, no inf), else a one-line usage error."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high:  # false for nan too
+            raise argparse.ArgumentTypeError(f"{text} is not between {low:g} and {high:g}")
+        return value
+
+    parse.__name__ = "number"
     return parse
 
 
@@ -98,6 +116,9 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None,
             return body(args)
         except errors as exc:
             return fail(parser.prog, exc)
+        except KeyboardInterrupt:
+            print(f"{parser.prog}: interrupted", file=sys.stderr)
+            return INTERRUPTED
 
 
 def default_device() -> str:
@@ -143,11 +164,12 @@ def process_files(paths, process, out: Console, *, label: str, errors=EXPECTED_E
     once), and the batch goes on. Returns the number of files that failed.
     """
     failed = 0
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
     with Progress(*columns, console=out) as progress:
         task = progress.add_task(label, total=len(paths))
         for src in paths:
-            progress.update(task, description=f"{label} {src.name}")
+            progress.update(task, description=one_line(f"{label} {src.name}"))
             done_before = progress.tasks[task].completed
             try:
                 note = process(src, lambda f: progress.advance(task, f))
