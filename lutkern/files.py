@@ -94,9 +94,16 @@ def _sweep_once(folder: Path) -> None:
         remove_stale_temporaries(folder)
 
 
+def _error(kind: type[OSError], number: int | None, message: str) -> OSError:
+    """An OSError whose text is ``message`` alone (no ``[Errno N]`` before it), with its errno kept."""
+    exc = kind(message)
+    exc.errno = number
+    return exc
+
+
 def _cannot_write(path: Path, exc: OSError) -> OSError:
     """``exc`` as one line naming ``path`` (the file the command was writing), never its temporary."""
-    return OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}")
+    return _error(OSError, exc.errno, f"cannot write {path}: {exc.strerror or exc}")
 
 
 @contextlib.contextmanager
@@ -243,15 +250,15 @@ class OutputSet:
         try:
             os.link(staged, final)  # fails if the name exists: never over a file without --overwrite
         except FileExistsError:
-            raise FileExistsError(errno.EEXIST, f"{final} appeared while this run was writing it (another "
-                                  "run writing the same name?); left as it is (use --overwrite to "
-                                  "replace it)") from None
+            raise _error(FileExistsError, errno.EEXIST, f"{final} appeared while this run was writing it "
+                         "(another run writing the same name?); left as it is (use --overwrite to replace "
+                         "it)") from None
         except OSError as exc:
             if exc.errno not in _NO_LINKS:
                 raise _cannot_write(final, exc) from None
             if os.path.lexists(final):
-                raise FileExistsError(errno.EEXIST, f"{final} appeared while this run was writing it; "
-                                      "left as it is (use --overwrite to replace it)") from None
+                raise _error(FileExistsError, errno.EEXIST, f"{final} appeared while this run was writing "
+                             "it; left as it is (use --overwrite to replace it)") from None
             os.replace(staged, final)
         return None
 

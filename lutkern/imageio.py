@@ -237,7 +237,8 @@ def decode_image(path: str | os.PathLike) -> DecodedImage:
             orientation = tiff_orientation or im.getexif().get(_EXIF_ORIENTATION, 1)
             exif = _upright_exif(im)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageReadError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
+        detail = str(exc).replace(f" {str(path)!r}", "")  # Pillow's own text names the file: name it once
+        raise ImageReadError(f"{path}: cannot read image ({type(exc).__name__}: {detail})") from exc
     codes = np.ascontiguousarray(_orient(codes, orientation))
     if not codes.flags.writeable:  # a view of Pillow's buffer: own the codes so they can be graded in place
         codes = codes.copy()

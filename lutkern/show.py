@@ -5,9 +5,13 @@ Rows of the picture (:func:`lut_picture`):
 1. a reference chart (the 24 patches of the ColorChecker, sRGB) before | after the LUT;
 2. a hue sweep (hue across, from white through the full colour to black down) before | after;
 3. the neutral axis: the output R, G and B of each input grey, with the identity dashed;
-4. slices of the lattice at blue = 0, 1/2 and 1 (red across, green up): the output colour of each point;
-   and, for a learned LUT given which points its training data ``covered``, those (bright) and
+4. slices of the lattice at blue = 0, the plane nearest 1/2 and 1 (red across, green up; each slice
+   labelled with its exact blue, and a size-2 LUT has only its two planes): the output colour of each
+   point; and, for a learned LUT given which points its training data ``covered``, those (bright) and
    which only the regularizers filled in (dark).
+
+The picture is written as PNG, JPEG or TIFF by the extension of ``--out`` (default: the LUT's name with
+``.png`` in the current folder, or ``NAME.show.png`` when that would be the LUT itself, a Hald image).
 
 The LUT is applied with :func:`lutkern.apply_lut` (trilinear), its whole transform for a ``.cube`` with a
 domain or a shaper.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -24,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .cli import CommandParser, run_command
 from .cube import CubeLUT
-from .files import atomic_open, check_output
+from .files import atomic_open, check_output, same_file
 from .grading import load_lut
 
 PROG = "python -m lutkern.show"
@@ -69,7 +74,7 @@ def lut_picture(lut: CubeLUT | torch.Tensor, covered: torch.Tensor | None = None
     panels = [("chart", chart), ("chart + LUT", _graded(cube, chart)), ("hue sweep", sweep),
               ("hue sweep + LUT", _graded(cube, sweep))]
     slices = _slices(cube, covered)
-    rows = -(-len(slices) // 3)
+    rows = len(slices)
     width = 4 * SWEEP_W + 5 * PAD
     top = TITLE + PAD  # the panels' labels start here
     middle = top + TITLE + SWEEP_H + 2 * PAD
@@ -84,11 +89,11 @@ def lut_picture(lut: CubeLUT | torch.Tensor, covered: torch.Tensor | None = None
         canvas.paste(_to_pil(image), (x, top + TITLE))
     draw.text((PAD, middle), "neutral axis: R, G, B out per grey in", fill="black", font=font)
     canvas.paste(_neutral_plot(cube), (PAD, middle + TITLE))
-    for k, (name, image) in enumerate(slices):
-        row, col = divmod(k, 3)
-        x, y = 3 * PAD + PLOT + col * (SLICE + 2 * PAD), middle + row * (TITLE + SLICE + PAD)
-        draw.text((x, y), name, fill="black", font=font)
-        canvas.paste(_to_pil(image), (x, y + TITLE))
+    for row, shown in enumerate(slices):
+        for col, (name, image) in enumerate(shown):
+            x, y = 3 * PAD + PLOT + col * (SLICE + 2 * PAD), middle + row * (TITLE + SLICE + PAD)
+            draw.text((x, y), name, fill="black", font=font)
+            canvas.paste(_to_pil(image), (x, y + TITLE))
     return canvas
 
 
@@ -96,27 +101,36 @@ def _graded(cube: CubeLUT, image: torch.Tensor) -> torch.Tensor:
     return cube.apply(image, backend="torch").clamp(0, 1)
 
 
-_SLICES = (("0", 0.0), ("1/2", 0.5), ("1", 1.0))
+def slice_planes(size: int) -> list[int]:
+    """The lattice planes (blue indices) shown of a ``size``-point LUT: the first, the one nearest the
+    middle (the lower of two), the last; each once (a size-2 LUT has two)."""
+    return sorted({0, (size - 1) // 2, size - 1})
 
 
-def _slices(cube: CubeLUT, covered: torch.Tensor | None) -> list[tuple[str, torch.Tensor]]:
-    """The lattice slices at blue = 0, 1/2, 1 (red across, green up) and, given ``covered``, which
-    points of each the data covered (their input colour, dimmed where not covered)."""
+def _blue(plane: int, size: int) -> str:
+    """The blue value of lattice plane ``plane``, exactly: ``0``, ``1/2``, ``7/16``, ``1``."""
+    return str(Fraction(plane, size - 1))
+
+
+def _slices(cube: CubeLUT, covered: torch.Tensor | None) -> list[list[tuple[str, torch.Tensor]]]:
+    """Rows of ``(label, image)``: the lattice slices of :func:`slice_planes` (red across, green up: the
+    LUT is indexed ``[blue, green, red]``) and, given ``covered``, a second row: which points of each the
+    data covered (their input colour, dimmed where not covered)."""
     lut = cube.lut3d.float()
     d = lut.shape[0]
-    out = []
-    for label, blue in _SLICES:
-        b = round(blue * (d - 1))
-        out.append((f"blue {label}: output", _enlarge(lut[b].permute(2, 0, 1).flip(1).clamp(0, 1))))
+    planes = slice_planes(d)
+    rows = [[(f"blue {_blue(b, d)}: output", _enlarge(lut[b].permute(2, 0, 1).flip(1).clamp(0, 1)))
+             for b in planes]]
     if covered is not None:
         covered = covered.float()
         ramp = torch.linspace(0, 1, d)
-        for label, blue in _SLICES:
-            b = round(blue * (d - 1))
+        row = []
+        for b in planes:
             plane = torch.stack([ramp.view(1, d).expand(d, d), ramp.view(d, 1).expand(d, d).flip(0),
                                  torch.full((d, d), b / (d - 1))])
-            out.append((f"blue {label}: covered", _enlarge(plane * (0.15 + 0.85 * covered[b].flip(0)))))
-    return out
+            row.append((f"blue {_blue(b, d)}: covered", _enlarge(plane * (0.15 + 0.85 * covered[b].flip(0)))))
+        rows.append(row)
+    return rows
 
 
 def _enlarge(plane: torch.Tensor) -> torch.Tensor:
@@ -145,16 +159,39 @@ def _to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(codes.permute(1, 2, 0).numpy(), "RGB")
 
 
+# Picture formats by extension: the picture is drawn in flat colours and thin lines, so JPEG gets its
+# best quality and full-resolution chroma.
+PICTURE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def picture_format(path: str | Path) -> str:
+    """The Pillow format :func:`save_picture` writes for ``path``'s extension; ValueError for another."""
+    fmt = PICTURE_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: a picture is written as PNG, JPEG or TIFF; name it .png, .jpg or .tif")
+    return fmt
+
+
 def save_picture(path: str | Path, picture: Image.Image) -> None:
-    """Write ``picture`` as PNG, atomically."""
+    """Write ``picture`` atomically, as PNG, JPEG or TIFF by ``path``'s extension (:func:`picture_format`)."""
+    fmt = picture_format(path)
+    options = {"quality": 95, "subsampling": 0} if fmt == "JPEG" else {}
     with atomic_open(Path(path), "wb") as f:
-        picture.save(f, "PNG")
+        picture.save(f, fmt, **options)
+
+
+def default_output(lut: str) -> Path:
+    """Where the picture of ``lut`` goes without ``--out``: its name with ``.png`` in the current folder,
+    or ``NAME.show.png`` when that is the LUT itself (a Hald image)."""
+    out = Path(Path(lut).stem + ".png")
+    return out.with_suffix(".show.png") if same_file(out, lut) else out
 
 
 def _parser() -> argparse.ArgumentParser:
     p = CommandParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("lut", help="a .cube file, a Hald CLUT .png/.tif, or a built-in look")
-    p.add_argument("--out", type=Path, help="the PNG to write (default: the LUT's name with .png, here)")
+    p.add_argument("--out", type=Path, help="the picture to write, .png, .jpg or .tif (default: the LUT's "
+                   "name with .png, here; NAME.show.png for a Hald image)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (never the LUT)")
     return p
 
@@ -164,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    out = args.out or Path(Path(args.lut).stem + ".png")
+    out = args.out or default_output(args.lut)
+    picture_format(out)
     check_output(out, [args.lut], overwrite=args.overwrite)
     save_picture(out, lut_picture(load_lut(args.lut), title=Path(args.lut).name))
     print(f"wrote {out}", file=sys.stderr)
