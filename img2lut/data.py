@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 import lutkern
+from lutkern.files import same_file
 from lutkern.imageio import read_image
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -167,9 +169,10 @@ def load_pairs(
 # The default grouping: a trailing counter after a separator names one of several pairs cut from (or
 # shot of) the same photograph: "beach-003", "beach_crop12", "beach crop 2", "beach.f07" -> "beach".
 DEFAULT_GROUP_PATTERN = r"^(?P<group>.+?)[-_. ]+(?:crop|tile|patch|frame|shot|aug|exp|c|f|v)?[-_ ]*\d+$"
-# A rule that puts every pair into fewer groups than this does not describe photographs (e.g. camera
-# names IMG_0001, IMG_0002: one group "IMG"); the default then treats every file as its own photo.
-MIN_GROUPS = 3
+# What is left of a camera's file numbering (IMG_0001, DSC_0042, PXL_20240101_...): a counter over
+# different photographs, not crops of one, so the default keeps each such file its own photograph.
+CAMERA_PREFIX = re.compile(r"(?i)(img|dsc[fn]?|dcim|pxl|gopr|dji|mvi|_?mg|sam|cimg|pict|imag|image|"
+                           r"photo|pic|wp|screenshot)(_\d{8})?")
 
 
 @dataclass(frozen=True)
@@ -190,10 +193,13 @@ class Grouping:
 def group_names(names: list[str], pattern: str | None = "default") -> Grouping:
     """Group pair names by photograph.
 
-    pattern: ``"default"`` (:data:`DEFAULT_GROUP_PATTERN`: a trailing counter is dropped; when that
-    leaves fewer than :data:`MIN_GROUPS` groups, every name is its own group), ``"none"`` or None (every
-    name its own group), or a regular expression searched in each name whose group ``group`` (else
-    its first group, else the whole match) is the key; a name it does not match is its own group.
+    pattern: ``"default"`` (:data:`DEFAULT_GROUP_PATTERN`: a trailing counter is dropped, however few
+    photographs that leaves, two of three crops each included; camera numbering such as ``IMG_0001``
+    (:data:`CAMERA_PREFIX`) is a counter over photographs, each kept its own; when every name would
+    fall into one group, no photograph can be held out whole, and every name is its own, with a
+    warning), ``"none"`` or None (every name its own group), or a regular expression searched in each
+    name whose group ``group`` (else its first group, else the whole match) is the key. A name it does
+    not match is its own group (a warning counts them); a regex that matches no name is a DataError.
     """
     if pattern in (None, "none"):
         return Grouping(list(names), "one photograph per pair")
@@ -203,10 +209,29 @@ def group_names(names: list[str], pattern: str | None = "default") -> Grouping:
     except re.error as exc:
         raise DataError(f"--group-by {pattern!r} is not a regular expression ({exc})") from None
     keys = [_group_key(regex, name) for name in names]
-    if default and len(set(keys)) < min(MIN_GROUPS, len(set(names))):
-        return Grouping(list(names), "one photograph per pair (the names show no shared photographs)")
-    shown = "a trailing counter dropped from the name" if default else f"--group-by {pattern!r}"
-    return Grouping(keys, shown)
+    if default:
+        camera = [CAMERA_PREFIX.fullmatch(key) is not None for key in keys]
+        keys = [name if numbered else key for key, name, numbered in zip(keys, names, camera, strict=True)]
+        if all(camera):
+            return Grouping(list(names), "one photograph per pair (the names are a camera's numbering)")
+        if len(set(keys)) == 1 and len(set(names)) > 1:
+            warnings.warn(f"the names ({_listing(sorted(names))}) read as crops of one photograph "
+                          f"{keys[0]!r}, and none could be held out whole: each pair is taken as its own "
+                          "photograph; if they are crops of one photo, give validation pairs of other "
+                          "photos with --val-inputs/--val-targets", stacklevel=2)
+            return Grouping(list(names), "one photograph per pair (the names show one photograph only)")
+        kept = "; camera numbering such as IMG_0001 one photograph per file" if any(camera) else ""
+        return Grouping(keys, "a trailing counter dropped from the name" + kept)
+    matched = sum(regex.search(name) is not None for name in names)
+    if matched == 0:
+        raise DataError(f"--group-by {pattern!r} matches none of the {len(names)} pair names "
+                        f"({_listing(sorted(names))}); every pair would be its own photograph: fix the "
+                        "pattern, or pass --group-by none to mean that")
+    if matched < len(names):
+        unmatched = sorted(name for name in names if regex.search(name) is None)
+        warnings.warn(f"--group-by {pattern!r} does not match {len(unmatched)} of the {len(names)} pair "
+                      f"names ({_listing(unmatched)}): each of those is its own photograph", stacklevel=2)
+    return Grouping(keys, f"--group-by {pattern!r}")
 
 
 def _group_key(regex: re.Pattern, name: str) -> str:
@@ -218,6 +243,37 @@ def _group_key(regex: re.Pattern, name: str) -> str:
     else:
         key = match.group(1) if regex.groups else match.group(0)
     return key or name
+
+
+def check_pair_folders(inputs: str | Path, targets: str | Path, *, what: str = "") -> None:
+    """DataError when ``inputs`` and ``targets`` are one folder: every pair would be an image and itself,
+    and a model learns the identity. ``what``: the flags' prefix in the message (``"--val-"``)."""
+    if same_file(inputs, targets):
+        raise DataError(f"--{what}inputs and --{what}targets are the same folder ({inputs}): each image "
+                        "would be paired with itself; the targets are the graded copies")
+
+
+def check_held_out(train: PairedImages, val: PairedImages, train_folder: str | Path,
+                   val_folder: str | Path) -> None:
+    """DataError when validation pairs from their own folders are not held out: the same folder as
+    training, or a validation original that is also a training original (the same pixels, whatever its
+    name or file format): the numbers would measure how well the model remembers, not how it does on
+    photos it never saw."""
+    if same_file(train_folder, val_folder):
+        raise DataError(f"--val-inputs {val_folder} is the training --inputs folder: validation would be "
+                        "on the training pairs; give a folder of other photos, or leave --val-inputs out "
+                        "to hold photographs out of --inputs")
+    seen = {_digest(image): name for name, image in zip(train.names, train.inputs, strict=True)}
+    shared = [f"{name} (= {seen[d]})" for name, image in zip(val.names, val.inputs, strict=True)
+              if (d := _digest(image)) in seen]
+    if shared:
+        raise DataError(f"{len(shared)} of the {len(val)} validation originals in {val_folder} are also "
+                        f"training originals: {_listing(shared)}; validation must hold photos training "
+                        "never sees")
+
+
+def _digest(image: torch.Tensor) -> str:
+    return hashlib.sha256(image.contiguous().numpy().tobytes()).hexdigest()
 
 
 def split_groups(groups: list[str], val_fraction: float) -> tuple[list[int], list[int]]:

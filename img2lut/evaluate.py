@@ -32,7 +32,7 @@ from rich.table import Table
 from lutkern.cli import CommandParser, add_device_flags, check_device, console, int_in, run_command
 from lutkern.files import atomic_open, check_output
 
-from .data import default_true_lut, pair_files
+from .data import check_pair_folders, default_true_lut, pair_files
 from .evaluation import evaluate_pairs
 from .plots import ERROR_MAP_MAX, error_map, preview_grid
 from .prediction import load
@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     device = check_device(args.device, args.backend)
+    check_pair_folders(args.inputs, args.targets)
     pairs = pair_files(args.inputs, args.targets)
     check_outputs(args, pairs)
     predictor = load(args.checkpoint, device)

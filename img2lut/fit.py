@@ -23,7 +23,15 @@ from lutkern.cli import CommandParser, add_device_flags, check_device, console, 
 from lutkern.files import check_output
 from lutkern.show import lut_picture, save_picture
 
-from .data import DataError, group_names, load_pairs, pair_files, split_groups
+from .data import (
+    DataError,
+    check_held_out,
+    check_pair_folders,
+    group_names,
+    load_pairs,
+    pair_files,
+    split_groups,
+)
 from .fitting import check_fit_settings, fit_lut, image_psnr
 from .metrics import COVERED_WEIGHT
 from .plots import preview_grid
@@ -99,9 +107,14 @@ def _load(args: argparse.Namespace):
     """``(train, val)`` :class:`~img2lut.data.PairedImages`; val is None without validation pairs."""
     if (args.val_inputs is None) != (args.val_targets is None):
         raise DataError("--val-inputs and --val-targets go together")
+    check_pair_folders(args.inputs, args.targets)
+    if args.val_inputs is not None:
+        check_pair_folders(args.val_inputs, args.val_targets, what="val-")
     pairs = load_pairs(pair_files(args.inputs, args.targets), args.image_size)
     if args.val_inputs is not None:
-        return pairs, load_pairs(pair_files(args.val_inputs, args.val_targets), args.image_size)
+        val = load_pairs(pair_files(args.val_inputs, args.val_targets), args.image_size)
+        check_held_out(pairs, val, args.inputs, args.val_inputs)
+        return pairs, val
     if args.val_fraction == 0:
         return pairs, None
     train_idx, val_idx = split_groups(group_names(pairs.names, args.group_by).groups, args.val_fraction)

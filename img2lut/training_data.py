@@ -12,6 +12,8 @@ from rich.console import Console
 from .config import TrainConfig
 from .data import (
     PairedImages,
+    check_held_out,
+    check_pair_folders,
     default_true_lut,
     group_names,
     load_pairs,
@@ -52,10 +54,14 @@ def load_training_data(config: TrainConfig, console: Console) -> Data:
         source = f"{inputs} + {targets}"
     truth = truth or default_true_lut(inputs)
     truth_lut = read_true_lut(truth, config.lut_size) if truth is not None else None
+    check_pair_folders(inputs, targets)
+    if val_inputs is not None:
+        check_pair_folders(val_inputs, val_targets, what="val-")
     with console.status("decoding images..."):
         pairs = load_pairs(pair_files(inputs, targets), config.image_size)
         if val_inputs is not None:
             train, val = pairs, load_pairs(pair_files(val_inputs, val_targets), config.image_size)
+            check_held_out(train, val, inputs, val_inputs)
             grouping = f"validation pairs from {val_inputs}"
         else:
             train, val, grouping = _split(pairs, config)
