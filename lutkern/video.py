@@ -374,13 +374,15 @@ def _encode_problem(dst: Path, info: VideoInfo, plan: EncodePlan, exc: BaseExcep
 @contextlib.contextmanager
 def _ffmpeg_errors():
     """FFmpeg's error lines while the block runs, as ``[(level, name, text)]`` (not printed)."""
-    level = av.logging.get_level()
+    level, skip = av.logging.get_level(), av.logging.get_skip_repeated()
     av.logging.set_level(av.logging.ERROR)
+    av.logging.set_skip_repeated(False)  # a second file's explanation is the same line as the first's
     try:
         with av.logging.Capture() as logs:
             yield logs
     finally:
         av.logging.set_level(level)
+        av.logging.set_skip_repeated(skip)
 
 
 def _output_stream(out, plan: EncodePlan, info: VideoInfo, source_stream) -> object:
@@ -611,37 +613,34 @@ def _open_input(path: Path):
         raise ValueError(f"{path}: no such file")
     if not path.is_file():  # a FIFO or a device would block FFmpeg's probe
         raise ValueError(f"{path}: not a regular file")
-    try:
-        container = av.open(str(path), "r")
-    except av.FFmpegError as exc:
-        raise ValueError(f"{path}: not a video file FFmpeg can read ({_reason(exc)})") from None
-    try:
-        why = cut_short(path, container.format.name)
-    except BaseException:
-        container.close()
-        raise
+    why = cut_short(path)
     if why:
-        container.close()
         raise ValueError(f"{path}: cut short ({why}): a copy or download that did not finish? Its frames "
                          "are not graded, to give no video that silently ends early")
-    return container
+    try:
+        return av.open(str(path), "r")
+    except av.FFmpegError as exc:
+        raise ValueError(f"{path}: not a video file FFmpeg can read ({_reason(exc)})") from None
 
 
 _MAX_BOXES = 1 << 20  # top-level boxes or chunks read before giving up looking (a bound for odd files)
 
 
-def cut_short(path: str | Path, format_name: str) -> str | None:
-    """Why the file at ``path`` ends before its own container says it does, in words, or None (also when
-    its type has no such measure). ``format_name``: FFmpeg's demuxer name. ISO media (MP4, MOV): a
-    top-level box runs past the end; Matroska/WebM: the segment's size; AVI: a RIFF chunk's."""
+def cut_short(path: str | Path) -> str | None:
+    """Why the file at ``path`` ends before its own container says it does, in words, or None (also for
+    types without such a measure). Read from the first bytes, before FFmpeg sees the file: ISO media
+    (MP4, MOV): a top-level box runs past the end; Matroska/WebM: the segment's size; AVI: a RIFF
+    chunk's."""
     path = Path(path)
     size = path.stat().st_size
     with path.open("rb") as f:
-        if "mp4" in format_name or "mov" in format_name:
+        head = f.read(12)
+        f.seek(0)
+        if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
             return _boxes_past_end(f, size)
-        if "matroska" in format_name:
+        if head[:4] == b"\x1a\x45\xdf\xa3":
             return _segment_past_end(f, size)
-        if format_name == "avi":
+        if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
             return _riff_past_end(f, size)
     return None
 
