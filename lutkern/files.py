@@ -176,8 +176,26 @@ class OutputSet:
     def __enter__(self) -> OutputSet:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, exc, traceback) -> None:
+        if exc is not None:
+            self._name_finals(exc)
         self.discard()
+
+    def _name_finals(self, exc: BaseException) -> None:
+        """Make ``exc``'s message name the files the run was writing, not their staged copies (a full
+        disk, say, while a writer wrote into the staging folder)."""
+        if self._staging is None:
+            return
+        staging = str(self._staging)
+
+        def final(text):
+            return text.replace(staging, str(self.folder)) if isinstance(text, str) else text
+
+        exc.args = tuple(final(arg) for arg in exc.args)
+        if isinstance(exc, OSError) and exc.filename is not None:  # str() shows these, not args
+            exc.filename = final(exc.filename)
+            if exc.filename2 is not None:
+                exc.filename2 = final(exc.filename2)
 
     def path(self, final: str | Path) -> Path:
         """Where to write ``final`` (a file directly in the set's folder)."""
@@ -204,7 +222,8 @@ class OutputSet:
 
     def commit(self, remove: Iterable[Path] = ()) -> None:
         """Put every staged file in place, then remove ``remove``; see the class docstring."""
-        members = [(final, staged) for final, staged in self._members.items()]
+        members = list(self._members.items())
+        finals = {final for final, _ in members}
         try:
             for final, staged in members:
                 try:
@@ -227,7 +246,7 @@ class OutputSet:
         finally:
             self.discard()
         for path in remove:
-            if path not in self._members:
+            if Path(path) not in finals:
                 with contextlib.suppress(FileNotFoundError):
                     Path(path).unlink()
 

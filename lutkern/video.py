@@ -278,8 +278,8 @@ def transcode(
                         out.mux(packet)
                 notes = _lost(info, inp, iv, plan, tmp, first_rotation)
         except av.FFmpegError as exc:
-            raise ValueError(f"{src}: {_reason(exc)} (writing {dst} with {plan.codec} {plan.pix_fmt})") \
-                from None
+            raise ValueError(f"{src}: {_reason(exc)} (encoding {plan.codec} {plan.pix_fmt} into "
+                             f"{dst.suffix})") from None
     return TranscodeReport(frames, time.perf_counter() - start, plan.codec, plan.pix_fmt, len(audio_in),
                            dropped, tuple(plan.notes + notes))
 

@@ -300,6 +300,25 @@ def test_a_name_another_run_wrote_meanwhile_is_left_as_it_is(tmp_path, monkeypat
     assert (out / "clip.mkv").read_bytes() == b"the other run's video" and not _leftovers(out)
 
 
+@pytest.mark.parametrize("name", ["photo.png", "clip.mkv"])
+def test_a_full_disk_names_the_output_never_a_temporary(tmp_path, monkeypatch, capsys, name):
+    src = tmp_path / name
+    if name.endswith(".png"):
+        write_codes(src, np.ascontiguousarray(_picture(0)[..., :3]))
+    else:
+        _clip(src, "ffv1", "bgr0", frames=2)
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    assert _apply(src, "--out", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert f"{name}: cannot write {tmp_path / 'out' / name}: No space left on device\n" in err, err
+    assert TEMP_SUFFIX not in err and ".staging" not in err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_an_output_set_fails_whole_when_one_name_is_taken(tmp_path):
     (tmp_path / "b.cube").write_text("another run's")
     with OutputSet(tmp_path, replace=False) as outputs:
@@ -308,6 +327,15 @@ def test_an_output_set_fails_whole_when_one_name_is_taken(tmp_path):
         with pytest.raises(FileExistsError, match="b.cube appeared"):
             outputs.commit()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.cube"]  # a.mp4 taken back, no staging
+
+
+def test_an_output_set_removes_only_what_it_did_not_just_write(tmp_path):
+    for name in ("a.shot001.cube", "a.shot002.cube"):
+        (tmp_path / name).write_text("old")
+    with OutputSet(tmp_path, replace=True) as outputs:
+        outputs.path(tmp_path / "a.shot001.cube").write_text("new")
+        outputs.commit(remove=[tmp_path / "a.shot001.cube", tmp_path / "a.shot002.cube"])
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"a.shot001.cube": "new"}
 
 
 def test_an_output_set_puts_back_what_it_replaced_when_a_rename_fails(tmp_path, monkeypatch):
