@@ -53,33 +53,25 @@ class CommandParser(argparse.ArgumentParser):
 
 def int_in(low: int, high: int):
     """An argparse ``type``: an int in [low, high], else a one-line usage error naming the range."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
-        return value
-
-    parse.__name__ = "integer"
-    return parse
+    return _in_range(int, "an integer", low, high)
 
 
 def float_in(low: float, high: float):
     """An argparse ``type``: a finite float in [low, high] (no nan, no inf), else a one-line usage error."""
+    return _in_range(float, "a number", low, high)
 
-    def parse(text: str) -> float:
+
+def _in_range(kind: type, what: str, low, high):
+    def parse(text: str):
         try:
-            value = float(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
         if not low <= value <= high:  # false for nan too
-            raise argparse.ArgumentTypeError(f"{text} is not between {low:g} and {high:g}")
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
         return value
 
-    parse.__name__ = "number"
+    parse.__name__ = what.split()[-1]  # how argparse names the type in its own messages
     return parse
 
 
