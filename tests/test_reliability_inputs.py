@@ -269,11 +269,9 @@ def test_file_names_are_shown_once_exactly_and_on_one_line(tmp_path, monkeypatch
         Path(name).write_text("not an image")
     assert apply_main(["--lut", "bw", *names, "--out", "o"]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert sorted(errors) == sorted(
-        f"error: {shown}: cannot read image (UnidentifiedImageError: cannot identify image file "
-        f"'{escaped}')" for shown, escaped in (
-            ("two  spaces.png", "two  spaces.png"), ("new line.png", "new\\nline.png"),
-            ("esc\\x1b[31mape.png", "esc\\x1b[31mape.png")))
+    assert sorted(errors) == sorted(  # once: Pillow's own text, which names the file again, is trimmed
+        f"error: {shown}: cannot read image (UnidentifiedImageError: cannot identify image file)"
+        for shown in ("two  spaces.png", "new line.png", "esc\\x1b[31mape.png"))
 
 
 def test_warnings_are_one_line_too(tmp_path, capsys):
