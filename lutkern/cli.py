@@ -65,6 +65,31 @@ def int_in(low: int, high: int):
     return parse
 
 
+def float_in(low: float, high: float):
+    """An argparse ``type``: a finite float in [low, high], else a one-line usage error (NaN and inf are
+    refused: they compare as no number does)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high:  # False for NaN; inf is beyond any finite bound
+            raise argparse.ArgumentTypeError(f"{text} is not between {low:g} and {high:g}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def add_strength_flag(parser: argparse.ArgumentParser) -> None:
+    """``--strength S``, the same on every command that applies a LUT
+    (:func:`lutkern.grading.at_strength`)."""
+    parser.add_argument("--strength", type=float_in(0, 1), default=1.0, metavar="S",
+                        help="apply the LUT at strength S, 0-1: each pixel moves S of the way from its "
+                        "value to its graded value (default 1)")
+
+
 def console() -> Console:
     """The console of every command: stderr, one message per line (soft wrap), no markup guessing."""
     return Console(stderr=True, highlight=False, soft_wrap=True)

@@ -10,7 +10,7 @@ Rows of the picture (:func:`lut_picture`):
    which only the regularizers filled in (dark).
 
 The LUT is applied with :func:`lutkern.apply_lut` (trilinear), its whole transform for a ``.cube`` with a
-domain or a shaper.
+domain or a shaper; ``--strength S`` shows it at partial strength (:func:`lutkern.grading.at_strength`).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .cli import CommandParser, run_command
+from .cli import CommandParser, add_strength_flag, run_command
 from .cube import CubeLUT
 from .files import atomic_open, check_output
-from .grading import load_lut
+from .grading import Blend, at_strength, load_lut, sample_lut
 
 PROG = "python -m lutkern.show"
 # The 24 patches of the X-Rite ColorChecker Classic in sRGB (8-bit, D65), row by row as on the chart.
@@ -156,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("lut", help="a .cube file, a Hald CLUT .png/.tif, or a built-in look")
     p.add_argument("--out", type=Path, help="the PNG to write (default: the LUT's name with .png, here)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (never the LUT)")
+    add_strength_flag(p)
     return p
 
 
@@ -166,7 +167,11 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     out = args.out or Path(Path(args.lut).stem + ".png")
     check_output(out, [args.lut], overwrite=args.overwrite)
-    save_picture(out, lut_picture(load_lut(args.lut), title=Path(args.lut).name))
+    lut = at_strength(load_lut(args.lut), args.strength)
+    if isinstance(lut, Blend):  # no table holds a shaper + 3D LUT at partial strength: show its lattice
+        lut = CubeLUT(sample_lut(lut, lut.cube.lut3d.shape[0]).float(), title=lut.title)
+    title = Path(args.lut).name + ("" if args.strength == 1 else f" at strength {args.strength:g}")
+    save_picture(out, lut_picture(lut, title=title))
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
