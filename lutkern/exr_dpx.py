@@ -5,7 +5,8 @@ without it; its readers and writers then raise a ValueError saying so.
 
 - **EXR** (:func:`read_exr`, :func:`write_exr`): scene-linear float RGB, ``(3,H,W)`` float32 kept as
   stored: values above 1, negative values, inf and NaN are not touched. Half or float samples, scanline or
-  tiled, every compression FFmpeg decodes (none, RLE, ZIP, PIZ, PXR24, B44, DWA). The display window is
+  tiled, every compression FFmpeg decodes as OpenEXR does (none, RLE, ZIP, PIZ, PXR24, B44; not DWA,
+  where FFmpeg's decoder departs from OpenEXR's, by 0.003 on a smooth ramp). The display window is
   the image (FFmpeg's reading: pixels of the data window outside it are dropped, and display pixels
   outside the data window are 0). Channels R, G, B (A dropped) or Y alone (repeated); other layers are
   refused. Written half or float, compressed none, RLE or ZIP (what FFmpeg's encoder writes): half
@@ -50,6 +51,9 @@ _EXR_STRUCTURE = frozenset({  # attributes that describe the file's layout: writ
 })
 _EXR_REWRITTEN = frozenset({"gamma", "writer"})  # FFmpeg's encoder writes its own
 _MAX_ATTRIBUTES = 4096
+# Scanlines per chunk of each compression (OpenEXR's), to count a scanline file's chunks.
+_EXR_LINES_PER_CHUNK = {"none": 1, "rle": 1, "zips": 1, "zip": 16, "pxr24": 16, "piz": 32, "b44": 32,
+                        "b44a": 32, "dwaa": 32, "dwab": 256}
 _DPX_HEADER = 1664  # generic + image + orientation headers: every field read here lies within them
 # DPX descriptor -> what the decoded pixels hold: RGB, RGBA, ABGR, luma.
 _DPX_DESCRIPTORS = {50: "RGB", 51: "RGBA", 52: "ABGR", 6: "luma"}
@@ -204,6 +208,7 @@ def parse_exr_header(data: bytes) -> ExrHeader:
         while r.data[r.pos : r.pos + 1] not in (b"\0", b""):
             _attributes(r, names_limit)
             parts += 1
+        r.take(1)  # the empty header that ends the list
     for key in ("channels", "compression", "dataWindow", "displayWindow"):
         if key not in attributes:
             raise ValueError(f"the header has no {key!r} attribute")
@@ -215,9 +220,39 @@ def parse_exr_header(data: bytes) -> ExrHeader:
         raise ValueError("malformed dataWindow, displayWindow or compression attribute") from None
     if compression >= len(EXR_COMPRESSIONS):
         raise ValueError(f"unknown compression {compression}")
+    _check_size(*_window_size(display_window), "display window")
+    _check_size(*_window_size(data_window), "data window")
+    if EXR_COMPRESSIONS[compression] in ("dwaa", "dwab"):
+        raise ValueError(f"{EXR_COMPRESSIONS[compression].upper()} compression is not supported (FFmpeg's "
+                         "decoder departs from OpenEXR's); save it with ZIP or PIZ compression")
+    _check_chunks(data, r.pos, attributes, EXR_COMPRESSIONS[compression], data_window, parts > 1)
     others = tuple(sorted(k for k in attributes if k not in _EXR_STRUCTURE | _EXR_REWRITTEN))
     return ExrHeader(_exr_channels(attributes["channels"]), EXR_COMPRESSIONS[compression], data_window,
                      display_window, parts, others)
+
+
+def _check_chunks(data: bytes, table: int, attributes: dict[str, bytes], compression: str,
+                  window: tuple[int, int, int, int], multipart: bool) -> None:
+    """ValueError unless every chunk of the first part's full-resolution image lies within ``data``
+    (FFmpeg decodes a truncated file without a word, leaving the missing rows 0). ``table``: where the
+    offset table starts, after the headers."""
+    width, height = _window_size(window)
+    if "tiles" in attributes:  # tile size, then level mode: level 0's tiles come first in the table
+        tile_w, tile_h = struct.unpack("<II", attributes["tiles"][:8].ljust(8, b"\0"))
+        if tile_w < 1 or tile_h < 1:
+            raise ValueError(f"tile size {tile_w}x{tile_h} holds no pixel")
+        count, prefix = -(-width // tile_w) * -(-height // tile_h), 20
+    else:
+        count, prefix = -(-height // _EXR_LINES_PER_CHUNK[compression]), 8
+    prefix += 4 if multipart else 0  # a part number before each chunk
+    if table + 8 * count > len(data):
+        raise ValueError(f"truncated: its offset table of {count} chunks does not fit in the file")
+    offsets = np.frombuffer(data, dtype="<u8", count=count, offset=table)
+    if count and (offsets.min() < table + 8 * count or offsets.max() > len(data) - prefix):
+        raise ValueError("truncated, or a chunk offset points outside the file")
+    sizes = [struct.unpack_from("<i", data, int(at) + prefix - 4)[0] for at in offsets]
+    if any(size < 0 or int(at) + prefix + size > len(data) for at, size in zip(offsets, sizes, strict=True)):
+        raise ValueError("truncated: a chunk of pixels ends beyond the end of the file")
 
 
 @dataclasses.dataclass
@@ -246,8 +281,6 @@ def read_exr(path: str | os.PathLike) -> FloatImage:
     path = Path(path)
     data = _read_file(path)
     head = parse_exr_header(data)
-    _check_size(*_window_size(head.display_window), "display window")
-    _check_size(*_window_size(head.data_window), "data window")
     rgb = [head.channels.get(c) for c in "RGB"]
     if None in rgb and set(head.channels) - {"A"} != {"Y"}:
         raise ValueError(f"no R, G, B (or Y) channels: {', '.join(sorted(head.channels))[:200]} "
@@ -399,6 +432,8 @@ def write_dpx(path: str | os.PathLike, codes: np.ndarray, bit_depth: int,
     order = like.byte_order if like is not None else ">"
     fmt = formats[bit_depth] + ("" if bit_depth == 8 else "be" if order == ">" else "le")
     h, w, _ = codes.shape
+    if h == 0 or w == 0:
+        raise ValueError(f"a {w}x{h} image holds no pixel")
     frame = av.VideoFrame(w, h, fmt)
     if fmt.startswith("gbrp"):
         for plane, c in zip(frame.planes, (1, 2, 0), strict=True):  # planes G, B, R
@@ -411,5 +446,11 @@ def write_dpx(path: str | os.PathLike, codes: np.ndarray, bit_depth: int,
     data = bytearray(_encode("dpx", frame, {}))
     if like is not None:  # bytes 801, 802 of the first image element: transfer, colorimetric
         data[801], data[802] = like.transfer, like.colorimetric
+    # FFmpeg pads each row to 4 bytes but declares no end-of-line padding (a u32 at 812), so readers
+    # that trust the field (OpenImageIO's) read every row after the first shifted: declare it.
+    order = ">" if data[:4] == b"SDPX" else "<"
+    (start,) = struct.unpack_from(order + "I", data, 4)
+    unpadded = w * 4 if bit_depth == 10 else w * 3 * (1 if bit_depth == 8 else 2)  # 10 bits: 3 in 4 bytes
+    struct.pack_into(order + "I", data, 812, (len(data) - start) // h - unpadded)
     with atomic_open(path, "wb") as f:
         f.write(bytes(data))

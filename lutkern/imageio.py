@@ -245,7 +245,7 @@ def is_float_image(path: str | os.PathLike) -> bool:
     path = Path(path)
     try:
         return _magic(path) == exr_dpx.EXR_MAGIC
-    except OSError:
+    except (OSError, ValueError):  # not readable: the reader chosen by the extension says why
         return path.suffix.lower() in FLOAT_FORMATS
 
 
