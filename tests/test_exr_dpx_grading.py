@@ -88,7 +88,7 @@ def test_float_exr_plate_through_a_shaper_cube_like_ocio(tmp_path, interpolation
     assert spec.format == oiio.FLOAT and spec.get_string_attribute("compression") == "zip"
     expected = _ocio(tmp_path / "look.cube", plate, interpolation)
     assert expected.max() > 1.05 and graded.max() > 1.05  # the LUT's values above 1 are kept
-    np.testing.assert_allclose(graded, expected, atol=2e-5, rtol=0)
+    np.testing.assert_allclose(graded, expected, atol=1e-6, rtol=0)  # measured: 2.4e-7
 
 
 def test_half_exr_plate_through_a_3d_domain_like_ocio(tmp_path):
@@ -121,7 +121,8 @@ def test_dpx_scan_like_ocio_at_its_bit_depth_with_its_fields(tmp_path):
     got = raw.astype(np.uint16) >> 6
     expected = np.round(np.clip(_ocio(tmp_path / "look.cube", scan / 1023.0, "tetrahedral"), 0, 1) * 1023)
     diff = np.abs(got.astype(int) - expected.astype(int))
-    assert diff.max() <= 1 and (diff == 0).mean() > 0.995, (diff.max(), (diff == 0).mean())
+    # Measured: every code the same; one code apart is float32 rounding at a code's half-way point.
+    assert diff.max() <= 1 and (diff == 0).mean() >= 0.999, (diff.max(), (diff == 0).mean())
 
 
 def test_exr_at_strength_blends_ocio_with_the_clamped_plate(tmp_path):
@@ -132,7 +133,22 @@ def test_exr_at_strength_blends_ocio_with_the_clamped_plate(tmp_path):
     graded, _ = _read(_grade(tmp_path, tmp_path / "look.cube", tmp_path / "plate.exr", "--strength", "0.3"))
     clamped = np.clip(plate, -0.125, 4.0)
     expected = clamped + 0.3 * (_ocio(tmp_path / "look.cube", plate, "trilinear") - clamped)
-    np.testing.assert_allclose(graded, expected, atol=2e-5, rtol=0)
+    np.testing.assert_allclose(graded, expected, atol=1e-6, rtol=0)
+
+
+def test_inf_clamps_as_in_ocio_and_nan_stays_nan(tmp_path, capsys):
+    plate = np.full((2, 3, 3), 0.5, np.float32)
+    plate[0, 0], plate[0, 1], plate[0, 2] = [np.inf, -np.inf, 0.2], [np.nan, 0.3, 0.4], [1e30, -1e30, 0.6]
+    _write(tmp_path / "plate.exr", plate, oiio.FLOAT)
+    write_cube(tmp_path / "look.cube", _lut(9, seed=9), domain_min=(-0.5,) * 3, domain_max=(4.0,) * 3)
+    graded, _ = _read(_grade(tmp_path, tmp_path / "look.cube", tmp_path / "plate.exr"))
+    assert "1 pixels are NaN and stay NaN" in capsys.readouterr().err
+    expected = _ocio(tmp_path / "look.cube", plate, "trilinear")
+    finite = ~np.isnan(plate).any(axis=-1)
+    np.testing.assert_allclose(graded[finite], expected[finite], atol=1e-6, rtol=0)
+    assert np.isnan(graded[0, 1]).all()  # lutkern: NaN in, NaN out; OpenColorIO: NaN read as the minimum
+    at_min = _ocio(tmp_path / "look.cube", np.array([-0.5, 0.3, 0.4], np.float32), "trilinear")
+    np.testing.assert_allclose(expected[0, 1], at_min, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------- img2lut.predict
