@@ -38,9 +38,8 @@ from lutkern.cli import (
     run_command,
 )
 from lutkern.cube import CubeLUT, cube_text, parse_cube
-from lutkern.exr_dpx import exr_output_compression, write_exr
 from lutkern.files import atomic_open, check_output
-from lutkern.grading import STRIP_PIXELS, at_strength, float_notes, grade_codes, grade_pixels, input_notes
+from lutkern.grading import STRIP_PIXELS, at_strength, check_exr_output, grade_codes, grade_exr, input_notes
 from lutkern.imageio import (
     FLOAT_FORMATS,
     FORMATS,
@@ -103,8 +102,8 @@ def _predict_file(src: Path, args, predictor: LUTPredictor, seen: dict[str, Path
     floats = is_float_image(src)
     if floats:  # an EXR: its floats are what the CNN sees (as in training) and what is graded
         img = read_float_image(src)
-        if not args.cube_only and dst.suffix.lower() not in FLOAT_FORMATS:
-            raise ValueError(f"an EXR (float pixels) cannot be written as {dst.suffix!r}: name it .exr")
+        if not args.cube_only:
+            check_exr_output(dst)  # fail before any work
         lut = predictor.predict_lut(img.pixels).cpu()
     else:
         img = decode_image(src)
@@ -112,15 +111,14 @@ def _predict_file(src: Path, args, predictor: LUTPredictor, seen: dict[str, Path
             output_format(dst, img.bit_depth)  # fail before any work
         lut = predictor.predict_lut_codes(img.codes, img.bit_depth)
     text = _lut_text(lut, "img2lut " + _safe(src.stem), args.strength)
-    compression = exr_output_compression(img.compression) if floats else None
+    notes = "; ".join(img.notes if floats else input_notes(img))
     if not args.cube_only:
         # Grade with the LUT as the file stores it (6 decimals), so the .cube reproduces the image exactly.
         cube = parse_cube(text, str(cube_path))
         grading = dict(interpolation=args.interpolation, device=args.device, backend=args.backend,
                        strip_pixels=args.strip_pixels, on_strip=on_strip)
         if floats:
-            grade_pixels(img.pixels, cube, **grading)
-            write_exr(dst, img.pixels, precision=img.precision, compression=compression)
+            notes = grade_exr(img, dst, cube, **grading)
         else:
             grade_codes(img.codes, cube, bit_depth=img.bit_depth, **grading)
             write_codes(dst, img.codes, bit_depth=img.bit_depth, icc_profile=img.icc_profile, exif=img.exif,
@@ -132,7 +130,7 @@ def _predict_file(src: Path, args, predictor: LUTPredictor, seen: dict[str, Path
         if not args.cube_only:
             dst.unlink(missing_ok=True)
         raise
-    return "; ".join(float_notes(img, compression) if floats else input_notes(img))
+    return notes
 
 
 def _lut_text(lut: torch.Tensor, title: str, strength: float) -> str:

@@ -39,16 +39,14 @@ from .cli import (
     run_command,
 )
 from .cube import CubeLUT
-from .exr_dpx import exr_output_compression, write_exr
 from .files import check_output
 from .functional import INTERPOLATIONS
 from .grading import (
     STRIP_PIXELS,
     Blend,
     at_strength,
-    float_notes,
     grade_codes,
-    grade_pixels,
+    grade_exr,
     input_notes,
     load_lut,
     profile_name,
@@ -125,8 +123,10 @@ def _grade_file(src: Path, args, lut: CubeLUT | Blend, seen: dict[Path, Path], o
     seen[dst] = src
     if _is_video(src):
         return _grade_video_file(src, dst, args, lut, on_strip)
-    if is_float_image(src):
-        return _grade_float_file(src, dst, args, lut, on_strip)
+    if is_float_image(src):  # an EXR, graded as floats into an EXR
+        return grade_exr(read_float_image(src), dst, lut, interpolation=args.interpolation,
+                         device=args.device, backend=args.backend, strip_pixels=args.strip_pixels,
+                         on_strip=on_strip)
     img = decode_image(src)
     output_format(dst, img.bit_depth)
     codes = grade_codes(img.codes, lut, interpolation=args.interpolation, device=args.device,
@@ -139,18 +139,6 @@ def _grade_file(src: Path, args, lut: CubeLUT | Blend, seen: dict[Path, Path], o
         name = profile_name(img.icc_profile)
         notes.append(f"ICC profile '{name}' carried over (LUT applied to stored values)")
     return "; ".join(notes + input_notes(img))
-
-
-def _grade_float_file(src: Path, dst: Path, args, lut: CubeLUT | Blend, on_strip) -> str:
-    """Grade an EXR into an EXR of the same precision (and compression, where FFmpeg writes it)."""
-    if dst.suffix.lower() not in FLOAT_FORMATS:
-        raise ValueError(f"an EXR (float pixels) cannot be written as {dst.suffix!r}: name it .exr")
-    img = read_float_image(src)
-    pixels = grade_pixels(img.pixels, lut, interpolation=args.interpolation, device=args.device,
-                          backend=args.backend, strip_pixels=args.strip_pixels, on_strip=on_strip)
-    compression = exr_output_compression(img.compression)
-    write_exr(dst, pixels, precision=img.precision, compression=compression)
-    return "; ".join(float_notes(img, compression))
 
 
 def _grade_video_file(src: Path, dst: Path, args, lut: CubeLUT, on_progress) -> str:

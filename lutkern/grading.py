@@ -21,7 +21,7 @@ from PIL import ImageCms
 from ._backend import resolve_backend
 from .builtin_looks import LOOKS
 from .cube import CubeLUT, read_cube
-from .exr_dpx import FloatImage
+from .exr_dpx import FloatImage, exr_output_compression, write_exr
 from .functional import check_strength, identity_lut
 from .hald import read_hald
 from .imageio import DecodedImage, codes_to_pixels, to_integer_array
@@ -193,7 +193,23 @@ def input_notes(img: DecodedImage) -> list[str]:
     return notes
 
 
-def float_notes(img: FloatImage, compression: str) -> list[str]:
+def check_exr_output(path: str | Path) -> None:
+    """ValueError unless ``path`` names an EXR: float pixels are never quantised into another format."""
+    if Path(path).suffix.lower() != ".exr":
+        raise ValueError(f"an EXR (float pixels) cannot be written as {Path(path).suffix!r}: name it .exr")
+
+
+def grade_exr(img: FloatImage, dst: str | Path, lut: CubeLUT | Blend, **grading) -> str:
+    """Grade an EXR's pixels in place (:func:`grade_pixels`, ``grading`` its options) and write them to
+    ``dst`` with their precision and, where FFmpeg writes it, compression; returns the console note."""
+    check_exr_output(dst)
+    grade_pixels(img.pixels, lut, **grading)
+    compression = exr_output_compression(img.compression)
+    write_exr(dst, img.pixels, precision=img.precision, compression=compression)
+    return "; ".join(_float_notes(img, compression))
+
+
+def _float_notes(img: FloatImage, compression: str) -> list[str]:
     """What of a graded EXR is not as in its input: the reader's notes (alpha, other channels, windows,
     parts, header attributes), a change of compression, and pixels that are NaN (NaN in, NaN out)."""
     notes = list(img.notes)
