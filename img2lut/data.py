@@ -3,7 +3,9 @@
 Two folders hold the pairs: ``inputs/holiday.jpg`` pairs with ``targets/holiday.png`` (the stem is the
 key, extensions may differ; listing order never matters). Every image becomes RGB float32 in [0, 1]
 ``(3,H,W)`` through :func:`lutkern.imageio.read_image` (any Pillow mode, 16-bit precision kept, EXIF
-orientation applied) and is resized to ``image_size x image_size`` as the seed experiment did.
+orientation applied; DPX codes at their bit depth; EXR values as stored, unclamped: a learned LUT
+covers inputs in [0, 1], so scene-linear pairs with values above 1 are best log-encoded first) and is
+resized to ``image_size x image_size`` as the seed experiment did.
 About 200 pairs at 256x256 take ~300 MB, so the whole set stays in memory as two tensors.
 """
 
@@ -22,9 +24,10 @@ import torch.nn.functional as F
 
 import lutkern
 from lutkern.files import same_file
+from lutkern.grading import sample_lut
 from lutkern.imageio import read_image
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".dpx", ".exr")
 _MAX_NAMES_IN_ERROR = 10
 
 
@@ -329,6 +332,4 @@ def read_true_lut(path: str | Path, lut_size: int) -> torch.Tensor:
         cube = lutkern.read_cube(path)
     except (OSError, ValueError) as exc:  # CubeFormatError is a ValueError
         raise _naming(path, exc) from None
-    grid = lutkern.identity_lut(lut_size, dtype=torch.float64).permute(3, 0, 1, 2).reshape(3, -1, lut_size)
-    out = cube.apply(grid, backend="torch")
-    return out.reshape(3, lut_size, lut_size, lut_size).permute(1, 2, 3, 0).float().contiguous()
+    return sample_lut(cube, lut_size).float()

@@ -2,14 +2,16 @@
 
 For each image the model predicts a LUT (:mod:`img2lut.prediction`); the LUT is written as
 ``DIR/NAME.cube`` and applied to the full-resolution image, written as ``DIR/NAME.<ext>`` in the input's
-format (PNG, JPEG, TIFF; other formats become PNG) and bit depth, upright (EXIF orientation applied), with
-its ICC profile and EXIF carried over. The image is graded with the LUT exactly as written in the
-``.cube`` file, so ``python -m lutkern.apply --lut NAME.cube`` reproduces it. Both files are written, or
-neither.
+format (PNG, JPEG, TIFF, DPX; other formats become PNG) and bit depth, upright (EXIF orientation applied),
+with its ICC profile and EXIF (DPX: byte order, transfer, colorimetric) carried over. An EXR is graded as
+floats into an EXR (:mod:`lutkern.exr_dpx`). ``--strength S`` blends each predicted LUT with the identity
+(:func:`lutkern.lut_at_strength`): the ``.cube`` holds the blended LUT and says so in a comment. The
+image is graded with the LUT exactly as written in the ``.cube`` file, so
+``python -m lutkern.apply --lut NAME.cube`` reproduces it. Both files are written, or neither.
 
 Memory: the image is decoded once to integer codes; the small copy the CNN sees and the grading both
 work on horizontal strips of about 1 Mpx (:mod:`lutkern.grading`), so a 50 Mpx photo needs its codes
-plus a few tens of MiB, never a full-size float copy.
+plus a few tens of MiB, never a full-size float copy (an EXR is held as its float32 pixels).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import lutkern
 from lutkern.cli import (
     CommandParser,
     add_device_flags,
+    add_strength_flag,
     check_device,
     console,
     float_in,
@@ -37,8 +40,16 @@ from lutkern.cli import (
 )
 from lutkern.cube import CubeLUT, cube_text, parse_cube
 from lutkern.files import OutputSet, check_output, shared_names
-from lutkern.grading import STRIP_PIXELS, grade_codes, input_notes
-from lutkern.imageio import FORMATS, decode_image, output_format, write_codes
+from lutkern.grading import STRIP_PIXELS, at_strength, check_exr_output, grade_codes, grade_exr, input_notes
+from lutkern.imageio import (
+    FLOAT_FORMATS,
+    FORMATS,
+    decode_image,
+    is_float_image,
+    output_format,
+    read_float_image,
+    write_codes,
+)
 from lutkern.video import (
     VIDEO_EXTENSIONS,
     check_encoder,
@@ -66,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="how the LUT is applied (default: the one the model was trained with)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
     p.add_argument("--quality", type=int_in(1, 100), default=95, help="JPEG quality, 1-100 (default 95)")
+    add_strength_flag(p)
     p.add_argument("--per-frame", action="store_true",
                    help="videos: grade each frame with its own LUT instead of one LUT per shot (flickers)")
     p.add_argument("--cut-threshold", type=float_in(0, 2), default=CUT_THRESHOLD,
@@ -80,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def output_paths(src: Path, out: Path) -> tuple[Path, Path]:
     """``(image, cube)`` written for ``src``: the input's extension when writable, else ``.png``."""
-    ext = src.suffix if src.suffix.lower() in FORMATS else ".png"
+    ext = src.suffix if src.suffix.lower() in FORMATS or src.suffix.lower() in FLOAT_FORMATS else ".png"
     return out / (src.stem + ext), out / (src.stem + ".cube")
 
 
@@ -112,22 +124,44 @@ def _predict_file(src: Path, args, predictor: LUTPredictor, refused: str | None,
     dst, cube_path = output_paths(src, args.out)
     for path in (cube_path,) if args.cube_only else (dst, cube_path):
         check_output(path, [*args.images, args.checkpoint], overwrite=args.overwrite)
-    img = decode_image(src)
-    if not args.cube_only:
-        output_format(dst, img.bit_depth)  # fail before any work
-    lut = predictor.predict_lut_codes(img.codes, img.bit_depth)
-    text = cube_text(lut, title="img2lut " + _safe(src.stem))
+    floats = is_float_image(src)
+    if floats:  # an EXR: its floats are what the CNN sees (as in training) and what is graded
+        img = read_float_image(src)
+        if not args.cube_only:
+            check_exr_output(dst)  # fail before any work
+        lut = predictor.predict_lut(img.pixels).cpu()
+    else:
+        img = decode_image(src)
+        if not args.cube_only:
+            output_format(dst, img.bit_depth)  # fail before any work
+        lut = predictor.predict_lut_codes(img.codes, img.bit_depth)
+    text = _lut_text(lut, "img2lut " + _safe(src.stem), args.strength)
+    notes = "; ".join(img.notes if floats else input_notes(img))
     with OutputSet(args.out, replace=args.overwrite) as outputs:  # both files, or neither
         if not args.cube_only:
             # Grade with the LUT as the file stores it (6 decimals), so the .cube reproduces the image.
-            grade_codes(img.codes, parse_cube(text, str(cube_path)), interpolation=args.interpolation,
-                        device=args.device, backend=args.backend, strip_pixels=args.strip_pixels,
-                        on_strip=on_strip)
-            write_codes(outputs.path(dst), img.codes, icc_profile=img.icc_profile, exif=img.exif,
-                        quality=args.quality)
+            cube = parse_cube(text, str(cube_path))
+            grading = dict(interpolation=args.interpolation, device=args.device, backend=args.backend,
+                           strip_pixels=args.strip_pixels, on_strip=on_strip)
+            if floats:
+                notes = grade_exr(img, outputs.path(dst), cube, **grading)
+            else:
+                grade_codes(img.codes, cube, bit_depth=img.bit_depth, **grading)
+                write_codes(outputs.path(dst), img.codes, bit_depth=img.bit_depth,
+                            icc_profile=img.icc_profile, exif=img.exif, quality=args.quality, dpx=img.dpx)
         _write_text(outputs.path(cube_path), text)
         outputs.commit()
-    return "; ".join(input_notes(img))
+    return notes
+
+
+def _lut_text(lut: torch.Tensor, title: str, strength: float) -> str:
+    """The ``.cube`` text of a predicted LUT ``(S,S,S,3)`` at ``strength``: below 1, the file holds the
+    LUT blended with the identity, and its first comment says so."""
+    if strength == 1:
+        return cube_text(lut, title=title)
+    note = (f"strength {strength:g}: the predicted LUT blended with the identity, "
+            "identity + S * (LUT - identity)")
+    return cube_text(CubeLUT(lutkern.lut_at_strength(lut, strength), comments=[note]), title=title)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -159,7 +193,8 @@ def _predict_video(src: Path, args, predictor: LUTPredictor, on_progress) -> str
     cubes = [_shot_cube(src, args.out, k + 1) for k in range(len(shots))]
     for path in cubes:
         check_output(path, inputs, overwrite=args.overwrite)
-    texts = [cube_text(s.lut, title=f"img2lut {_safe(src.stem)} shot {k + 1}") for k, s in enumerate(shots)]
+    texts = [_lut_text(s.lut, f"img2lut {_safe(src.stem)} shot {k + 1}", args.strength)
+             for k, s in enumerate(shots)]
     stale = _earlier_cubes(edits, src) - set(cubes) if args.overwrite else set()
     notes = []
     with OutputSet(args.out, replace=args.overwrite) as outputs:
@@ -169,7 +204,7 @@ def _predict_video(src: Path, args, predictor: LUTPredictor, on_progress) -> str
 
             def grade(codes, index: int):
                 if args.per_frame:
-                    lut = CubeLUT(_frame_lut(predictor, codes)[1])
+                    lut = at_strength(CubeLUT(_frame_lut(predictor, codes)[1]), args.strength)
                 else:
                     lut = luts[bisect.bisect_right(firsts, index) - 1]
                 return grade_codes(codes, lut, interpolation=args.interpolation, device=args.device,

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 import lutkern
 from lutkern.grading import STRIP_PIXELS
-from lutkern.imageio import codes_to_pixels, decode_image
+from lutkern.imageio import codes_to_pixels, decode_image, is_float_image, read_float_image
 
 from . import checkpoint as ckpt
 from .data import resize
@@ -84,9 +84,12 @@ class LUTPredictor:
 
         image: ``(3,H,W)`` -> ``(S,S,S,3)``; ``(B,3,H,W)`` -> ``(B,S,S,S,3)`` (RGB float in [0,1], on any
         device; the LUT is returned on the image's device); or the path of an image file -> ``(S,S,S,3)``
-        on the CPU (decoded as :func:`lutkern.imageio.read_image` does, without a full-size float copy).
+        on the CPU (decoded as :func:`lutkern.imageio.read_image` does, without a full-size float copy
+        but for an EXR).
         """
         if isinstance(image, (str, os.PathLike)):
+            if is_float_image(image):  # an EXR: its floats as stored, as a training pair's are read
+                return self.predict_lut(read_float_image(image).pixels)
             decoded = decode_image(image)
             return self.predict_lut_codes(decoded.codes, decoded.bit_depth)
         if not isinstance(image, torch.Tensor):

@@ -1,10 +1,14 @@
 """Grade photos and videos: ``python -m lutkern.apply --lut FILE.cube|HALD.png|LOOK FILES... --out DIR``.
 
 Each image is written to ``DIR`` under its own name, in its own format and bit depth (PNG 8/16-bit, JPEG,
-TIFF 8/16-bit), upright (EXIF orientation applied, the tag reset), with its ICC profile and EXIF carried
-over. The LUT is applied to the stored code values: no colour management, so the profile still describes
-the output. Inputs are never overwritten, existing outputs only with ``--overwrite``. An unreadable file
-gets a one-line error and the batch goes on; the exit status is 1 if any file failed, 2 for bad arguments.
+TIFF 8/16-bit, DPX 8/10/12/16-bit), upright (EXIF orientation applied, the tag reset), with its ICC
+profile and EXIF (DPX: byte order, transfer and colorimetric fields) carried over. The LUT is applied to
+the stored code values: no colour management, so the profile still describes the output. An EXR is
+graded as floats and written as EXR with its precision (half or float) and, where FFmpeg writes it, its
+compression: values outside the LUT's input domain are clamped to it, the LUT's output is not clamped.
+``--strength S`` applies the LUT at partial strength (:func:`lutkern.grading.at_strength`).
+Inputs are never overwritten, existing outputs only with ``--overwrite``. An unreadable file gets a
+one-line error and the batch goes on; the exit status is 1 if any file failed, 2 for bad arguments.
 
 A video (:data:`lutkern.video.VIDEO_EXTENSIONS`: .mp4 .mov .mkv .webm ...) is graded frame by frame into a
 video of the same container (:func:`lutkern.video.grade_video`): same size, frame rate and timestamps,
@@ -24,12 +28,38 @@ import sys
 from pathlib import Path
 
 from .builtin_looks import LOOKS
-from .cli import CommandParser, add_device_flags, check_device, console, int_in, process_files, run_command
+from .cli import (
+    CommandParser,
+    add_device_flags,
+    add_strength_flag,
+    check_device,
+    console,
+    int_in,
+    process_files,
+    run_command,
+)
 from .cube import CubeLUT
 from .files import OutputSet, check_output, shared_names
 from .functional import INTERPOLATIONS
-from .grading import STRIP_PIXELS, grade_codes, input_notes, load_lut, profile_name
-from .imageio import FORMATS, decode_image, output_format, write_codes
+from .grading import (
+    STRIP_PIXELS,
+    Blend,
+    at_strength,
+    grade_codes,
+    grade_exr,
+    input_notes,
+    load_lut,
+    profile_name,
+)
+from .imageio import (
+    FLOAT_FORMATS,
+    FORMATS,
+    decode_image,
+    is_float_image,
+    output_format,
+    read_float_image,
+    write_codes,
+)
 from .video import DEFAULT_CRF, VIDEO_EXTENSIONS, encoder_options, grade_video
 
 PROG = "python -m lutkern.apply"
@@ -42,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--interpolation", default="trilinear", choices=INTERPOLATIONS)
     p.add_argument("--size", type=int_in(2, 256), default=33, help="LUT size of a built-in look (default 33)")
+    add_strength_flag(p)
     p.add_argument("--out", required=True, type=Path, help="output folder (made if missing)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
     p.add_argument("--quality", type=int_in(1, 100), default=95, help="JPEG quality, 1-100 (default 95)")
@@ -63,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
     args.device = check_device(args.device, args.backend)
     if args.codec and any(_is_video(p) for p in args.images):
         encoder_options(args.codec, args.crf)  # an unknown encoder is a usage error, before any work
-    lut = load_lut(args.lut, args.size)
+    lut = at_strength(load_lut(args.lut, args.size), args.strength)
     args.out.mkdir(parents=True, exist_ok=True)
     out = console()
     # Names that two inputs would share, found before anything is written; process_files calls the
@@ -81,13 +112,14 @@ def _is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
 
 
-def _grade_file(src: Path, args, lut: CubeLUT, refused: str | None, on_strip) -> str:
+def _grade_file(src: Path, args, lut: CubeLUT | Blend, refused: str | None, on_strip) -> str:
     """Grade one file into ``args.out``; returns a note for the console (ICC profile, alpha, video
     speed, what a video could not keep) or ''."""
     dst = args.out / src.name
-    if src.suffix.lower() not in FORMATS and not _is_video(src):
+    if src.suffix.lower() not in FORMATS and src.suffix.lower() not in FLOAT_FORMATS and not _is_video(src):
         videos = " ".join(sorted(VIDEO_EXTENSIONS))
-        raise ValueError(f"unsupported image type {src.suffix!r} (PNG, JPEG or TIFF; videos: {videos})")
+        raise ValueError(f"unsupported image type {src.suffix!r} (PNG, JPEG, TIFF, DPX or EXR; "
+                         f"videos: {videos})")
     if refused:
         raise ValueError(refused)
     check_output(dst, [*args.images, args.lut], overwrite=args.overwrite)
@@ -96,12 +128,19 @@ def _grade_file(src: Path, args, lut: CubeLUT, refused: str | None, on_strip) ->
             note = _grade_video_file(src, outputs.path(dst), args, lut, on_strip)
             outputs.commit()
             return note
+        if is_float_image(src):  # an EXR, graded as floats into an EXR
+            note = grade_exr(read_float_image(src), outputs.path(dst), lut, interpolation=args.interpolation,
+                             device=args.device, backend=args.backend, strip_pixels=args.strip_pixels,
+                             on_strip=on_strip)
+            outputs.commit()
+            return note
         img = decode_image(src)
         output_format(dst, img.bit_depth)
         codes = grade_codes(img.codes, lut, interpolation=args.interpolation, device=args.device,
-                            backend=args.backend, strip_pixels=args.strip_pixels, on_strip=on_strip)
-        write_codes(outputs.path(dst), codes, icc_profile=img.icc_profile, exif=img.exif,
-                    quality=args.quality)
+                            backend=args.backend, strip_pixels=args.strip_pixels, on_strip=on_strip,
+                            bit_depth=img.bit_depth)
+        write_codes(outputs.path(dst), codes, bit_depth=img.bit_depth, icc_profile=img.icc_profile,
+                    exif=img.exif, quality=args.quality, dpx=img.dpx)
         outputs.commit()
     notes = []
     if img.icc_profile:

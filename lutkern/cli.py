@@ -75,6 +75,14 @@ def _in_range(kind: type, what: str, low, high):
     return parse
 
 
+def add_strength_flag(parser: argparse.ArgumentParser) -> None:
+    """``--strength S``, the same on every command that applies a LUT
+    (:func:`lutkern.grading.at_strength`)."""
+    parser.add_argument("--strength", type=float_in(0, 1), default=1.0, metavar="S",
+                        help="apply the LUT at strength S, 0-1: each pixel moves S of the way from its "
+                        "value to its graded value (default 1)")
+
+
 def console() -> Console:
     """The console of every command: stderr, one message per line (soft wrap), no markup guessing."""
     return Console(stderr=True, highlight=False, soft_wrap=True)

@@ -137,7 +137,7 @@ def apply_shaper(x: torch.Tensor, shaper: torch.Tensor) -> torch.Tensor:
     """Per-channel linear interpolation of ``shaper`` ``(N,3)`` at ``x`` ``(...,3,H,W)`` in [0, 1]."""
     n = shaper.shape[0]
     t = x.clamp(0, 1) * (n - 1)
-    i0 = t.detach().floor().clamp(max=n - 2).long()
+    i0 = t.detach().nan_to_num(0).floor().clamp(max=n - 2).long()  # a NaN sample: any index, NaN out
     f = t - i0
     table = shaper.to(x.dtype).t()  # (3,N)
     chans = []

@@ -65,6 +65,45 @@ def _check_inputs(image: torch.Tensor, lut: torch.Tensor, interpolation: str) ->
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
 
 
+def check_strength(strength) -> None:
+    """ValueError/TypeError unless ``strength`` is a number or a float tensor of numbers in [0, 1]."""
+    if isinstance(strength, torch.Tensor):
+        if not strength.is_floating_point():
+            raise TypeError(f"strength must be a float tensor, got dtype {strength.dtype}")
+        bad = ~((strength >= 0) & (strength <= 1))  # NaN is outside
+        if bad.any():
+            raise ValueError(f"strength must be in [0, 1], got {strength.detach()[bad].flatten()[0].item()}")
+        return
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)):
+        raise TypeError(f"strength must be a number or a tensor, got {type(strength).__name__}")
+    if not 0 <= strength <= 1:  # NaN compares False
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+
+
+def lut_at_strength(lut: torch.Tensor, strength) -> torch.Tensor:
+    """``lut`` blended with the identity: ``identity + strength * (lut - identity)``, differentiably.
+
+    lut: ``(D,D,D,3)`` or ``(B,D,D,D,3)``. strength: a number in [0, 1], or a tensor of them, ``()`` or
+    ``(B,)``: one strength per LUT of a batch, or per image of a shared LUT (the result is then
+    ``(B,D,D,D,3)``). 0 gives the identity, 1 ``lut`` itself (both exactly: ``torch.lerp``).
+    Trilinear and tetrahedral interpolation reproduce the identity exactly, so applying the result to a
+    pixel in [0, 1] gives the blend of that pixel and its full-strength grade,
+    ``pixel + strength * (graded - pixel)`` (nearest interpolation does not: its identity quantises).
+    """
+    check_lut(lut)
+    check_strength(strength)
+    identity = identity_lut(lut.shape[-2], dtype=lut.dtype, device=lut.device)
+    if not isinstance(strength, torch.Tensor):
+        return torch.lerp(identity, lut, float(strength))
+    if strength.dim() > 1 or (strength.dim() == 1 and lut.dim() == 5 and strength.shape[0] != lut.shape[0]):
+        raise ValueError(f"strength must be a number, or a () or (B,) tensor matching the {lut.dim()}-d lut "
+                         f"{tuple(lut.shape)}, got shape {tuple(strength.shape)}")
+    weight = strength.to(lut.device, lut.dtype)
+    if weight.dim() == 1:
+        weight = weight.view(-1, 1, 1, 1, 1)
+    return torch.lerp(identity, lut, weight)
+
+
 def _check_out(out, image: torch.Tensor, lut: torch.Tensor) -> None:
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"out must be a torch.Tensor, got {type(out).__name__}")
@@ -93,6 +132,7 @@ def apply_lut(
     interpolation: str = "trilinear",
     backend: str | None = None,
     out: torch.Tensor | None = None,
+    strength=None,
 ):
     """Apply a 3D LUT to an image batch, differentiably with respect to both.
 
@@ -108,10 +148,19 @@ def apply_lut(
     out: optional contiguous tensor of the image's shape, dtype and device, not sharing memory with the
         inputs, to write the result into (reusing a buffer saves allocating and first touching a fresh
         output, a large part of a CPU call); no autograd, as torch's ``out=`` ops.
+    strength: None (full strength), a number in [0, 1] or a ``(B,)`` tensor (one per image): the LUT is
+        first blended with the identity (:func:`lut_at_strength`), so each pixel in [0, 1] becomes
+        ``pixel + strength * (graded - pixel)`` (trilinear, tetrahedral); differentiable w.r.t. it too.
     Returns the graded image, same shape and dtype as ``image`` (empty when H, W or B is 0; ``out``
     itself when given).
     """
     _check_inputs(image, lut, interpolation)
+    if strength is not None:
+        if isinstance(strength, torch.Tensor) and strength.dim() == 1 and strength.shape[0] != (
+                image.shape[0] if image.dim() == 4 else -1):
+            raise ValueError(f"strength {tuple(strength.shape)} needs one value per image of the batch "
+                             f"{tuple(image.shape)}")
+        lut = lut_at_strength(lut, strength)
     if out is not None:
         _check_out(out, image, lut)
     unbatched = image.dim() == 3

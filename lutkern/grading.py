@@ -1,13 +1,16 @@
 """Grading image files with a LUT: what ``python -m lutkern.apply`` and ``python -m img2lut.predict`` share.
 
-A LUT comes from a ``.cube`` file, a Hald CLUT image or a built-in look (:func:`load_lut`). An image is
-decoded once to integer codes (:func:`lutkern.imageio.decode_image`) and graded in place, in horizontal
-strips of about :data:`STRIP_PIXELS` pixels (:func:`grade_codes`), so the peak memory is about one integer
-image plus two float strips, whatever the image size.
+A LUT comes from a ``.cube`` file, a Hald CLUT image or a built-in look (:func:`load_lut`), at full or
+partial strength (:func:`at_strength`). An image is decoded once to integer codes
+(:func:`lutkern.imageio.decode_image`) and graded in place, in horizontal strips of about
+:data:`STRIP_PIXELS` pixels (:func:`grade_codes`), so the peak memory is about one integer image plus two
+float strips, whatever the image size. A float still (EXR) is graded in place the same way
+(:func:`grade_pixels`), its values unclamped except by the LUT's own domain.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -18,6 +21,8 @@ from PIL import ImageCms
 from ._backend import resolve_backend
 from .builtin_looks import LOOKS
 from .cube import CubeLUT, read_cube
+from .exr_dpx import FloatImage, exr_output_compression, write_exr
+from .functional import check_strength, identity_lut
 from .hald import read_hald
 from .imageio import DecodedImage, codes_to_pixels, to_integer_array
 from .ops.apply_lut_cpu import grade_codes_cpu, native_available
@@ -42,27 +47,114 @@ def load_lut(spec: str, size: int = 33) -> CubeLUT:
     raise ValueError(f"{spec}: no such file, and not a built-in look (looks: {', '.join(sorted(LOOKS))})")
 
 
-def grade_codes(
-    codes: np.ndarray,
-    lut: CubeLUT,
+def _domain_clamp(x: torch.Tensor, domain) -> torch.Tensor:
+    lo = torch.tensor(domain[0], dtype=x.dtype, device=x.device).view(3, 1, 1)
+    hi = torch.tensor(domain[1], dtype=x.dtype, device=x.device).view(3, 1, 1)
+    return torch.minimum(torch.maximum(x, lo), hi)
+
+
+@dataclasses.dataclass
+class Blend:
+    """A shaper + 3D LUT at partial ``strength``, which no single table of the same kind holds: each pixel
+    ``x`` becomes ``c + strength * (lut(x) - c)``, ``c`` being ``x`` clamped to the shaper's domain."""
+
+    cube: CubeLUT
+    strength: float
+
+    @property
+    def title(self) -> str | None:
+        return self.cube.title
+
+    def apply(self, image: torch.Tensor, *, interpolation: str = "trilinear", backend: str | None = None):
+        graded = self.cube.apply(image, interpolation=interpolation, backend=backend)
+        return torch.lerp(_domain_clamp(image, self.cube.shaper_domain), graded, self.strength)
+
+
+def _identity_over(domain, size: int, dtype) -> torch.Tensor:
+    """``(size,3)``: the inputs of a 1D table's rows over ``domain`` (min, max per channel)."""
+    lo, hi = (torch.tensor(v, dtype=torch.float64) for v in domain)
+    return torch.lerp(lo, hi, torch.linspace(0, 1, size, dtype=torch.float64).view(-1, 1)).to(dtype)
+
+
+def at_strength(lut: CubeLUT, strength: float) -> CubeLUT | Blend:
+    """``lut`` at ``strength`` in [0, 1]: each pixel ``x`` becomes ``c + strength * (lut(x) - c)``, where
+    ``c`` is ``x`` clamped to the LUT's input domain (values outside it are clamped, as at full strength).
+
+    A 3D table alone (or a 1D table alone) is blended with the identity over its domain
+    (:func:`lutkern.lut_at_strength`): a LUT of the same kind, exact for trilinear and tetrahedral
+    interpolation, that can be written to a file. A shaper + 3D table is blended per pixel (:class:`Blend`).
+    Strength 1 returns ``lut`` itself.
+    """
+    check_strength(strength)
+    if strength == 1:
+        return lut
+    if lut.shaper is not None and lut.lut3d is not None:
+        return Blend(lut, float(strength))
+    if lut.shaper is not None:
+        identity = _identity_over(lut.shaper_domain, lut.shaper.shape[0], lut.shaper.dtype)
+        return dataclasses.replace(lut, shaper=torch.lerp(identity, lut.shaper, float(strength)))
+    d = lut.lut3d.shape[0]
+    lo, hi = (torch.tensor(v, dtype=torch.float64) for v in lut.lut3d_domain)
+    identity = (lo + identity_lut(d, dtype=torch.float64) * (hi - lo)).to(lut.lut3d.dtype)
+    return dataclasses.replace(lut, lut3d=torch.lerp(identity, lut.lut3d, float(strength)))
+
+
+def sample_lut(lut: CubeLUT | Blend, size: int) -> torch.Tensor:
+    """The whole transform of ``lut`` (domain, shaper, 3D table, strength) sampled at a ``size``-point
+    lattice over [0, 1]: ``(size,size,size,3)`` float64, ``[b, g, r, c]`` (the torch backend)."""
+    grid = identity_lut(size, dtype=torch.float64).permute(3, 0, 1, 2).reshape(3, -1, size)
+    out = lut.apply(grid, backend="torch")
+    return out.reshape(3, size, size, size).permute(1, 2, 3, 0).contiguous()
+
+
+def grade_pixels(
+    pixels: torch.Tensor,
+    lut: CubeLUT | Blend,
     *,
     interpolation: str = "trilinear",
     device: str | torch.device = "cpu",
     backend: str | None = None,
     strip_pixels: int = STRIP_PIXELS,
     on_strip=None,
+) -> torch.Tensor:
+    """Grade float ``pixels`` ``(3,H,W)`` (a CPU tensor, any values) in place, strip by strip, and return
+    it. Nothing is clamped but by the LUT: inputs to its domain, as :meth:`CubeLUT.apply` does; its
+    outputs are kept as they are (above 1, below 0)."""
+    _, h, w = pixels.shape
+    rows = max(1, strip_pixels // max(w, 1))
+    for y in range(0, h, rows):
+        x = pixels[:, y : y + rows].to(device)
+        out = lut.apply(x.unsqueeze(0), interpolation=interpolation, backend=backend)[0]
+        pixels[:, y : y + rows] = out.to(pixels.device, pixels.dtype)
+        if on_strip is not None:
+            on_strip(min(rows, h - y) / h)
+    return pixels
+
+
+def grade_codes(
+    codes: np.ndarray,
+    lut: CubeLUT | Blend,
+    *,
+    interpolation: str = "trilinear",
+    device: str | torch.device = "cpu",
+    backend: str | None = None,
+    strip_pixels: int = STRIP_PIXELS,
+    on_strip=None,
+    bit_depth: int | None = None,
 ) -> np.ndarray:
     """Grade ``codes`` ``(H,W,3)`` uint8/uint16 in place, strip by strip, and return it.
 
+    bit_depth: that of the codes (default 8 for uint8, 16 for uint16; 10 or 12 for DPX codes).
     Output codes are the LUT output clamped to [0, 1] and rounded to the nearest code. A plain float32 3D
-    LUT on the CPU's torch backend grades the codes in one pass of the compiled loop (the same bits).
+    LUT on the CPU's torch backend grades 8 and 16-bit codes in one pass of the compiled loop (the same
+    bits).
     """
-    if _one_pass(codes, lut, device, backend):
+    depth = bit_depth or (8 if codes.dtype == np.uint8 else 16)
+    if depth in (8, 16) and _one_pass(codes, lut, device, backend):
         grade_codes_cpu(codes, lut.lut3d, interpolation)
         if on_strip is not None:
             on_strip(1.0)
         return codes
-    depth = 8 if codes.dtype == np.uint8 else 16
     h, w, _ = codes.shape
     rows = max(1, strip_pixels // max(w, 1))
     for y in range(0, h, rows):
@@ -74,11 +166,12 @@ def grade_codes(
     return codes
 
 
-def _one_pass(codes: np.ndarray, lut: CubeLUT, device, backend: str | None) -> bool:
+def _one_pass(codes: np.ndarray, lut: CubeLUT | Blend, device, backend: str | None) -> bool:
     """Whether :func:`lutkern.ops.apply_lut_cpu.grade_codes_cpu` gives :func:`grade_codes`'s result: a 3D
     table alone on [0, 1], float32, applied on the CPU by the torch backend's compiled loop."""
     unit = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
-    return (lut.shaper is None and lut.lut3d is not None and lut.lut3d.dtype == torch.float32
+    return (isinstance(lut, CubeLUT) and lut.shaper is None and lut.lut3d is not None
+            and lut.lut3d.dtype == torch.float32
             and tuple(map(tuple, lut.lut3d_domain)) == unit and torch.device(device).type == "cpu"
             and resolve_backend(backend, torch.device("cpu")) == "torch" and codes.flags.c_contiguous
             and native_available())
@@ -97,4 +190,33 @@ def input_notes(img: DecodedImage) -> list[str]:
     notes = ["alpha channel dropped"] if img.dropped_alpha else []
     if img.frames > 1:
         notes.append(f"only the first of its {img.frames} frames is used")
+    return notes
+
+
+def check_exr_output(path: str | Path) -> None:
+    """ValueError unless ``path`` names an EXR: float pixels are never quantised into another format."""
+    if Path(path).suffix.lower() != ".exr":
+        raise ValueError(f"an EXR (float pixels) cannot be written as {Path(path).suffix!r}: name it .exr")
+
+
+def grade_exr(img: FloatImage, dst: str | Path, lut: CubeLUT | Blend, **grading) -> str:
+    """Grade an EXR's pixels in place (:func:`grade_pixels`, ``grading`` its options) and write them to
+    ``dst`` with their precision and, where FFmpeg writes it, compression; returns the console note."""
+    check_exr_output(dst)
+    grade_pixels(img.pixels, lut, **grading)
+    compression = exr_output_compression(img.compression)
+    write_exr(dst, img.pixels, precision=img.precision, compression=compression)
+    return "; ".join(_float_notes(img, compression))
+
+
+def _float_notes(img: FloatImage, compression: str) -> list[str]:
+    """What of a graded EXR is not as in its input: the reader's notes (alpha, other channels, windows,
+    parts, header attributes), a change of compression, and pixels that are NaN (NaN in, NaN out)."""
+    notes = list(img.notes)
+    if compression != img.compression:
+        notes.append(f"{img.compression} compression written as {compression} (FFmpeg's EXR encoder writes "
+                     "none, RLE and ZIP)")
+    nan = int(torch.isnan(img.pixels).any(dim=0).sum())
+    if nan:
+        notes.append(f"{nan} pixels are NaN and stay NaN")
     return notes

@@ -1,8 +1,10 @@
 """Reading and writing photos as float RGB tensors, keeping bit depth, ICC profile and EXIF.
 
 ``read_image`` turns any Pillow image into ``pixels`` ``(3,H,W)`` float32 RGB in [0, 1] with EXIF
-orientation applied; ``write_image`` writes such a tensor as PNG (8/16-bit), JPEG (8-bit) or TIFF
-(8/16-bit), rounding to the nearest integer code.
+orientation applied; ``write_image`` writes such a tensor as PNG (8/16-bit), JPEG (8-bit), TIFF
+(8/16-bit) or DPX (8/10/12/16-bit), rounding to the nearest integer code. EXR stills (scene-linear
+float, any value) and DPX scans are read and written through FFmpeg's codecs (:mod:`lutkern.exr_dpx`,
+PyAV); a file is recognised as EXR or DPX by its first bytes, as Pillow recognises the others.
 
 Pillow decodes 16-bit RGB(A) PNG and TIFF to 8 bits. To keep 16 bits we let Pillow decode the file twice,
 once unpacking each sample's high byte and once its low byte (the same decoder, with the byte order of
@@ -23,16 +25,20 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image
 
+from . import exr_dpx
 from .files import atomic_open
 
-# Extension -> (Pillow format, bit depths it can hold).
+# Extension -> (format, bit depths it can hold): the formats of integer codes (Pillow's, and DPX).
 FORMATS = {
     ".png": ("PNG", (8, 16)),
     ".jpg": ("JPEG", (8,)),
     ".jpeg": ("JPEG", (8,)),
     ".tif": ("TIFF", (8, 16)),
     ".tiff": ("TIFF", (8, 16)),
+    ".dpx": ("DPX", (8, 10, 12, 16)),
 }
+# Extension -> format of float pixels (graded as floats, never quantised): see lutkern.exr_dpx.
+FLOAT_FORMATS = {".exr": "EXR"}
 _EXIF_ORIENTATION = 0x0112
 
 
@@ -44,9 +50,11 @@ class ImageReadError(ValueError):
 class LoadedImage:
     """A decoded photo.
 
-    pixels: ``(3,H,W)`` float32 RGB in [0, 1], EXIF orientation already applied.
-    bit_depth: 8 or 16, the precision of the stored samples (16 for 16-bit, 32-bit int and float files).
-    format: Pillow's format name (``"PNG"``, ``"JPEG"``, ``"TIFF"``, ...).
+    pixels: ``(3,H,W)`` float32 RGB in [0, 1], EXIF orientation already applied; for an EXR, the
+        scene-linear values as stored (above 1, negative, inf and NaN kept).
+    bit_depth: the precision of the stored samples: 8 or 16 (16 for 16-bit, 32-bit int and float
+        Pillow files), 8, 10, 12 or 16 for DPX, 16 (half) or 32 (float) for EXR.
+    format: Pillow's format name (``"PNG"``, ``"JPEG"``, ``"TIFF"``, ...), ``"DPX"`` or ``"EXR"``.
     icc_profile: the embedded ICC profile (None when absent, and for CMYK files, whose profile describes
         CMYK, not the converted RGB).
     exif: raw EXIF bytes with the orientation tag reset to 1 (pixels are already upright), or None.
@@ -179,8 +187,9 @@ def _upright_exif(im: Image.Image) -> bytes | None:
 
 @dataclasses.dataclass
 class DecodedImage:
-    """A photo as integer codes: ``codes`` ``(H,W,3)`` uint8 (``bit_depth`` 8) or uint16 (16), upright and
-    C-contiguous; the other fields as in :class:`LoadedImage`. Holds no float copy of the image."""
+    """A photo as integer codes: ``codes`` ``(H,W,3)`` uint8 (``bit_depth`` 8) or uint16 (``bit_depth``
+    16, or 10 and 12 for DPX: codes up to 1023 and 4095), upright and C-contiguous; the other fields as
+    in :class:`LoadedImage`; ``dpx``: a DPX file's header, carried to its output. Holds no float copy."""
 
     codes: np.ndarray
     bit_depth: int
@@ -189,6 +198,7 @@ class DecodedImage:
     exif: bytes | None
     dropped_alpha: bool = False
     frames: int = 1  # frames or pages in the file; only the first is decoded
+    dpx: exr_dpx.DpxHeader | None = None
 
 
 def _min_is_white(im: Image.Image) -> bool:
@@ -221,12 +231,43 @@ def _take_tiff_orientation(im: Image.Image) -> int:
     return orientation
 
 
+def _magic(path: Path) -> bytes:
+    """The first 4 bytes of a regular file (ValueError for anything else: a FIFO would block)."""
+    if not path.is_file():  # a FIFO or a device would block or never end
+        raise ValueError("not a regular file" if path.exists() else "no such file")
+    with path.open("rb") as f:
+        return f.read(4)
+
+
+def is_float_image(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds float pixels (an EXR, by its first bytes; else by its extension) that are
+    graded as floats (:func:`read_float_image`), not as integer codes."""
+    path = Path(path)
+    try:
+        return _magic(path) == exr_dpx.EXR_MAGIC
+    except (OSError, ValueError):  # not readable: the reader chosen by the extension says why
+        return path.suffix.lower() in FLOAT_FORMATS
+
+
+def read_float_image(path: str | os.PathLike) -> exr_dpx.FloatImage:
+    """Read an EXR still (:func:`lutkern.exr_dpx.read_exr`); :class:`ImageReadError` naming the file."""
+    path = Path(path)
+    try:
+        return exr_dpx.read_exr(path)
+    except (OSError, ValueError) as exc:
+        raise ImageReadError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
+
+
 def decode_image(path: str | os.PathLike) -> DecodedImage:
     """Read a photo as integer RGB codes (see :func:`read_image` for the conversions)."""
     path = Path(path)
     try:
-        if not path.is_file():  # a FIFO or a device would block or never end
-            raise ValueError("not a regular file" if path.exists() else "no such file")
+        magic = _magic(path)
+        if magic == exr_dpx.EXR_MAGIC:
+            raise ValueError("an EXR holds float pixels, not integer codes (read it with read_image)")
+        if magic in exr_dpx.DPX_MAGICS:
+            codes, head, dropped = exr_dpx.decode_dpx(path)
+            return DecodedImage(codes, head.bit_depth, "DPX", None, None, dropped, dpx=head)
         with Image.open(path) as im:
             fmt = im.format or "unknown"
             _check_layout(im)
@@ -251,16 +292,26 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     Every Pillow mode is converted to RGB: greyscale is repeated on the three channels, palettes are
     expanded, CMYK uses Pillow's conversion (no colour management), 16-bit PNG/TIFF keep 16 bits (float
     greyscale is quantised to 16 bits), alpha is dropped (see :class:`LoadedImage`). EXIF orientation is
-    applied. Raises :class:`ImageReadError` naming the file when it is missing or not a readable image.
+    applied. DPX codes are divided by their largest code (1023 for 10 bits); EXR values are kept as
+    stored, unclamped. Raises :class:`ImageReadError` naming the file when it is missing or not a
+    readable image.
     """
+    if is_float_image(path):
+        f = read_float_image(path)
+        return LoadedImage(f.pixels, f.bit_depth, "EXR", None, None, "alpha channel dropped" in f.notes)
     d = decode_image(path)
     pixels = codes_to_pixels(d.codes, d.bit_depth)
     return LoadedImage(pixels, d.bit_depth, d.format, d.icc_profile, d.exif, d.dropped_alpha)
 
 
+INTEGER_DEPTHS = (8, 10, 12, 16)  # the bit depths of integer codes; all but 8 are held in uint16
+
+
 def codes_to_pixels(codes: np.ndarray, bit_depth: int) -> torch.Tensor:
-    """``(H,W,3)`` uint8/uint16 codes -> ``(3,H,W)`` float32 in [0, 1]."""
-    top = 255.0 if bit_depth == 8 else 65535.0
+    """``(H,W,3)`` uint8/uint16 codes of ``bit_depth`` bits -> ``(3,H,W)`` float32 in [0, 1]."""
+    if bit_depth not in INTEGER_DEPTHS:
+        raise ValueError(f"bit_depth must be one of {INTEGER_DEPTHS}, got {bit_depth!r}")
+    top = float((1 << bit_depth) - 1)
     h, w, _ = codes.shape
     pixels = torch.empty(3, h, w, dtype=torch.float32)
     pixels.copy_(torch.from_numpy(codes).permute(2, 0, 1))  # one float copy, converted while transposing
@@ -278,13 +329,14 @@ def _orient(codes: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def to_integer_array(pixels: torch.Tensor, bit_depth: int) -> np.ndarray:
-    """``(3,H,W)`` float in [0, 1] -> ``(H,W,3)`` uint8/uint16, clamped and rounded to the nearest code."""
-    if bit_depth not in (8, 16):
-        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
-    top = 255 if bit_depth == 8 else 65535
+    """``(3,H,W)`` float in [0, 1] -> ``(H,W,3)`` uint8 (8 bits) or uint16 codes of ``bit_depth`` bits,
+    clamped and rounded to the nearest code."""
+    if bit_depth not in INTEGER_DEPTHS:
+        raise ValueError(f"bit_depth must be one of {INTEGER_DEPTHS}, got {bit_depth!r}")
+    top = (1 << bit_depth) - 1
     # float64: the product of a float32 sample and 65535 is exact there, so rounding is to the nearest code.
     codes = (pixels.detach().to(torch.float64).clamp(0, 1) * top).round()
-    codes = codes.to(torch.int32 if bit_depth == 16 else torch.uint8)
+    codes = codes.to(torch.uint8 if bit_depth == 8 else torch.int32)
     dtype = np.uint8 if bit_depth == 8 else np.uint16
     return np.ascontiguousarray(codes.permute(1, 2, 0).cpu().numpy(), dtype=dtype)
 
@@ -301,20 +353,23 @@ def write_image(
     """Write ``pixels`` ``(3,H,W)`` float RGB in [0, 1] (clamped) to ``path``, format chosen by extension.
 
     ``.png`` 8/16-bit, ``.jpg``/``.jpeg`` 8-bit (``quality``, 4:4:4 chroma), ``.tif``/``.tiff`` 8/16-bit
-    (16-bit uncompressed). Samples are rounded to the nearest integer code. ``icc_profile`` and ``exif``
-    are embedded when given (EXIF is not written to 16-bit TIFF).
+    (16-bit uncompressed), ``.dpx`` 8/10/12/16-bit. Samples are rounded to the nearest integer code.
+    ``icc_profile`` and ``exif`` are embedded when given (EXIF is not written to 16-bit TIFF, neither
+    is written to DPX). Float stills (EXR): :func:`lutkern.exr_dpx.write_exr`.
     """
     if not isinstance(pixels, torch.Tensor) or pixels.dim() != 3 or pixels.shape[0] != 3:
         raise ValueError(f"pixels must be a (3,H,W) tensor, got {getattr(pixels, 'shape', type(pixels))}")
     output_format(path, bit_depth)  # check before converting
     codes = to_integer_array(pixels, bit_depth)
-    write_codes(path, codes, icc_profile=icc_profile, exif=exif, quality=quality)
+    write_codes(path, codes, bit_depth=bit_depth, icc_profile=icc_profile, exif=exif, quality=quality)
 
 
 def output_format(path: str | os.PathLike, bit_depth: int) -> str:
-    """The Pillow format written for ``path``'s extension; ValueError if it cannot hold ``bit_depth``."""
+    """The format written for ``path``'s extension; ValueError if it cannot hold ``bit_depth``."""
     path = Path(path)
     ext = path.suffix.lower()
+    if ext in FLOAT_FORMATS:
+        raise ValueError(f"{path}: {FLOAT_FORMATS[ext]} holds float pixels, not integer codes")
     if ext not in FORMATS:
         raise ValueError(f"{path}: unsupported extension {ext!r}; use one of {sorted(FORMATS)}")
     fmt, depths = FORMATS[ext]
@@ -327,19 +382,31 @@ def write_codes(
     path: str | os.PathLike,
     codes: np.ndarray,
     *,
+    bit_depth: int | None = None,
     icc_profile: bytes | None = None,
     exif: bytes | None = None,
     quality: int = 95,
+    dpx: exr_dpx.DpxHeader | None = None,
 ) -> None:
     """Write ``(H,W,3)`` uint8 or uint16 codes to ``path`` (format by extension, as :func:`write_image`).
 
-    The file is written under a temporary name and renamed, so a failed write leaves no partial image.
+    bit_depth: that of the codes (default 8 for uint8, 16 for uint16; 10 or 12 for DPX codes).
+    dpx: the header of the DPX the codes come from: a DPX output keeps its byte order, transfer and
+    colorimetric fields. The file is written under a temporary name and renamed, so a failed write leaves
+    no partial image.
     """
     if codes.ndim != 3 or codes.shape[2] != 3 or codes.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"codes must be (H,W,3) uint8 or uint16, got {codes.shape} {codes.dtype}")
     path = Path(path)
-    bit_depth = 8 if codes.dtype == np.uint8 else 16
+    if bit_depth is None:
+        bit_depth = 8 if codes.dtype == np.uint8 else 16
+    if (bit_depth == 8) != (codes.dtype == np.uint8):
+        raise ValueError(f"{bit_depth}-bit codes are held in {'uint8' if bit_depth == 8 else 'uint16'}, "
+                         f"got {codes.dtype}")
     fmt = output_format(path, bit_depth)
+    if fmt == "DPX":
+        exr_dpx.write_dpx(path, codes, bit_depth, dpx)
+        return
     options: dict = {}
     if icc_profile:
         options["icc_profile"] = icc_profile

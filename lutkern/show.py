@@ -14,7 +14,7 @@ The picture is written as PNG, JPEG or TIFF by the extension of ``--out`` (defau
 ``.png`` in the current folder, or ``NAME.show.png`` when that would be the LUT itself, a Hald image).
 
 The LUT is applied with :func:`lutkern.apply_lut` (trilinear), its whole transform for a ``.cube`` with a
-domain or a shaper.
+domain or a shaper; ``--strength S`` shows it at partial strength (:func:`lutkern.grading.at_strength`).
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .cli import CommandParser, run_command
+from .cli import CommandParser, add_strength_flag, run_command
 from .cube import CubeLUT
 from .files import atomic_open, check_output, same_file
-from .grading import load_lut
+from .grading import Blend, at_strength, load_lut, sample_lut
 
 PROG = "python -m lutkern.show"
 # The 24 patches of the X-Rite ColorChecker Classic in sRGB (8-bit, D65), row by row as on the chart.
@@ -193,6 +193,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="the picture to write, .png, .jpg or .tif (default: the LUT's "
                    "name with .png, here; NAME.show.png for a Hald image)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (never the LUT)")
+    add_strength_flag(p)
     return p
 
 
@@ -204,7 +205,11 @@ def _run(args: argparse.Namespace) -> int:
     out = args.out or default_output(args.lut)
     picture_format(out)
     check_output(out, [args.lut], overwrite=args.overwrite)
-    save_picture(out, lut_picture(load_lut(args.lut), title=Path(args.lut).name))
+    lut = at_strength(load_lut(args.lut), args.strength)
+    if isinstance(lut, Blend):  # no table holds a shaper + 3D LUT at partial strength: show its lattice
+        lut = CubeLUT(sample_lut(lut, lut.cube.lut3d.shape[0]).float(), title=lut.title)
+    title = Path(args.lut).name + ("" if args.strength == 1 else f" at strength {args.strength:g}")
+    save_picture(out, lut_picture(lut, title=title))
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

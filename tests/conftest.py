@@ -11,6 +11,40 @@ import pytest  # noqa: E402  (after TRITON_INTERPRET, which must be set before a
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+# Independent oracles: what a test compares lutkern with (the ffmpeg command, OpenColorIO, colour-science,
+# OpenImageIO, PyAV, tifffile, ...). Where one is missing its tests skip, with one of these reasons; CI
+# (.ci/run) installs them all and sets LUTKERN_REQUIRE_ORACLES=1, which turns such a skip into a failure,
+# so no comparison silently stops running there. Skips for what a CPU machine lacks (CUDA, a compiler)
+# stay skips.
+ORACLE_SKIPS = ("could not import", "no ffmpeg binary", "without the resolve_cube fixtures")
+
+
+def _missing_oracle(report) -> str | None:
+    """The reason of a skip for a missing oracle when LUTKERN_REQUIRE_ORACLES=1, else None."""
+    if not report.skipped or os.environ.get("LUTKERN_REQUIRE_ORACLES", "0") in ("", "0"):
+        return None
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    return reason if any(text in reason for text in ORACLE_SKIPS) else None
+
+
+def _fail_missing_oracle(report) -> None:
+    reason = _missing_oracle(report)
+    if reason is not None:
+        report.outcome = "failed"
+        report.longrepr = f"LUTKERN_REQUIRE_ORACLES=1 and an oracle is missing: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_missing_oracle(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield  # a module-level importorskip skips the whole module while it is collected
+    _fail_missing_oracle(outcome.get_result())
+
 
 @pytest.fixture
 def fast_small_tensors(monkeypatch):
