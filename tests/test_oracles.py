@@ -28,15 +28,17 @@ def test_runs():
 
 
 def _pytest(folder: Path, require: str | None, *files: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "LUTKERN_REQUIRE_ORACLES"}
+    env = {k: v for k, v in os.environ.items() if k not in ("LUTKERN_REQUIRE_ORACLES", "PYTEST_ADDOPTS")}
     if require is not None:
         env["LUTKERN_REQUIRE_ORACLES"] = require
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files],
+    # -rN: no short summary, whatever an ini file above the folder asks, so each message is printed once.
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rN", "-p", "no:cacheprovider", *files],
                           cwd=folder, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_missing_oracles_fail_only_when_required(tmp_path):
     shutil.copy(Path(__file__).with_name("conftest.py"), tmp_path / "conftest.py")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")  # the folder is its own root: no outside ini applies
     (tmp_path / "test_suite.py").write_text(SUITE)
     (tmp_path / "test_module.py").write_text("import pytest\npytest.importorskip('no_such_oracle')\n"
                                               "def test_x():\n    pass\n")
