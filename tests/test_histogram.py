@@ -291,6 +291,43 @@ def test_triton_on_cuda_with_the_gpu_launch(dtype, bins):
     torch.testing.assert_close(lutkern.channel_histogram(images, bins, backend="triton"), got, rtol=0, atol=0)
 
 
+COMPILE_FOR_SM90 = """
+import os
+os.environ["TRITON_INTERPRET"] = "0"
+try:
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from lutkern.ops.histogram_triton import COMPILE_OPTIONS, _histogram_kernel
+
+    ints = dict.fromkeys(["HW", "C", "stride_b", "stride_c", "stride_p", "bins", "chunk"], "i32")
+    flags = dict.fromkeys(["NB", "PER_PIXEL", "BLOCK"], "constexpr")
+    cases = [("*fp32", 256, False), ("*fp64", 1024, False), ("*fp16", 1, True), ("*u8", 256, False)]
+    sources = [ASTSource(_histogram_kernel, {"x_ptr": ptr, "out_ptr": "*i64", **ints, **flags},
+                         constexprs={"NB": nb, "PER_PIXEL": per_pixel, "BLOCK": 1024})
+               for ptr, nb, per_pixel in cases]
+except Exception as exc:  # another Triton's compile interface
+    raise SystemExit(f"interface: {exc!r}")
+for src in sources:
+    options = {"num_warps": 4, **COMPILE_OPTIONS}
+    ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options).asm["ptx"]
+    atomics = "red." in ptx or "atom." in ptx
+    print("fma" if "fma." in ptx else "no-fma", "atomics" if atomics else "no-atomics")
+"""
+
+
+def test_triton_kernel_compiles_for_sm90_without_fused_multiply_adds():
+    """What the interpreter cannot show: the kernel compiles for a Hopper GPU (Triton bundles ptxas; no GPU
+    needed), every way of counting, and with COMPILE_OPTIONS no multiply is fused into an add (the
+    interpreter never fuses, so ties would move on a GPU only)."""
+    pytest.importorskip("triton")
+    run = subprocess.run([sys.executable, "-c", COMPILE_FOR_SM90], capture_output=True, text=True)
+    if run.returncode and "interface:" in run.stderr + run.stdout:
+        pytest.skip(f"this Triton compiles through another interface: {run.stderr.strip()[-200:]}")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["no-fma", "atomics"] * 4, run.stdout
+
+
 def test_dispatch(monkeypatch):
     """Automatic on CPU tensors: the compiled loop, or torch ops with LUTKERN_NATIVE=0; what the backend
     resolves to "triton" (CUDA tensors, or an explicit request) runs the Triton kernel; an explicit

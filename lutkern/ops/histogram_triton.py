@@ -28,6 +28,8 @@ MAX_PROGRAM_BINS = 1024  # up to this many bins, per-program histograms in regis
 # GPU launch: BLOCK pixels per step, num_warps per program, and about this many programs in all (a few
 # per SM), each looping over its part of a plane.
 GPU_LAUNCH = {"block": 1024, "num_warps": 4, "programs": 2048}
+# No fused multiply-adds: a fused x * (bins - 1) - floor(...) would skip the product's rounding and move ties.
+COMPILE_OPTIONS = {"enable_fp_fusion": False}
 _MAX_PARTS = 65535  # CUDA limit on the second grid axis
 _MAX_PIXELS = 1 << 30  # pixel offsets within a plane stay in int32 (plus a chunk)
 
@@ -40,7 +42,7 @@ def _bin(v, inside, bins):
         x = v.to(tl.float64) if v.dtype == tl.float64 else v.to(tl.float32)
         valid = inside & (x == x)
         x = tl.where(x > 0, tl.where(x < 1, x, 1.0), 0.0)  # NaN and -0.0 give +0.0
-        y = x * (bins - 1)  # rounded to x's type, as in torch; the launch keeps fused multiply-adds off
+        y = x * (bins - 1)  # rounded to x's type, as in torch (COMPILE_OPTIONS: no fused multiply-add)
         # Round half to even: y - floor(y) is exact for y >= 0.
         low = tl.floor(y)
         rest = y - low
@@ -124,6 +126,6 @@ def channel_histogram_triton(images: torch.Tensor, bins: int) -> torch.Tensor:
     nb = 1 if per_pixel else max(triton.next_power_of_2(bins), 32 * num_warps)
     _histogram_kernel[(b * c, triton.cdiv(h * w, chunk))](
         planes, out, h * w, c, *planes.stride(), bins, chunk,
-        NB=nb, PER_PIXEL=per_pixel, BLOCK=block, num_warps=num_warps, enable_fp_fusion=False,
+        NB=nb, PER_PIXEL=per_pixel, BLOCK=block, num_warps=num_warps, **COMPILE_OPTIONS,
     )  # fmt: skip
     return out.view(b, c, bins)
