@@ -3,8 +3,9 @@
 #   bash bench/gpu_check.sh          (logs under $OUT if set, else /tmp/lutkern-gpu-check/)
 # Stages: environment, the Triton tests on CUDA (compiled kernels, not the interpreter), the GPU benchmarks
 # (bench/gpu_bench.py: copy bandwidth, the forward kernel on 16x3x2160x3840, forward+backward against
-# F.grid_sample, peak memory), the regularizer benchmark, the extra stages (training step, torchrun), then
-# the apply_lut and regularizer tests and the apply_lut benchmark as far as the deadline allows.
+# F.grid_sample, peak memory), the regularizer benchmark, the channel_histogram tests on CUDA and its
+# benchmark (Triton kernel against torch.histc per channel), the extra stages (training step, torchrun),
+# then the apply_lut and regularizer tests and the apply_lut benchmark as far as the deadline allows.
 # Each stage has its own time limit within a global deadline, and a failing stage does not stop the
 # others; the summary at the end (and summary.txt) lists each stage's status. Exit code: number of
 # failed stages (0 when all passed).
@@ -53,6 +54,10 @@ print(\"triton\", triton.__version__)'"
 stage tests_triton 200 "$PY" -m pytest -q -x -p no:cacheprovider tests/test_apply_lut_triton.py
 stage gpu_bench 150 "$PY" bench/gpu_bench.py --json "$LOG_DIR/gpu_bench.json"
 stage bench_regularizers 60 "$PY" bench/bench_regularizers.py --device cuda --backend triton
+# channel_histogram: every Triton test on CUDA tensors (compiled kernels, the GPU's launch on 3 MP planes),
+# then the 24 MP photo and the 64x3x256x256 batch against torch.histc per channel and lutkern's torch ops.
+stage tests_histogram 120 "$PY" -m pytest -q -x -p no:cacheprovider tests/test_histogram.py -k triton
+stage bench_histogram 60 "$PY" bench/bench_histogram.py --device cuda --repeats 10
 
 # ---- extra stages -------------------------------------------------------------------------------------
 # Later rows (regularizers, a training step, ...): either add a @section to bench/gpu_bench.py, or drop an

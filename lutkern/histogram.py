@@ -9,7 +9,11 @@ count in the first or last bin (clamped, as :func:`lutkern.apply_lut` clamps the
 NaN pixels are not counted. Integer images (uint8, or int16/int32 codes) are counted by their code,
 which must fit ``bins``.
 
-Backends as for :func:`lutkern.apply_lut` (argument > ``LUTKERN_BACKEND`` > automatic).
+Backends as for :func:`lutkern.apply_lut` (argument > ``LUTKERN_BACKEND`` > automatic): a Triton kernel
+(:mod:`lutkern.ops.histogram_triton`), automatic on CUDA tensors; the torch backend, which on CPU tensors
+runs a compiled C loop (:mod:`lutkern.ops.histogram_cpu`; ``LUTKERN_NATIVE=0`` or no C compiler: the torch
+ops of :mod:`lutkern.ops.histogram_torch`). All give the same counts. Kernels are imported and the C loop
+built on first use.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from ._backend import resolve_backend
+from .ops.histogram_cpu import channel_histogram_cpu, native_available
 from .ops.histogram_torch import channel_histogram_torch
 
 MAX_BINS = 1 << 16
@@ -44,13 +49,25 @@ def channel_histogram(images: torch.Tensor, bins: int = 256, *, backend: str | N
     Float images: value ``v`` (clamped to [0, 1]) counts in bin ``round(v * (bins - 1))`` (half to even);
     NaN is not counted, so a channel's counts sum to its number of non-NaN pixels. Integer images: code
     ``k`` counts in bin ``k``; a code outside ``[0, bins)`` is a ValueError.
+    backend: None (automatic), ``"triton"`` or ``"torch"`` (see the module docstring); every backend gives
+    the same counts.
     """
     _check(images, bins)
     batch = images.unsqueeze(0) if images.dim() == 3 else images
-    resolve_backend(backend, images.device)  # validates an explicit request; one implementation so far
-    if not images.is_floating_point() and batch.numel():
-        low, high = int(batch.min()), int(batch.max())
+    which = resolve_backend(backend, images.device)
+    # uint8 needs no look: it holds 256 codes, and takes bins=256 only.
+    if images.dtype != torch.uint8 and not images.is_floating_point() and batch.numel():
+        low, high = (int(t) for t in torch.aminmax(batch))
         if low < 0 or high >= bins:
             raise ValueError(f"integer codes must lie in [0, {bins}), got values from {low} to {high}")
-    counts = channel_histogram_torch(batch, bins)
+    if batch.numel() == 0:
+        counts = torch.zeros(*batch.shape[:2], bins, dtype=torch.int64, device=images.device)
+    elif which == "triton":
+        from .ops.histogram_triton import channel_histogram_triton
+
+        counts = channel_histogram_triton(batch, bins)
+    elif images.device.type == "cpu" and native_available():
+        counts = channel_histogram_cpu(batch, bins)
+    else:
+        counts = channel_histogram_torch(batch, bins)
     return counts.squeeze(0) if images.dim() == 3 else counts
