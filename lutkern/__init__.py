@@ -2,24 +2,47 @@
 
 LUT convention everywhere: ``(D,D,D,3)`` or ``(B,D,D,D,3)`` indexed ``lut[..., b, g, r, c]``: the red
 index varies fastest in memory, which is the ``.cube`` file row order.
+
+The public names are imported on first use (module ``__getattr__``): ``import lutkern`` loads nothing
+else, so a command that needs neither torch nor Triton (``python -m lutkern.apply`` on the CPU, see
+:mod:`lutkern.apply`) starts without them.
 """
 
-from .builtin_looks import LOOKS as looks
-from .cube import CubeFormatError, CubeLUT, read_cube, write_cube
-from .functional import (
-    INTERPOLATIONS,
-    MAX_LUT_SIZE,
-    MIN_LUT_SIZE,
-    apply_lut,
-    identity_lut,
-    lut_at_strength,
-    resample_lut,
-)
-from .hald import read_hald, write_hald
-from .histogram import channel_histogram
-from .regularizers import lut_regularizers, monotonicity, smoothness, total_variation
+import importlib
 
-__all__ = ["apply_lut", "identity_lut", "resample_lut", "INTERPOLATIONS", "MIN_LUT_SIZE", "MAX_LUT_SIZE"]
-__all__ += ["lut_at_strength"]
-__all__ += ["looks", "CubeFormatError", "CubeLUT", "read_cube", "write_cube", "read_hald", "write_hald"]
-__all__ += ["smoothness", "total_variation", "monotonicity", "lut_regularizers", "channel_histogram"]
+# Public name -> (module, name in it).
+_EXPORTS = {
+    "apply_lut": ("functional", "apply_lut"),
+    "identity_lut": ("functional", "identity_lut"),
+    "resample_lut": ("functional", "resample_lut"),
+    "lut_at_strength": ("functional", "lut_at_strength"),
+    "INTERPOLATIONS": ("functional", "INTERPOLATIONS"),
+    "MIN_LUT_SIZE": ("functional", "MIN_LUT_SIZE"),
+    "MAX_LUT_SIZE": ("functional", "MAX_LUT_SIZE"),
+    "looks": ("builtin_looks", "LOOKS"),
+    "CubeFormatError": ("cube", "CubeFormatError"),
+    "CubeLUT": ("cube", "CubeLUT"),
+    "read_cube": ("cube", "read_cube"),
+    "write_cube": ("cube", "write_cube"),
+    "read_hald": ("hald", "read_hald"),
+    "write_hald": ("hald", "write_hald"),
+    "smoothness": ("regularizers", "smoothness"),
+    "total_variation": ("regularizers", "total_variation"),
+    "monotonicity": ("regularizers", "monotonicity"),
+    "lut_regularizers": ("regularizers", "lut_regularizers"),
+    "channel_histogram": ("histogram", "channel_histogram"),
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'lutkern' has no attribute {name!r}")
+    module, attr = _EXPORTS[name]
+    value = getattr(importlib.import_module(f".{module}", __name__), attr)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

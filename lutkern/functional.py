@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import sys
+
 import torch
 
 from ._backend import resolve_backend
@@ -122,9 +125,28 @@ def _check_out(out, image: torch.Tensor, lut: torch.Tensor) -> None:
         raise RuntimeError("apply_lut(out=...) does not record gradients: call it under torch.no_grad()")
 
 
+def _eager_under_compile(fn):
+    """``fn`` that torch.compile runs as it is, between graphs, as ``torch.compiler.disable(fn)`` would,
+    without importing ``torch._dynamo`` (2 s) in programs that never compile: once dynamo is loaded (which
+    torch.compile does), every call goes through ``torch.compiler.disable(fn)``, so dynamo tracing the
+    wrapper breaks the graph there and traces nothing of ``fn``."""
+
+    disabled = {}  # fn -> torch.compiler.disable(fn), made once dynamo is loaded
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if "torch._dynamo" not in sys.modules:
+            return fn(*args, **kwargs)
+        if fn not in disabled:
+            disabled[fn] = torch.compiler.disable(fn)
+        return disabled[fn](*args, **kwargs)
+
+    return wrapper
+
+
 # Under torch.compile the op runs as it is, between graphs: both backends are already fused by hand,
 # and tracing into the torch fallback (chunk loops, worker threads) only hits the recompile limit.
-@torch.compiler.disable
+@_eager_under_compile
 def apply_lut(
     image: torch.Tensor,
     lut: torch.Tensor,
