@@ -323,21 +323,27 @@ def parse_cube(
     expected = (head.size1d or 0) + (head.size3d or 0) ** 3
     if len(row_lines) != expected:
         raise CubeFormatError(source, last, f"expected {expected} table rows, found {len(row_lines)}")
-    table = np.frombuffer(values, dtype=np.float64).reshape(-1, 3)
+    table = table_tensor(source, np.frombuffer(values, dtype=np.float64).reshape(-1, 3), row_lines, dtype)
+    n1 = head.size1d or 0
+    shaper = table[:n1].clone() if head.size1d is not None else None
+    d = head.size3d
+    lut3d = table[n1:].reshape(d, d, d, 3).clone() if d is not None else None
+    return CubeLUT(lut3d, shaper, shaper_domain, lut3d_domain, head.title, comments)
+
+
+def table_tensor(source: str, table: np.ndarray, row_lines, dtype: torch.dtype,
+                 error: type[CubeFormatError] = CubeFormatError) -> torch.Tensor:
+    """``table`` ``(M,3)`` float64 as a ``dtype`` tensor, or ``error`` naming the line (``row_lines[i]`` is
+    row i's) of the first value that is not finite in ``dtype`` or too large to interpolate in it."""
     # A quarter of the largest float: the difference of two neighbours, which interpolation forms, stays
     # finite (3e38 and -3e38 are float32 numbers, but their difference is inf and the blend NaN).
     largest = torch.finfo(dtype).max / 4
     fits = (np.abs(table) <= largest).all(axis=1)  # False for inf too
     if not fits.all():  # a decimal that overflows, like 1e999, or 3.5e38 in float32
         bad = int(np.argmin(fits))
-        raise CubeFormatError(source, row_lines[bad], f"value {table[bad].tolist()} is not finite in {dtype} "
-                              f"or too large to interpolate in it (beyond +-{largest:.2g})")
-    table = torch.from_numpy(table.copy()).to(dtype)
-    n1 = head.size1d or 0
-    shaper = table[:n1].clone() if head.size1d is not None else None
-    d = head.size3d
-    lut3d = table[n1:].reshape(d, d, d, 3).clone() if d is not None else None
-    return CubeLUT(lut3d, shaper, shaper_domain, lut3d_domain, head.title, comments)
+        raise error(source, row_lines[bad], f"value {table[bad].tolist()} is not finite in {dtype} "
+                    f"or too large to interpolate in it (beyond +-{largest:.2g})")
+    return torch.from_numpy(table.copy()).to(dtype)
 
 
 def read_cube(path: str | os.PathLike, *, dtype: torch.dtype = torch.float32) -> CubeLUT:
