@@ -52,7 +52,7 @@ def lines(content: bytes, source: str):
     byte-order mark; text that is not UTF-8 is an error naming its line."""
     try:
         for lineno, raw in _lines(content, source):
-            text = raw.strip(" \t")
+            text = raw.strip()  # any Unicode blank, as str.split() sees them
             if text:
                 yield lineno, text
     except LUTFormatError:
