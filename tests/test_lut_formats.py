@@ -348,6 +348,7 @@ BAD = [
         2,
         "document type declaration",
     ),
+    ("clf encoding", "a.clf", '<?xml version="1.0" encoding="U0TF-8"?><ProcessList/>', 1, "unknown encoding"),
     ("clf root", "a.clf", "<ProcessLis/>", 1, "not <ProcessList>"),
     ("clf xml", "a.clf", "<ProcessList>\n<LUT1D>\n</ProcessList>", 3, "not well-formed"),
     ("clf node", "a.clf", _CLF.replace("LUT1D", "Log"), 2, "<Log> is not supported"),

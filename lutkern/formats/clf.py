@@ -87,6 +87,8 @@ def _tree(content: bytes, source: str) -> _Element:
     parser.CharacterDataHandler = text
     try:
         parser.Parse(content, True)
+    except LookupError as exc:  # the XML declaration names an encoding Python does not know
+        raise LUTFormatError(source, 1, str(exc)[:80]) from None
     except xml.parsers.expat.ExpatError as exc:
         raise LUTFormatError(
             source, exc.lineno, f"not well-formed XML: {xml.parsers.expat.ErrorString(exc.code)}"
