@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 import lutkern
+from lutkern.cli import LUT_3D_FORMATS
 from lutkern.files import atomic_open, same_file
 from lutkern.show import lut_picture, save_picture
 
@@ -27,8 +28,8 @@ from .model import ResNetLUTGenerator
 from .plots import loss_plot, preview_grid
 from .training_data import Data
 
-RUN_FILES = (ckpt.CHECKPOINT_NAME, ckpt.MODEL_NAME, "metrics.csv", "loss.png", "lut.cube", "lut.png",
-             "summary.json", "previews")
+RUN_FILES = (ckpt.CHECKPOINT_NAME, ckpt.MODEL_NAME, "metrics.csv", "loss.png",
+             *(f"lut{fmt}" for fmt in LUT_3D_FORMATS), "lut.png", "summary.json", "previews")
 # One row of metrics.csv per epoch: the training objective (with its regularizers) and MSE, the validation
 # MSE over all pixels and its PSNR, the network's learning rate, seconds spent in training steps so far.
 HISTORY_FIELDS = ("epoch", "train_loss", "train_mse", "val_mse", "val_psnr", "lr", "seconds")
@@ -75,12 +76,14 @@ def write_preview(run_dir: Path, epoch: int, data: Data, outputs: torch.Tensor) 
 
 def write_results(run_dir: Path, model: ResNetLUTGenerator, config: TrainConfig, data: Data,
                   result: Evaluation, summary: dict) -> dict:
-    """The end of a run: ``model.pt`` (``model``, the kept epoch), ``lut.cube`` (the mean of the LUTs it
-    predicts for the validation images, ``result``) and ``summary.json`` (``summary``, the run's facts,
-    with the measurements of ``result`` added). Returns the summary as written."""
+    """The end of a run: ``model.pt`` (``model``, the kept epoch), ``lut.cube`` (``lut.<format>`` with
+    ``--format``: the mean of the LUTs it predicts for the validation images, ``result``) and
+    ``summary.json`` (``summary``, the run's facts, with the measurements of ``result`` added). Returns
+    the summary as written."""
     ckpt.save_checkpoint(run_dir / ckpt.MODEL_NAME, model=model, config=dataclasses.asdict(config))
     title = f"img2lut {config.experiment}: mean predicted LUT over {len(data.val)} validation images"
-    lutkern.write_cube(run_dir / "lut.cube", result.mean_lut, title=title)
+    lut_file = f"lut{config.lut_format}"
+    lutkern.write_lut(run_dir / lut_file, result.mean_lut, title=title)
     coverage = lattice_coverage(data.train.inputs, config.lut_size, config.interpolation)
     save_picture(run_dir / "lut.png", lut_picture(result.mean_lut, coverage >= COVERED_WEIGHT, title=title))
     psnr = result.image_psnr
@@ -93,7 +96,7 @@ def write_results(run_dir: Path, model: ResNetLUTGenerator, config: TrainConfig,
         "val_worst_image": data.val.names[int(psnr.argmin())],
         "val_ssim": ssim_value(result.outputs, data.val.targets),
         "model": f"{ckpt.MODEL_NAME}: the kept model alone, for img2lut.predict / evaluate / load",
-        "lut_cube": "lut.cube: the mean of the LUTs predicted for the validation images",
+        "lut_cube": f"{lut_file}: the mean of the LUTs predicted for the validation images",
     }
     if data.truth is not None:
         comparison = compare_with_truth(result.mean_lut, data.truth, coverage)

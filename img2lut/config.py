@@ -50,7 +50,7 @@ class TrainConfig:
     head: str = "basis"
     basis_luts: int = 8
     init: str = "default"
-    init_from: str | None = None  # a .cube the CNN starts at (e.g. from python -m img2lut.fit)
+    init_from: str | None = None  # a LUT file the CNN starts at (e.g. from python -m img2lut.fit)
     fit_first: bool = True  # start at a LUT fitted to the training pairs (when no init_from)
     select_best: bool = True  # keep the epoch (0 = the start LUT) best on the validation photos
     augment: bool = True  # the CNN sees each photo flipped / turned at random (the LUT acts per pixel)
@@ -74,6 +74,7 @@ class TrainConfig:
     sync_bn: bool = False  # under torchrun on GPUs: BatchNorm statistics over all ranks' batches
     experiment: str | None = None  # default: "demo" on the demo data, else "pairs"
     out: str = "runs"
+    lut_format: str = ".cube"  # the file format of the run's lut.<format> (lutkern.cli.LUT_3D_FORMATS)
 
 
 PRESETS: dict[str, dict] = {
@@ -88,7 +89,7 @@ PRESETS: dict[str, dict] = {
 }
 # Settings that may differ when resuming; anything else must match the checkpoint.
 RESUMABLE_CHANGES = ("epochs", "device", "backend", "preview_every", "checkpoint_every", "amp",
-                     "channels_last", "compile", "sync_bn")
+                     "channels_last", "compile", "sync_bn", "lut_format")
 
 
 def flag(name: str) -> str:
@@ -207,7 +208,7 @@ def _validate_files(c: TrainConfig) -> None:
     _need(c.demo in DEMO_SETS, "demo", f"one of {', '.join(DEMO_SETS)}", c.demo)
     _need(c.init_from is None or c.head != "direct" or c.init == "identity", "init",
           "identity with --init-from and --head direct", c.init)
-    _need(c.init_from is None or Path(c.init_from).is_file(), "init_from", "an existing .cube file",
+    _need(c.init_from is None or Path(c.init_from).is_file(), "init_from", "an existing LUT file",
           c.init_from)
     name = c.experiment
     plain = name not in (None, "", ".", "..") and "/" not in name and os.sep not in name

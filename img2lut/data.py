@@ -324,12 +324,13 @@ def default_true_lut(inputs: str | Path) -> str | None:
 
 
 def read_true_lut(path: str | Path, lut_size: int) -> torch.Tensor:
-    """The whole transform of the ``.cube`` at ``path`` (domain, shaper, 3D table) sampled at a learned
+    """The whole transform of the LUT file at ``path`` (any format :func:`lutkern.read_lut` reads: domain,
+    shaper, 3D table, or a CLF's steps) sampled at a learned
     LUT's lattice ``(S,S,S,3)`` (the table itself when it is a plain 3D table of that size): the true LUT
     a learned one is compared with, or starts at. DataError naming the file when it cannot be read."""
     path = Path(path)
     try:
-        cube = lutkern.read_cube(path)
-    except (OSError, ValueError) as exc:  # CubeFormatError is a ValueError
+        cube = lutkern.read_lut(path)
+    except (OSError, ValueError) as exc:  # LUTFormatError is a ValueError
         raise _naming(path, exc) from None
     return sample_lut(cube, lut_size).float()

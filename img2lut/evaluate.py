@@ -78,8 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", required=True, metavar="DIR", help="folder of graded images, paired by name")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the per-image and mean results here")
     p.add_argument("--grid", type=Path, metavar="FILE.png", help="write a PNG of the best and worst images")
-    p.add_argument("--true-lut", type=Path, metavar="FILE.cube",
-                   help="the true LUT (.cube) (default: truth.cube in the folder holding --inputs)")
+    p.add_argument("--true-lut", type=Path, metavar="FILE",
+                   help="the true LUT, any LUT file (.cube, .3dl, .spi3d, .csp, .clf, ...) (default: "
+                   "truth.cube in the folder holding --inputs)")
     p.add_argument("--image-size", type=int_in(16, 8192), metavar="N",
                    help="resize pairs to N x N (default: the checkpoint's image_size, as in training)")
     p.add_argument("--batch-size", type=int_in(1, 4096), default=16)

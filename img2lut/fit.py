@@ -1,6 +1,9 @@
 """Fit one global LUT directly to (original, graded) image pairs: ``python -m img2lut.fit --inputs DIR
 --targets DIR --out FILE.cube``.
 
+``--out`` may name any 3D LUT format (``.cube``, ``.3dl``, ``.spi3d``, ``.csp``, ``.clf``: the extension, or
+``--format``, chooses).
+
 For a global look no CNN is needed: one LUT, fitted in seconds (:func:`img2lut.fitting.fit_lut`), pairs
 matched by file name, whole photographs held out for validation as in training (``--group-by``). Beside
 the ``.cube`` goes its picture (:mod:`lutkern.show`, with the lattice points the pairs covered).
@@ -19,7 +22,16 @@ from pathlib import Path
 import torch
 
 import lutkern
-from lutkern.cli import CommandParser, add_device_flags, check_device, console, int_in, run_command
+from lutkern.cli import (
+    LUT_3D_FORMATS,
+    CommandParser,
+    add_device_flags,
+    add_format_flag,
+    check_device,
+    console,
+    int_in,
+    run_command,
+)
 from lutkern.files import check_output
 from lutkern.show import lut_picture, save_picture
 
@@ -47,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     add = p.add_argument
     add("--inputs", required=True, help="folder of original images")
     add("--targets", required=True, help="folder of graded images, paired with --inputs by file name")
-    add("--out", required=True, help="the .cube file to write (its folder must exist), and beside it the "
-        "LUT's picture, the same name with .png")
+    add("--out", required=True, help="the LUT file to write (.cube, .3dl, .spi3d, .csp, .clf; its folder "
+        "must exist), and beside it the LUT's picture, the same name with .png")
     add("--val-inputs", help="folder of validation originals (default: split off --inputs by --val-fraction)")
     add("--val-targets", help="folder of validation graded images")
     add("--val-fraction", type=float, default=0.1, help="share of pairs held out for validation (0: none)")
@@ -73,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--threads", type=int_in(1, os.cpu_count() or 1), default=1, help="torch CPU threads, at most the "
         "machine's cores (1 measured fastest on a busy 2-core machine, see docs/fit.md)")
     add("--preview", help="also write a PNG grid: input | target | fitted, for a few validation pairs")
-    add("--title", help="TITLE line of the .cube; the output file name when omitted")
+    add("--title", help="the LUT's title (.cube TITLE, .clf name, a comment in .3dl/.csp); the output file "
+        "name when omitted")
+    add_format_flag(p, default=None, what=" of --out (it must agree with the extension)")
     add("--overwrite", action="store_true", help="replace an existing --out/--preview file (never an input)")
     add_device_flags(p)
     return p
@@ -94,8 +108,12 @@ def _check_outputs(args: argparse.Namespace) -> None:
     if args.preview is not None and Path(args.preview).resolve() in (Path(args.out).resolve(),
                                                                      picture_path(args.out).resolve()):
         raise ValueError(f"--preview {args.preview} is --out or its picture")
-    if Path(args.out).suffix.lower() != ".cube":
-        raise ValueError(f"--out {args.out}: the file to write must end in .cube")
+    ext = Path(args.out).suffix.lower()
+    if ext not in LUT_3D_FORMATS:
+        raise ValueError(f"--out {args.out}: the file to write must end in one of "
+                         f"{', '.join(LUT_3D_FORMATS)}")
+    if args.format is not None and args.format != ext:
+        raise ValueError(f"--out {args.out} ends in {ext} but --format is {args.format}")
     if not Path(args.out).parent.is_dir():
         raise ValueError(f"{args.out}: the folder {Path(args.out).parent} does not exist")
     for path in (args.out, picture_path(args.out), args.preview):
@@ -153,7 +171,7 @@ def _run(args: argparse.Namespace) -> int:
             print(_report(name, images, image_psnr(images.inputs, images.targets, result.lut,
                                                    args.interpolation, args.backend)))
     title = args.title or Path(args.out).stem
-    lutkern.write_cube(args.out, result.lut, title=title)
+    lutkern.write_lut(args.out, result.lut, title=title)
     picture = lut_picture(result.lut, result.coverage >= COVERED_WEIGHT, title=title)
     save_picture(picture_path(args.out), picture)
     out.print(f"wrote {args.out} and its picture {picture_path(args.out)}")

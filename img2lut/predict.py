@@ -1,12 +1,13 @@
 """Grade photos with a trained model: ``python -m img2lut.predict MODEL IMAGES... --out DIR``.
 
 For each image the model predicts a LUT (:mod:`img2lut.prediction`); the LUT is written as
-``DIR/NAME.cube`` and applied to the full-resolution image, written as ``DIR/NAME.<ext>`` in the input's
-format (PNG, JPEG, TIFF, DPX; other formats become PNG) and bit depth, upright (EXIF orientation applied),
-with its ICC profile and EXIF (DPX: byte order, transfer, colorimetric) carried over. An EXR is graded as
-floats into an EXR (:mod:`lutkern.exr_dpx`). ``--strength S`` blends each predicted LUT with the identity
-(:func:`lutkern.lut_at_strength`): the ``.cube`` holds the blended LUT and says so in a comment. The
-image is graded with the LUT exactly as written in the ``.cube`` file, so
+``DIR/NAME.cube`` (``--format``: ``.3dl``, ``.spi3d``, ``.csp`` or ``.clf`` instead) and applied to the
+full-resolution image, written as ``DIR/NAME.<ext>`` in the input's format (PNG, JPEG, TIFF, DPX; other
+formats become PNG) and bit depth, upright (EXIF orientation applied), with its ICC profile and EXIF (DPX:
+byte order, transfer, colorimetric) carried over. An EXR is graded as floats into an EXR
+(:mod:`lutkern.exr_dpx`). ``--strength S`` blends each predicted LUT with the identity
+(:func:`lutkern.lut_at_strength`): the ``.cube`` holds the blended LUT and says so in a comment. The image
+is graded with the LUT exactly as written in the file (its decimals, a ``.3dl``'s integer codes), so
 ``python -m lutkern.apply --lut NAME.cube`` reproduces it. Both files are written, or neither.
 
 Memory: the image is decoded once to integer codes; the small copy the CNN sees and the grading both
@@ -28,8 +29,10 @@ import torch
 
 import lutkern
 from lutkern.cli import (
+    LUT_3D_FORMATS,
     CommandParser,
     add_device_flags,
+    add_format_flag,
     add_strength_flag,
     check_device,
     console,
@@ -38,8 +41,9 @@ from lutkern.cli import (
     process_files,
     run_command,
 )
-from lutkern.cube import CubeLUT, cube_text, parse_cube
+from lutkern.cube import CubeLUT
 from lutkern.files import OutputSet, check_output, shared_names
+from lutkern.formats import lut_text, parse_lut
 from lutkern.grading import STRIP_PIXELS, at_strength, check_exr_output, grade_codes, grade_exr, input_notes
 from lutkern.imageio import (
     FLOAT_FORMATS,
@@ -72,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="model.pt (or checkpoint.pt) written by python -m img2lut.train")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="photos (PNG, JPEG, TIFF, ...)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (made if missing)")
-    p.add_argument("--cube-only", action="store_true", help="write only NAME.cube, not the graded image")
+    p.add_argument("--cube-only", action="store_true", help="write only the LUT file, not the graded image")
+    add_format_flag(p, what=" of each predicted LUT, NAME.<format>")
     p.add_argument("--interpolation", choices=lutkern.INTERPOLATIONS,
                    help="how the LUT is applied (default: the one the model was trained with)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
@@ -90,38 +95,45 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def output_paths(src: Path, out: Path) -> tuple[Path, Path]:
-    """``(image, cube)`` written for ``src``: the input's extension when writable, else ``.png``."""
+def output_paths(src: Path, out: Path, lut_format: str = ".cube") -> tuple[Path, Path]:
+    """``(image, LUT file)`` written for ``src``: the input's extension when writable, else ``.png``; the
+    LUT's, ``lut_format``."""
     ext = src.suffix if src.suffix.lower() in FORMATS or src.suffix.lower() in FLOAT_FORMATS else ".png"
-    return out / (src.stem + ext), out / (src.stem + ".cube")
+    return out / (src.stem + ext), out / (src.stem + lut_format)
 
 
 def _is_video(src: Path) -> bool:
     return src.suffix.lower() in VIDEO_EXTENSIONS
 
 
-def _shot_cube(src: Path, out: Path, k: int) -> Path:
-    """Shot ``k`` (from 1)'s ``.cube`` of the video ``src``."""
-    return out / f"{src.stem}.shot{k:03d}.cube"
+def _shot_cube(src: Path, out: Path, k: int, lut_format: str) -> Path:
+    """Shot ``k`` (from 1)'s LUT file of the video ``src``."""
+    return out / f"{src.stem}.shot{k:03d}{lut_format}"
 
 
-def _claim(src: Path, cube_only: bool) -> tuple[Path, list[str], re.Pattern | None]:
+def _shot_names(src: Path) -> re.Pattern:
+    """The names of the shot LUT files of ``src``, in any 3D LUT format."""
+    formats = "|".join(map(re.escape, LUT_3D_FORMATS))
+    return re.compile(re.escape(src.stem) + r"\.shot\d{3,}(?:" + formats + ")")
+
+
+def _claim(src: Path, cube_only: bool, lut_format: str) -> tuple[Path, list[str], re.Pattern | None]:
     """What ``src`` may write (see :func:`lutkern.files.shared_names`): a video its graded copy, its edit
-    list and ``NAME.shotNNN.cube`` files (how many is known only after the prediction pass)."""
+    list and ``NAME.shotNNN.<format>`` files (how many is known only after the prediction pass)."""
     if _is_video(src):
         names = [f"{src.stem}.shots.csv"] + ([] if cube_only else [src.name])
-        return src, names, re.compile(re.escape(src.stem) + r"\.shot\d{3,}\.cube")
-    image, cube = output_paths(src, Path())
+        return src, names, _shot_names(src)
+    image, cube = output_paths(src, Path(), lut_format)
     return src, [cube.name] + ([] if cube_only else [image.name]), None
 
 
 def _predict_file(src: Path, args, predictor: LUTPredictor, refused: str | None, on_strip) -> str:
-    """Write the ``.cube`` (and graded image) for ``src``; returns a note for the console or ''."""
+    """Write the LUT file (and graded image) for ``src``; returns a note for the console or ''."""
     if refused:
         raise ValueError(refused)
     if _is_video(src):
         return _predict_video(src, args, predictor, on_strip)
-    dst, cube_path = output_paths(src, args.out)
+    dst, cube_path = output_paths(src, args.out, args.format)
     for path in (cube_path,) if args.cube_only else (dst, cube_path):
         check_output(path, [*args.images, args.checkpoint], overwrite=args.overwrite)
     floats = is_float_image(src)
@@ -135,12 +147,13 @@ def _predict_file(src: Path, args, predictor: LUTPredictor, refused: str | None,
         if not args.cube_only:
             output_format(dst, img.bit_depth)  # fail before any work
         lut = predictor.predict_lut_codes(img.codes, img.bit_depth)
-    text = _lut_text(lut, "img2lut " + _safe(src.stem), args.strength)
+    text = _lut_text(lut, "img2lut " + _safe(src.stem), args.strength, args.format)
     notes = "; ".join(img.notes if floats else input_notes(img))
     with OutputSet(args.out, replace=args.overwrite) as outputs:  # both files, or neither
         if not args.cube_only:
-            # Grade with the LUT as the file stores it (6 decimals), so the .cube reproduces the image.
-            cube = parse_cube(text, str(cube_path))
+            # Grade with the LUT as the file stores it (6 decimals, or integer codes), so the file
+            # reproduces the image.
+            cube = parse_lut(text, str(cube_path))
             grading = dict(interpolation=args.interpolation, device=args.device, backend=args.backend,
                            strip_pixels=args.strip_pixels, on_strip=on_strip)
             if floats:
@@ -154,14 +167,14 @@ def _predict_file(src: Path, args, predictor: LUTPredictor, refused: str | None,
     return notes
 
 
-def _lut_text(lut: torch.Tensor, title: str, strength: float) -> str:
-    """The ``.cube`` text of a predicted LUT ``(S,S,S,3)`` at ``strength``: below 1, the file holds the
-    LUT blended with the identity, and its first comment says so."""
+def _lut_text(lut: torch.Tensor, title: str, strength: float, lut_format: str) -> str:
+    """The text of a predicted LUT ``(S,S,S,3)`` at ``strength`` in ``lut_format``: below 1, the file holds
+    the LUT blended with the identity, and its first comment says so (where the format has comments)."""
     if strength == 1:
-        return cube_text(lut, title=title)
+        return lut_text(lut, lut_format, title=title)
     note = (f"strength {strength:g}: the predicted LUT blended with the identity, "
             "identity + S * (LUT - identity)")
-    return cube_text(CubeLUT(lutkern.lut_at_strength(lut, strength), comments=[note]), title=title)
+    return lut_text(CubeLUT(lutkern.lut_at_strength(lut, strength), comments=[note]), lut_format, title=title)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -171,8 +184,8 @@ def _write_text(path: Path, text: str) -> None:
 
 def _predict_video(src: Path, args, predictor: LUTPredictor, on_progress) -> str:
     """Grade a video with one predicted LUT per shot (``--per-frame``: each frame its own), writing the
-    graded video, ``NAME.shotNNN.cube`` per shot and the edit list ``NAME.shots.csv``: all of them, in
-    place of an earlier run's set (whose extra shots' ``.cube`` files go), or none."""
+    graded video, ``NAME.shotNNN.<format>`` per shot and the edit list ``NAME.shots.csv``: all of them, in
+    place of an earlier run's set (whose extra shots' LUT files go, in any format), or none."""
     dst, edits = args.out / src.name, args.out / f"{src.stem}.shots.csv"
     inputs = [*args.images, args.checkpoint]
     for path in (edits,) if args.cube_only else (dst, edits):
@@ -190,16 +203,16 @@ def _predict_video(src: Path, args, predictor: LUTPredictor, on_progress) -> str
     if not times:
         raise ValueError(f"{src}: no frames to grade")
     shots = tracker.shots
-    cubes = [_shot_cube(src, args.out, k + 1) for k in range(len(shots))]
+    cubes = [_shot_cube(src, args.out, k + 1, args.format) for k in range(len(shots))]
     for path in cubes:
         check_output(path, inputs, overwrite=args.overwrite)
-    texts = [_lut_text(s.lut, f"img2lut {_safe(src.stem)} shot {k + 1}", args.strength)
+    texts = [_lut_text(s.lut, f"img2lut {_safe(src.stem)} shot {k + 1}", args.strength, args.format)
              for k, s in enumerate(shots)]
     stale = _earlier_cubes(edits, src) - set(cubes) if args.overwrite else set()
     notes = []
     with OutputSet(args.out, replace=args.overwrite) as outputs:
         if not args.cube_only:
-            luts = [parse_cube(text, str(path)) for text, path in zip(texts, cubes, strict=True)]
+            luts = [parse_lut(text, str(path)) for text, path in zip(texts, cubes, strict=True)]
             firsts = [s.first for s in shots]
 
             def grade(codes, index: int):
@@ -225,11 +238,12 @@ def _predict_video(src: Path, args, predictor: LUTPredictor, on_progress) -> str
 
 
 def _earlier_cubes(edits: Path, src: Path) -> set[Path]:
-    """The ``.cube`` files an earlier run's edit list ``edits`` names for ``src`` (only names of the form
-    ``NAME.shotNNN.cube``, in the same folder: the file is data, not a list of paths to delete)."""
+    """The LUT files an earlier run's edit list ``edits`` names for ``src`` (only names of the form
+    ``NAME.shotNNN.<3D LUT format>``, in the same folder: the file is data, not a list of paths to
+    delete)."""
     if not edits.is_file():
         return set()
-    shot = re.compile(re.escape(src.stem) + r"\.shot\d{3,}\.cube")
+    shot = _shot_names(src)
     try:
         with edits.open(newline="", encoding="utf-8") as f:
             names = [row.get("cube") or "" for row in csv.DictReader(f)]
@@ -252,7 +266,7 @@ def _safe(name: str) -> str:
 def _write_edits(path: Path, shots, times: list[float], ends: list[float], cubes: list[Path]) -> None:
     """The edit list: one CSV row per shot, its frames (first, last), its time span in seconds (start of
     its first frame, end of its last: where the next frame starts, so variable frame rates included,
-    shots meet without overlap) and its ``.cube``."""
+    shots meet without overlap) and its LUT file (the column is named ``cube`` whatever the format)."""
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["shot", "first_frame", "last_frame", "start_seconds", "end_seconds", "cube"])
@@ -276,7 +290,7 @@ def _run(args: argparse.Namespace) -> int:
     out = console()
     # Names that two inputs would share, found before anything is written; process_files calls the
     # function once per input, in order.
-    refusals = iter(shared_names([_claim(src, args.cube_only) for src in args.images]))
+    refusals = iter(shared_names([_claim(src, args.cube_only, args.format) for src in args.images]))
     failed = process_files(
         args.images, lambda src, on_strip: _predict_file(src, args, predictor, next(refusals), on_strip), out,
         label="grading", errors=(ValueError, OSError, RuntimeError),

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import lutkern
-from lutkern.cli import CommandParser, add_device_flags, console, run_command
+from lutkern.cli import CommandParser, add_device_flags, console, lut_format_arg, run_command
 from lutkern.files import same_file
 
 from . import checkpoint as ckpt
@@ -76,8 +76,9 @@ def _data_flags(add) -> None:
         "exposures), so that validation holds out whole photographs: default drops a trailing counter "
         "from the file name (beach-003 -> beach); a regex's group 'group' (or first group) is the key; "
         "none: every pair its own photo")
-    add("--true-lut", dest="truth", metavar="FILE.cube", help="the true LUT to compare the learned one with "
-        "(default: truth.cube in the folder holding --inputs)")
+    add("--true-lut", dest="truth", metavar="FILE", help="the true LUT to compare the learned one with, "
+        "any LUT file (.cube, .3dl, .spi3d, .csp, .clf, ...) (default: truth.cube in the folder holding "
+        "--inputs)")
 
 
 def _optimizer_flags(add) -> None:
@@ -100,15 +101,16 @@ def _model_flags(add) -> None:
     add("--basis-luts", type=int, help="K, the basis LUTs of --head basis")
     add("--init", choices=INITS, help="where the LUT starts before any fit: the identity, or PyTorch's "
         "default (0.5 everywhere for the basis head)")
-    add("--init-from", metavar="FILE.cube",
+    add("--init-from", metavar="FILE",
         help="warm start: every image starts at this LUT (e.g. fitted by python -m img2lut.fit) instead "
-        "of the automatic fit; with --head direct implies --init identity and --bias-lr = --lr")
+        "of the automatic fit (any LUT file); with --head direct implies --init identity and "
+        "--bias-lr = --lr")
     add("--fit-first", action=argparse.BooleanOptionalAction, help="start at one LUT fitted directly to "
         "the training pairs (img2lut.fit_lut, seconds)")
     add("--augment", action=argparse.BooleanOptionalAction, help="show the CNN each image in one of its 8 "
         "flips and quarter turns at random (the target stays valid: a LUT acts pixel by pixel)")
     add("--select-best", action=argparse.BooleanOptionalAction, help="keep the epoch with the best mean "
-        "validation PSNR (epoch 0: the start LUT alone) as model.pt and lut.cube")
+        "validation PSNR (epoch 0: the start LUT alone) as model.pt and lut.<format>")
 
 
 def _size_and_loss_flags(add) -> None:
@@ -138,6 +140,8 @@ def _run_flags(add) -> None:
         help="under torchrun on GPUs: BatchNorm statistics over the batches of all ranks")
     add("--experiment", help="run name: outputs go to <out>/models/<experiment>/")
     add("--out", help="output root: the run goes to <out>/models/<experiment>/")
+    add("--format", dest="lut_format", type=lut_format_arg, metavar="FMT", help="file format of the run's "
+        "mean LUT, lut.<format>: cube, 3dl, spi3d, csp, clf")
     add("--resume", nargs="?", const="", metavar="CHECKPOINT",
         help="continue a run: its checkpoint.pt, or the run of --out/--experiment when no path is given")
 

@@ -357,7 +357,7 @@ class Trainer:
                            f"{self.ckpt_path}")
 
     def _finish(self) -> None:
-        """Keep the best epoch (--select-best), then write model.pt, lut.cube and summary.json."""
+        """Keep the best epoch (--select-best), then write model.pt, lut.<format> and summary.json."""
         state, config, data = self.state, self.config, self.data
         kept = state["epoch"]
         if config.select_best and state["best"] is not None:

@@ -40,6 +40,7 @@ from .cli import (
 )
 from .cube import CubeLUT
 from .files import OutputSet, check_output, shared_names
+from .formats import LUTChain
 from .functional import INTERPOLATIONS
 from .grading import (
     STRIP_PIXELS,
@@ -68,7 +69,8 @@ PROG = "python -m lutkern.apply"
 def _parser() -> argparse.ArgumentParser:
     p = CommandParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument(
-        "--lut", required=True, help="a .cube file, a Hald CLUT .png/.tif, or a look: " + ", ".join(LOOKS)
+        "--lut", required=True, help="a LUT file (.cube, .3dl, .spi1d, .spi3d, .csp, .clf), a Hald CLUT "
+        ".png/.tif, or a look: " + ", ".join(LOOKS)
     )
     p.add_argument("--interpolation", default="trilinear", choices=INTERPOLATIONS)
     p.add_argument("--size", type=int_in(2, 256), default=33, help="LUT size of a built-in look (default 33)")
@@ -112,7 +114,8 @@ def _is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
 
 
-def _grade_file(src: Path, args, lut: CubeLUT | Blend, refused: str | None, on_strip) -> str:
+def _grade_file(src: Path, args, lut: CubeLUT | LUTChain | Blend, refused: str | None,
+                on_strip) -> str:
     """Grade one file into ``args.out``; returns a note for the console (ICC profile, alpha, video
     speed, what a video could not keep) or ''."""
     dst = args.out / src.name

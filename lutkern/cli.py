@@ -75,6 +75,28 @@ def _in_range(kind: type, what: str, low, high):
     return parse
 
 
+# The LUT file formats that hold a 3D table (lutkern.formats), which the commands export learned LUTs to.
+LUT_3D_FORMATS = (".cube", ".3dl", ".spi3d", ".csp", ".clf")
+
+
+def lut_format_arg(text: str) -> str:
+    """An argparse ``type``: a 3D LUT format, with or without its dot (``3dl``, ``.clf``), as ``".3dl"``."""
+    ext = "." + text.lower().removeprefix(".")
+    if ext not in LUT_3D_FORMATS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a 3D LUT format ({', '.join(LUT_3D_FORMATS)})")
+    return ext
+
+
+lut_format_arg.__name__ = "format"
+
+
+def add_format_flag(parser: argparse.ArgumentParser, default: str | None = ".cube", what: str = "") -> None:
+    """``--format FMT``: the LUT file format a command writes (:data:`LUT_3D_FORMATS`)."""
+    parser.add_argument("--format", type=lut_format_arg, default=default, metavar="FMT",
+                        help=f"LUT file format{what}: {', '.join(f[1:] for f in LUT_3D_FORMATS)} "
+                        f"(default {default[1:] if default else 'the extension of --out'})")
+
+
 def add_strength_flag(parser: argparse.ArgumentParser) -> None:
     """``--strength S``, the same on every command that applies a LUT
     (:func:`lutkern.grading.at_strength`)."""

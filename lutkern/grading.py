@@ -1,6 +1,7 @@
 """Grading image files with a LUT: what ``python -m lutkern.apply`` and ``python -m img2lut.predict`` share.
 
-A LUT comes from a ``.cube`` file, a Hald CLUT image or a built-in look (:func:`load_lut`), at full or
+A LUT comes from a LUT file (``.cube``, ``.3dl``, ``.spi1d``, ``.spi3d``, ``.csp``, ``.clf``), a Hald CLUT
+image or a built-in look (:func:`load_lut`), at full or
 partial strength (:func:`at_strength`). An image is decoded once to integer codes
 (:func:`lutkern.imageio.decode_image`) and graded in place, in horizontal strips of about
 :data:`STRIP_PIXELS` pixels (:func:`grade_codes`), so the peak memory is about one integer image plus two
@@ -20,8 +21,9 @@ from PIL import ImageCms
 
 from ._backend import resolve_backend
 from .builtin_looks import LOOKS
-from .cube import CubeLUT, read_cube
+from .cube import CubeLUT
 from .exr_dpx import FloatImage, exr_output_compression, write_exr
+from .formats import FORMATS, LUTChain, read_lut
 from .functional import check_strength, identity_lut
 from .hald import read_hald
 from .imageio import DecodedImage, codes_to_pixels, to_integer_array
@@ -30,16 +32,18 @@ from .ops.apply_lut_cpu import grade_codes_cpu, native_available
 STRIP_PIXELS = 1 << 20  # 1 Mpx: 12 MiB per float32 RGB strip (the torch path makes ~20 temporaries)
 
 
-def load_lut(spec: str, size: int = 33) -> CubeLUT:
-    """A ``.cube`` file, a Hald CLUT image (``.png``/``.tif``/``.tiff``) or the name of a built-in look."""
+def load_lut(spec: str, size: int = 33) -> CubeLUT | LUTChain:
+    """A LUT file in a format of :data:`lutkern.formats.FORMATS` (chosen by extension), a Hald CLUT image
+    (``.png``/``.tif``/``.tiff``) or the name of a built-in look."""
     path = Path(spec)
     if path.is_file():
         ext = path.suffix.lower()
-        if ext == ".cube":
-            return read_cube(path)
+        if ext in FORMATS:
+            return read_lut(path)
         if ext in (".png", ".tif", ".tiff"):
             return CubeLUT(read_hald(path), title=path.stem)
-        raise ValueError(f"{spec}: unknown LUT file type {ext!r} (expected .cube, or a Hald CLUT .png/.tif)")
+        raise ValueError(f"{spec}: unknown LUT file type {ext!r} (expected {', '.join(FORMATS)}, or a Hald "
+                         "CLUT .png/.tif)")
     if spec in LOOKS:
         return CubeLUT(LOOKS[spec](size), title=spec)
     if path.exists():
@@ -47,7 +51,17 @@ def load_lut(spec: str, size: int = 33) -> CubeLUT:
     raise ValueError(f"{spec}: no such file, and not a built-in look (looks: {', '.join(sorted(LOOKS))})")
 
 
+def input_domain(lut: CubeLUT | LUTChain):
+    """``(min_rgb, max_rgb)`` a LUT clamps its input to (its first table's domain), or None for a chain whose
+    first step clamps nothing (a CLF Matrix)."""
+    if isinstance(lut, LUTChain):
+        return lut.input_domain
+    return lut.shaper_domain if lut.shaper is not None else lut.lut3d_domain
+
+
 def _domain_clamp(x: torch.Tensor, domain) -> torch.Tensor:
+    if domain is None:
+        return x
     lo = torch.tensor(domain[0], dtype=x.dtype, device=x.device).view(3, 1, 1)
     hi = torch.tensor(domain[1], dtype=x.dtype, device=x.device).view(3, 1, 1)
     return torch.minimum(torch.maximum(x, lo), hi)
@@ -55,10 +69,11 @@ def _domain_clamp(x: torch.Tensor, domain) -> torch.Tensor:
 
 @dataclasses.dataclass
 class Blend:
-    """A shaper + 3D LUT at partial ``strength``, which no single table of the same kind holds: each pixel
-    ``x`` becomes ``c + strength * (lut(x) - c)``, ``c`` being ``x`` clamped to the shaper's domain."""
+    """A shaper + 3D LUT (or a chain of steps) at partial ``strength``, which no single table of the same kind
+    holds: each pixel ``x`` becomes ``c + strength * (lut(x) - c)``, ``c`` being ``x`` clamped to the LUT's
+    input domain (:func:`input_domain`)."""
 
-    cube: CubeLUT
+    cube: CubeLUT | LUTChain
     strength: float
 
     @property
@@ -67,7 +82,7 @@ class Blend:
 
     def apply(self, image: torch.Tensor, *, interpolation: str = "trilinear", backend: str | None = None):
         graded = self.cube.apply(image, interpolation=interpolation, backend=backend)
-        return torch.lerp(_domain_clamp(image, self.cube.shaper_domain), graded, self.strength)
+        return torch.lerp(_domain_clamp(image, input_domain(self.cube)), graded, self.strength)
 
 
 def _identity_over(domain, size: int, dtype) -> torch.Tensor:
@@ -76,7 +91,7 @@ def _identity_over(domain, size: int, dtype) -> torch.Tensor:
     return torch.lerp(lo, hi, torch.linspace(0, 1, size, dtype=torch.float64).view(-1, 1)).to(dtype)
 
 
-def at_strength(lut: CubeLUT, strength: float) -> CubeLUT | Blend:
+def at_strength(lut: CubeLUT | LUTChain, strength: float) -> CubeLUT | LUTChain | Blend:
     """``lut`` at ``strength`` in [0, 1]: each pixel ``x`` becomes ``c + strength * (lut(x) - c)``, where
     ``c`` is ``x`` clamped to the LUT's input domain (values outside it are clamped, as at full strength).
 
@@ -88,7 +103,7 @@ def at_strength(lut: CubeLUT, strength: float) -> CubeLUT | Blend:
     check_strength(strength)
     if strength == 1:
         return lut
-    if lut.shaper is not None and lut.lut3d is not None:
+    if isinstance(lut, LUTChain) or (lut.shaper is not None and lut.lut3d is not None):
         return Blend(lut, float(strength))
     if lut.shaper is not None:
         identity = _identity_over(lut.shaper_domain, lut.shaper.shape[0], lut.shaper.dtype)
@@ -99,7 +114,7 @@ def at_strength(lut: CubeLUT, strength: float) -> CubeLUT | Blend:
     return dataclasses.replace(lut, lut3d=torch.lerp(identity, lut.lut3d, float(strength)))
 
 
-def sample_lut(lut: CubeLUT | Blend, size: int) -> torch.Tensor:
+def sample_lut(lut: CubeLUT | LUTChain | Blend, size: int) -> torch.Tensor:
     """The whole transform of ``lut`` (domain, shaper, 3D table, strength) sampled at a ``size``-point
     lattice over [0, 1]: ``(size,size,size,3)`` float64, ``[b, g, r, c]`` (the torch backend)."""
     grid = identity_lut(size, dtype=torch.float64).permute(3, 0, 1, 2).reshape(3, -1, size)
@@ -109,7 +124,7 @@ def sample_lut(lut: CubeLUT | Blend, size: int) -> torch.Tensor:
 
 def grade_pixels(
     pixels: torch.Tensor,
-    lut: CubeLUT | Blend,
+    lut: CubeLUT | LUTChain | Blend,
     *,
     interpolation: str = "trilinear",
     device: str | torch.device = "cpu",
@@ -133,7 +148,7 @@ def grade_pixels(
 
 def grade_codes(
     codes: np.ndarray,
-    lut: CubeLUT | Blend,
+    lut: CubeLUT | LUTChain | Blend,
     *,
     interpolation: str = "trilinear",
     device: str | torch.device = "cpu",
@@ -166,7 +181,7 @@ def grade_codes(
     return codes
 
 
-def _one_pass(codes: np.ndarray, lut: CubeLUT | Blend, device, backend: str | None) -> bool:
+def _one_pass(codes: np.ndarray, lut: CubeLUT | LUTChain | Blend, device, backend: str | None) -> bool:
     """Whether :func:`lutkern.ops.apply_lut_cpu.grade_codes_cpu` gives :func:`grade_codes`'s result: a 3D
     table alone on [0, 1], float32, applied on the CPU by the torch backend's compiled loop."""
     unit = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
@@ -199,7 +214,7 @@ def check_exr_output(path: str | Path) -> None:
         raise ValueError(f"an EXR (float pixels) cannot be written as {Path(path).suffix!r}: name it .exr")
 
 
-def grade_exr(img: FloatImage, dst: str | Path, lut: CubeLUT | Blend, **grading) -> str:
+def grade_exr(img: FloatImage, dst: str | Path, lut: CubeLUT | LUTChain | Blend, **grading) -> str:
     """Grade an EXR's pixels in place (:func:`grade_pixels`, ``grading`` its options) and write them to
     ``dst`` with their precision and, where FFmpeg writes it, compression; returns the console note."""
     check_exr_output(dst)

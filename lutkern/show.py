@@ -13,8 +13,11 @@ Rows of the picture (:func:`lut_picture`):
 The picture is written as PNG, JPEG or TIFF by the extension of ``--out`` (default: the LUT's name with
 ``.png`` in the current folder, or ``NAME.show.png`` when that would be the LUT itself, a Hald image).
 
-The LUT is applied with :func:`lutkern.apply_lut` (trilinear), its whole transform for a ``.cube`` with a
-domain or a shaper; ``--strength S`` shows it at partial strength (:func:`lutkern.grading.at_strength`).
+The LUT is read from any LUT file :func:`lutkern.read_lut` reads (``.cube``, ``.3dl``, ``.spi3d``, ``.csp``,
+``.clf``, ...), a Hald image or a look, and applied with :func:`lutkern.apply_lut` (trilinear), its whole
+transform for a file with a domain or a shaper; a chain of steps (a ``.clf``) or a shaper + 3D table at
+partial strength is shown as its transform sampled on a lattice of its 3D table's size (33 without one).
+``--strength S`` shows it at partial strength (:func:`lutkern.grading.at_strength`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .cli import CommandParser, add_strength_flag, run_command
 from .cube import CubeLUT
 from .files import atomic_open, check_output, same_file
+from .formats import LUTChain
 from .grading import Blend, at_strength, load_lut, sample_lut
 
 PROG = "python -m lutkern.show"
@@ -187,9 +191,18 @@ def default_output(lut: str) -> Path:
     return out.with_suffix(".show.png") if same_file(out, lut) else out
 
 
+def _lattice_size(lut: Blend | LUTChain) -> int:
+    """The size of the (largest) 3D table in ``lut``, or 33 when it has none."""
+    inner = lut.cube if isinstance(lut, Blend) else lut
+    tables = inner.steps if isinstance(inner, LUTChain) else [inner]
+    sizes = [t.lut3d.shape[0] for t in tables if isinstance(t, CubeLUT) and t.lut3d is not None]
+    return max(sizes, default=33)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = CommandParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    p.add_argument("lut", help="a .cube file, a Hald CLUT .png/.tif, or a built-in look")
+    p.add_argument("lut", help="a LUT file (.cube, .3dl, .spi1d, .spi3d, .csp, .clf), a Hald CLUT .png/.tif, "
+                   "or a built-in look")
     p.add_argument("--out", type=Path, help="the picture to write, .png, .jpg or .tif (default: the LUT's "
                    "name with .png, here; NAME.show.png for a Hald image)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (never the LUT)")
@@ -206,8 +219,8 @@ def _run(args: argparse.Namespace) -> int:
     picture_format(out)
     check_output(out, [args.lut], overwrite=args.overwrite)
     lut = at_strength(load_lut(args.lut), args.strength)
-    if isinstance(lut, Blend):  # no table holds a shaper + 3D LUT at partial strength: show its lattice
-        lut = CubeLUT(sample_lut(lut, lut.cube.lut3d.shape[0]).float(), title=lut.title)
+    if isinstance(lut, Blend | LUTChain):  # no single table holds it: show its transform on a lattice
+        lut = CubeLUT(sample_lut(lut, _lattice_size(lut)).float(), title=lut.title)
     title = Path(args.lut).name + ("" if args.strength == 1 else f" at strength {args.strength:g}")
     save_picture(out, lut_picture(lut, title=title))
     print(f"wrote {out}", file=sys.stderr)

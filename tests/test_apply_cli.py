@@ -9,7 +9,9 @@ import pytest
 import torch
 from PIL import Image, ImageCms
 
-from lutkern import apply_lut, write_cube
+import lutkern
+import lutkern.formats as lutkern_formats
+from lutkern import apply_lut, read_lut, write_cube, write_lut
 from lutkern.apply import main
 from lutkern.builtin_looks import LOOKS
 from lutkern.hald import write_hald
@@ -81,6 +83,24 @@ def test_lut_files(tmp_path, kind):
     got = _codes(tmp_path / "o" / "x.png", 65535)
     expected = _expected_codes(read_image(src).pixels, lut, 65535)
     assert np.abs(got - expected).max() <= 2  # stored LUT rounded to 7 decimals / 16 bits
+
+
+@pytest.mark.parametrize("name", ["look.3dl", "look.spi3d", "look.csp", "look.clf"])
+def test_lut_files_of_every_format(tmp_path, name):
+    """--lut takes any LUT format by its extension, and grades with what the file holds (a .3dl's 12-bit
+    codes, a .clf's Matrix and Range steps)."""
+    look = LOOKS["cool_contrast"](9)
+    lut = (look if not name.endswith(".clf") else
+           lutkern_formats.LUTChain([lutkern_formats.Matrix(torch.tensor(
+               [[0.9, 0.1, 0, 0.02], [0, 1, 0, 0], [0.1, 0, 0.8, 0]], dtype=torch.float64)),
+               lutkern_formats.Range(0, 1, 0, 1), lutkern.CubeLUT(look)]))
+    write_lut(tmp_path / name, lut)
+    src = tmp_path / "x.png"
+    write_image(src, _photo(), bit_depth=16)
+    assert main(["--lut", str(tmp_path / name), str(src), "--out", str(tmp_path / "o")]) == 0
+    graded = read_lut(tmp_path / name).apply(read_image(src).pixels[None], backend="torch")[0]
+    expected = (graded.double().clamp(0, 1) * 65535).round().permute(1, 2, 0).numpy()
+    assert np.abs(_codes(tmp_path / "o" / "x.png", 65535) - expected).max() <= 1
 
 
 def test_exif_orientation_and_icc_profile(tmp_path, capsys):

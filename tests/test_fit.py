@@ -171,6 +171,19 @@ def test_cli_writes_a_readable_cube_and_preview(tmp_path, monkeypatch, capsys):
         assert im.format == "PNG" and im.size[0] > 4 * 32
 
 
+def test_cli_writes_the_format_out_names(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LUTKERN_BACKEND", BACKEND)
+    _write_pairs(tmp_path, lutkern.looks["bw"](5), n=3, size=8)
+    argv = ["--inputs", str(tmp_path / "in"), "--targets", str(tmp_path / "out"), "--image-size", "8",
+            "--lut-size", "5", "--steps", "5", "--val-fraction", "0"]
+    assert fit.main([*argv, "--out", str(tmp_path / "fit.clf"), "--title", "a & b"]) == 0
+    chain = lutkern.read_lut(tmp_path / "fit.clf")
+    assert chain.title == "a & b" and chain.steps[0].lut3d.shape == (5, 5, 5, 3)
+    capsys.readouterr()
+    assert fit.main([*argv, "--out", str(tmp_path / "fit.lut")]) == 2
+    assert "must end in one of .cube, .3dl" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("extra", "match"),
     [
@@ -183,6 +196,8 @@ def test_cli_writes_a_readable_cube_and_preview(tmp_path, monkeypatch, capsys):
         (["--inputs", "/nonexistent"], "no such folder"),
         (["--interpolation", "cubic"], "invalid choice"),
         (["--steps", "ten"], "invalid int"),
+        (["--format", "spi1d"], "not a 3D LUT format"),
+        (["--format", "clf"], "ends in .cube but --format is .clf"),
     ],
 )
 def test_cli_bad_arguments_are_one_line_errors(tmp_path, monkeypatch, capsys, extra, match):

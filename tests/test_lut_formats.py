@@ -452,6 +452,65 @@ def test_writers_refuse_what_their_format_cannot_hold(tmp_path):
     assert text.splitlines()[1] == "0 2048 4095"  # after the mesh line
 
 
+# ----------------------------------------------------------------------------- python -m lutkern.convert
+
+
+def _convert(*argv) -> int:
+    from lutkern.convert import main
+
+    try:
+        return main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's own errors
+        return exc.code
+
+
+@pytest.mark.parametrize(
+    "source", ["plain.3dl", "plain.spi3d", "domain.csp", "plain.clf", "domain.clf", "shaper.clf"]
+)
+def test_convert_keeps_the_transform(tmp_path, source):
+    lut, options = WRITTEN[source]
+    write_lut(tmp_path / source, lut, **options)
+    img = _points()
+    before = read_lut(tmp_path / source, dtype=torch.float64).apply(img, backend="torch")
+    for target in (".cube", ".clf", ".csp", ".3dl", ".spi3d"):
+        out = tmp_path / ("out" + target)
+        rc = _convert(
+            tmp_path / source, out, "--overwrite", *(["--precision", "8"] if target != ".3dl" else [])
+        )
+        fits = (
+            target in (".cube", ".clf")
+            or (target == ".csp" and "shaper" not in source)
+            or (source.startswith("plain"))
+        )
+        assert rc == (0 if fits else 2), target
+        if fits:
+            after = read_lut(out, dtype=torch.float64).apply(img, backend="torch")
+            tol = 0.5 / 4095 + 1e-7 if ".3dl" in (source[-4:], target) else 5e-8
+            torch.testing.assert_close(after, before, rtol=0, atol=tol)
+
+
+def test_convert_refuses_in_one_line_and_bakes_on_request(tmp_path, capsys):
+    write_lut(tmp_path / "m.clf", WRITTEN["matrix.clf"][0], precision=8)
+    assert _convert(tmp_path / "m.clf", tmp_path / "m.cube") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--bake" in err and not (tmp_path / "m.cube").exists()
+    assert _convert(tmp_path / "m.clf", tmp_path / "m.cube", "--bake", "9") == 0
+    baked = read_lut(tmp_path / "m.cube", dtype=torch.float64).lut3d
+    lattice = identity_lut(9, dtype=torch.float64).permute(3, 0, 1, 2).reshape(3, 81, 9)
+    exact = read_lut(tmp_path / "m.clf", dtype=torch.float64).apply(lattice, backend="torch")
+    # 6 decimals, of a float32 sample
+    torch.testing.assert_close(baked, exact.reshape(3, 9, 9, 9).permute(1, 2, 3, 0), rtol=0, atol=6e-7)
+    capsys.readouterr()
+    assert _convert(tmp_path / "m.clf", tmp_path / "m.cube", "--bake", "9") == 2  # exists: no --overwrite
+    assert "exists" in capsys.readouterr().err
+    assert _convert(tmp_path / "m.clf", tmp_path / "m.clf", "--overwrite") == 2  # never the input
+    assert "input" in capsys.readouterr().err
+    assert _convert(tmp_path / "m.clf", tmp_path / "m.csp", "--bits", "10") == 2
+    assert "--bits applies to .3dl only" in capsys.readouterr().err
+    assert _convert("bw", tmp_path / "bw.3dl", "--bits", "10", "--variant", "lustre") == 0
+    assert (tmp_path / "bw.3dl").read_text().startswith("# bw\n3DMESH\nMesh 5 10\n")  # the title, a comment
+
+
 # -------------------------------------------------------------------------------------------------- fuzz
 
 _VALID = {

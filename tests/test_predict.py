@@ -101,6 +101,26 @@ def test_cube_holds_the_predicted_lut_and_lutkern_apply_reproduces_the_image(mod
                                   decode_image(out / "a.png").codes)
 
 
+@pytest.mark.parametrize("fmt", ["3dl", "clf"])
+def test_format_writes_that_file_and_lutkern_apply_reproduces_the_image(model_path, tmp_path, fmt):
+    src = _save(tmp_path / "a.png", _photo(30, 41, seed=3))
+    out = tmp_path / "out"
+    assert main([str(model_path), str(src), "--out", str(out), "--device", "cpu", "--format", fmt]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(["a.png", f"a.{fmt}"])
+    from lutkern.grading import sample_lut
+
+    stored = sample_lut(lutkern.read_lut(out / f"a.{fmt}"), LUT)  # the file's whole transform, on its lattice
+    predicted = load(model_path, "cpu").predict_lut(src)
+    tolerance = 0.5 / 4095 + 1e-6 if fmt == "3dl" else 5.1e-7  # 12-bit codes, or 6 decimals
+    torch.testing.assert_close(stored.float(), predicted.clamp(0, 1) if fmt == "3dl" else predicted, rtol=0,
+                               atol=tolerance)
+    from lutkern.apply import main as apply_main
+
+    assert apply_main(["--lut", str(out / f"a.{fmt}"), str(src), "--out", str(tmp_path / "again")]) == 0
+    np.testing.assert_array_equal(decode_image(tmp_path / "again" / "a.png").codes,
+                                  decode_image(out / "a.png").codes)
+
+
 def test_strips_equal_whole_image(model_path, tmp_path):
     codes = _photo(53, 47, seed=4, depth=16)
     src = _save(tmp_path / "big.tif", codes)

@@ -416,6 +416,15 @@ def test_predict_overwrite_with_fewer_shots_removes_the_old_extra_cubes(tmp_path
     assert left == ["clip.shot001.cube", "clip.shot009.cube", "clip.shots.csv"]
 
 
+def test_predict_overwrite_in_another_format_replaces_the_old_shot_files(tmp_path, model):
+    src = _clip(tmp_path / "clip.mkv", "ffv1", "bgr0", frames=8, scenes=2)
+    out = tmp_path / "out"
+    assert _predict(model, src, "--out", out, "--cube-only") == 0
+    assert _predict(model, src, "--out", out, "--cube-only", "--overwrite", "--format", "3dl") == 0
+    assert [r["cube"] for r in _edits(out / "clip.shots.csv")] == ["clip.shot001.3dl", "clip.shot002.3dl"]
+    assert sorted(p.name for p in out.iterdir()) == ["clip.shot001.3dl", "clip.shot002.3dl", "clip.shots.csv"]
+
+
 def test_two_outputs_of_one_run_never_share_a_name(tmp_path, model, capsys):
     """An image ``a.shot001.png`` writes ``a.shot001.cube``, which a video ``a.mp4``'s first shot would
     write too: the later input is refused before anything is written, in either order."""

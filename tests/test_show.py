@@ -148,3 +148,19 @@ def test_errors_name_the_file_once_and_never_a_temporary(tmp_path, monkeypatch, 
     assert lines[0].count("broken.png") == 1
     assert lines[1] == "python -m lutkern.show: error: cannot write missing/bw.png: No such file or directory"
     assert not any(".lutkern.tmp" in line or "Errno" in line for line in lines)
+
+
+def test_a_clf_chain_is_shown_as_its_transform_on_a_lattice(tmp_path, monkeypatch, capsys):
+    """A .clf (a chain of steps, no single table) is drawn as its whole transform sampled on a lattice of
+    its 3D table's size: the same picture as that sampled table's."""
+    from lutkern.formats import LUTChain, Range, write_lut
+    from lutkern.grading import sample_lut
+
+    monkeypatch.chdir(tmp_path)
+    chain = LUTChain([Range(0.0, 0.8, 0.0, 1.0), lutkern.CubeLUT(lutkern.looks["cool_contrast"](5))])
+    write_lut("look.clf", chain)
+    assert main(["look.clf"]) == 0
+    stored = lutkern.read_lut("look.clf")  # 6 decimals, float32
+    expected = lut_picture(lutkern.CubeLUT(sample_lut(stored, 5).float()), title="look.clf")
+    with Image.open(tmp_path / "look.png") as im:
+        assert np.array_equal(np.asarray(im.convert("RGB")), np.asarray(expected))

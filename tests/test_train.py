@@ -184,6 +184,21 @@ def test_bad_arguments_are_one_line_errors(pairs, tmp_path, capsys, case):
     assert not (tmp_path / "models").exists()
 
 
+def test_format_true_lut_and_init_from_in_other_formats(pairs, tmp_path):
+    """--format names the run's mean LUT file; --true-lut and --init-from read any LUT format."""
+    truth = lutkern.read_cube(pairs / "truth.cube")
+    lutkern.write_lut(tmp_path / "truth.spi3d", truth.lut3d, precision=8)
+    lutkern.write_lut(tmp_path / "start.3dl", truth.lut3d)
+    argv = _args(pairs, tmp_path, "--epochs", "1", "--experiment", "fmt", "--format", "clf",
+                 "--true-lut", str(tmp_path / "truth.spi3d"), "--init-from", str(tmp_path / "start.3dl"))
+    assert main(argv) == 0
+    run = tmp_path / "models" / "fmt"
+    assert (run / "lut.clf").is_file() and not (run / "lut.cube").exists()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["truth"] == str(tmp_path / "truth.spi3d") and summary["lut_cube"].startswith("lut.clf")
+    assert lutkern.read_lut(run / "lut.clf").steps[0].lut3d.shape == (LUT, LUT, LUT, 3)
+
+
 def test_command_line_exit_status_and_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "img2lut.train", "--lut-size", "1", "--out", str(tmp_path)],
                           capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=120)

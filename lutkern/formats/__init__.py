@@ -11,6 +11,7 @@ a LUTChain in the format its extension names, or says in one line why that forma
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -84,10 +85,22 @@ def read_lut(
     return parse_lut(read_bounded(Path(path)), str(path), fmt, dtype=dtype)
 
 
-def lut_text(lut: torch.Tensor | CubeLUT | LUTChain, format: str, **options) -> str:
-    """The text of ``lut`` in ``format`` (``".3dl"``, ...); ``options`` are the format's writer's. A
-    ValueError says why a format cannot hold ``lut`` (a LUTChain in a ``.cube``, a shaper in a ``.3dl``)."""
+def lut_text(
+    lut: torch.Tensor | CubeLUT | LUTChain, format: str, *, title: str | None = None, **options
+) -> str:
+    """The text of ``lut`` in ``format`` (``".3dl"``, ...); ``options`` are the format's writer's. ``title``
+    (default: the LUT's own) goes where the format has a place for it: a ``.cube`` TITLE, a ``.clf``
+    name, a ``.3dl`` comment, ``.csp`` metadata; ``.spi1d``/``.spi3d`` have none. A ValueError says why a
+    format cannot hold ``lut`` (a LUTChain in a ``.cube``, a shaper in a ``.3dl``)."""
     fmt = lut_format(None, format)
+    if isinstance(lut, LUTChain) and fmt != ".clf" and (cube := lut.as_cube()) is not None:
+        lut = cube
+    if title is not None:
+        lut = (
+            CubeLUT(lut, title=title)
+            if isinstance(lut, torch.Tensor)
+            else dataclasses.replace(lut, title=title)
+        )
     if fmt == ".cube" and isinstance(lut, LUTChain):
         raise ValueError(
             "a .cube file holds a shaper and a 3D table, not this chain of steps (convert with "

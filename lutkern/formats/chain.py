@@ -152,6 +152,60 @@ class LUTChain:
             x = step.apply(x, interpolation=self.interpolations.get(i, interpolation), backend=backend)
         return x
 
+    def as_cube(self) -> CubeLUT | None:
+        """The chain as one CubeLUT where it is one: an optional 1D table then an optional 3D table, each
+        alone on [0, 1] or after the steps that map a domain onto [0, 1] (a clamping Range onto [0, 1],
+        or a diagonal Matrix and such a Range), which is how a CubeLUT is written as a ``.clf``; else
+        None. The interpolation a file fixes is not carried (a CubeLUT has none)."""
+        if self.interpolations:
+            return None
+        tables: list[tuple[CubeLUT, tuple]] = []
+        domain, steps = None, list(self.steps)
+        unit = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+        while steps:
+            step = steps.pop(0)
+            if isinstance(step, Matrix) and domain is None and steps and _unit_range(steps[0]):
+                m = step.matrix
+                if (m[:, :3] - torch.diag(torch.diagonal(m[:, :3]))).abs().max() > 0 or (
+                    m.diagonal() <= 0
+                ).any():
+                    return None
+                scale, offset = m.diagonal()[:3], m[:, 3]
+                domain = (tuple((-offset / scale + 0.0).tolist()), tuple(((1 - offset) / scale).tolist()))
+                steps.pop(0)
+            elif (
+                isinstance(step, Range)
+                and domain is None
+                and step.clamp
+                and (step.min_out, step.max_out) == (0, 1)
+            ):
+                domain = ((step.min_in,) * 3, (step.max_in,) * 3)
+            elif isinstance(step, CubeLUT) and (step.shaper is None) != (step.lut3d is None):
+                own = step.shaper_domain if step.shaper is not None else step.lut3d_domain
+                if domain is not None and tuple(map(tuple, own)) != unit:
+                    return None
+                tables.append((step, domain or own))
+                domain = None
+            else:
+                return None
+        if domain is not None or not tables or len(tables) > 2:
+            return None
+        shaper = [(t, d) for t, d in tables if t.shaper is not None]
+        lut3d = [(t, d) for t, d in tables if t.lut3d is not None]
+        if len(shaper) > 1 or len(lut3d) > 1 or (shaper and lut3d and tables[0][0].lut3d is not None):
+            return None
+        try:
+            return CubeLUT(
+                lut3d[0][0].lut3d if lut3d else None,
+                shaper[0][0].shaper if shaper else None,
+                shaper_domain=shaper[0][1] if shaper else unit,
+                lut3d_domain=lut3d[0][1] if lut3d else unit,
+                title=self.title,
+                comments=list(self.comments),
+            )
+        except ValueError:  # a domain float32 cannot use
+            return None
+
     @property
     def input_domain(self):
         """``(min_rgb, max_rgb)`` the first step clamps its input to, or None where it clamps nothing (a
@@ -164,3 +218,12 @@ class LUTChain:
         if isinstance(first, Range) and first.clamp:
             return (first.min_in,) * 3, (first.max_in,) * 3
         return None
+
+
+def _unit_range(step) -> bool:
+    """Whether ``step`` clamps to [0, 1] and changes nothing else."""
+    return (
+        isinstance(step, Range)
+        and step.clamp
+        and (step.min_in, step.max_in, step.min_out, step.max_out) == (0, 1, 0, 1)
+    )

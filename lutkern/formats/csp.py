@@ -182,7 +182,12 @@ def csp_text(lut: torch.Tensor | CubeLUT | LUTChain, *, precision: int = 6) -> s
             for c in range(3)
         ]
     head = ["CSPLUTV100", "3D" if table.lut3d is not None else "1D"]
-    kept = [c for c in comments if "\n" not in c and "\r" not in c and c.strip() not in ("", "END METADATA")]
+    title = [lut.title] if getattr(lut, "title", None) else []
+    kept = [
+        c
+        for c in title + comments
+        if "\n" not in c and "\r" not in c and c.strip() not in ("", "END METADATA")
+    ]
     head += ["BEGIN METADATA", *kept, "END METADATA"]  # always: colour-science's reader needs the block
     for x, y in knots:
         head += [str(len(x)), _numbers(x, precision), _numbers(y, precision)]

@@ -191,7 +191,7 @@ def threedl_text(
     head = []
     if variant == "lustre":
         head += ["3DMESH", f"Mesh {int(math.log2(d - 1))} {output_bits}"]
-    comments = lut.comments if isinstance(lut, CubeLUT) else []
+    comments = ([lut.title] if lut.title else []) + lut.comments if isinstance(lut, CubeLUT) else []
     head = [f"# {c}" for c in comments if "\n" not in c and "\r" not in c] + head
     if d > 3:  # a mesh line of 2 or 3 codes would read as a row (OpenColorIO reads 4 or more as the mesh)
         mesh_top = 2**input_bits - 1
