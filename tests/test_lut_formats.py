@@ -241,6 +241,35 @@ def test_published_layouts_in_ours_and_ocio(tmp_path, name, interpolation):
     torch.testing.assert_close(ours, _ocio(tmp_path / name, img, interpolation), rtol=0, atol=1e-6)
 
 
+def _ffmpeg_lut3d(path, img: torch.Tensor, tmp_path) -> torch.Tensor:
+    """FFmpeg's lut3d filter (trilinear) on one gbrpf32le frame of ``img`` ``(3,1,N)``."""
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("no ffmpeg binary")
+    n = img.shape[-1]
+    (tmp_path / "in.raw").write_bytes(img[[1, 2, 0]].numpy().astype("<f4").tobytes())  # G, B, R planes
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "gbrpf32le", "-s", f"{n}x1",
+                    "-i", str(tmp_path / "in.raw"), "-vf", f"lut3d=file={path}:interp=trilinear", "-f",
+                    "rawvideo", "-pix_fmt", "gbrpf32le", str(tmp_path / "out.raw")], check=True, timeout=60)
+    g, b, r = np.frombuffer((tmp_path / "out.raw").read_bytes(), dtype="<f4").reshape(3, 1, n)
+    return torch.from_numpy(np.stack([r, g, b]).astype(np.float64))
+
+
+@pytest.mark.parametrize("fmt", [".cube", ".3dl", ".csp"])
+def test_our_files_in_ffmpeg_lut3d(tmp_path, fmt):
+    """FFmpeg reads a .3dl only at size 17 and divides its codes by 4096 (not 4095): the same pixels
+    scaled by 4095/4096, which the comparison undoes; .cube and .csp: the same pixels."""
+    lut = _lut(17)
+    write_lut(tmp_path / ("a" + fmt), lut)
+    img = _points(2000, lo=0, hi=1)
+    ours = read_lut(tmp_path / ("a" + fmt), dtype=torch.float64).apply(img, backend="torch")
+    scale = 4095 / 4096 if fmt == ".3dl" else 1
+    torch.testing.assert_close(_ffmpeg_lut3d(tmp_path / ("a" + fmt), img, tmp_path), ours * scale, rtol=0,
+                               atol=1e-6)
+
+
 def test_3dl_bit_depths_from_mesh_and_largest_code():
     lustre = parse_lut(FIXTURES["lustre.3dl"], "a.3dl", dtype=torch.float64)
     assert lustre.lut3d[4, 4, 4].tolist() == [4000 / 4095, 2000 / 4095, 4000 / 4095]  # Mesh 2 12: 12-bit
