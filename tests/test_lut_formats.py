@@ -592,14 +592,14 @@ def _only_format_errors(content, fmt):
 
 
 @pytest.mark.parametrize("fmt", list(_VALID))
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(content=st.one_of(st.text(max_size=200), st.binary(max_size=200)))
 def test_fuzz_arbitrary_input(fmt, content):
     _only_format_errors(content, fmt)
 
 
 @pytest.mark.parametrize("fmt", list(_VALID))
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     edits=st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 3), st.sampled_from(_TOKENS)), max_size=5)
 )
