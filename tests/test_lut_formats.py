@@ -481,6 +481,21 @@ def test_writers_refuse_what_their_format_cannot_hold(tmp_path):
     assert text.splitlines()[1] == "0 2048 4095"  # after the mesh line
 
 
+@pytest.mark.parametrize("name", ["matrix.clf", "prelut.csp"])
+def test_a_chain_at_partial_strength_blends_each_pixel(name):
+    """A chain (no single table of its kind) at strength S gives c + S * (lut(x) - c), c being x clamped to
+    the chain's input domain: the Curves' end knots for a .csp pre-LUT; nothing for a CLF Matrix."""
+    from lutkern.grading import at_strength
+
+    chain = WRITTEN[name][0]
+    img = _points()
+    got = at_strength(chain, 0.3).apply(img, backend="torch")
+    clamped = img if name == "matrix.clf" else img.clamp(-0.1, 1.5)
+    torch.testing.assert_close(got, clamped + 0.3 * (chain.apply(img, backend="torch") - clamped), rtol=0,
+                               atol=1e-12)
+    assert at_strength(chain, 1) is chain
+
+
 # ----------------------------------------------------------------------------- python -m lutkern.convert
 
 
