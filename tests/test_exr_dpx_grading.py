@@ -91,6 +91,27 @@ def test_float_exr_plate_through_a_shaper_cube_like_ocio(tmp_path, interpolation
     np.testing.assert_allclose(graded, expected, atol=1e-6, rtol=0)  # measured: 2.4e-7
 
 
+@pytest.mark.parametrize("name", ["look.csp", "look.clf"])
+def test_float_exr_plate_through_a_csp_pre_lut_or_a_clf_like_ocio(tmp_path, name):
+    """The other ways a pipeline grades linear footage: a Cinespace pre-LUT (knots on a log curve, cubic
+    between them) or a CLF Range + LUT1D + LUT3D, read by lutkern.apply and by OpenColorIO."""
+    from lutkern.formats import Curves, LUTChain, write_lut
+
+    plate = _plate(40, 53, seed=11)
+    _write(tmp_path / "plate.exr", plate, oiio.FLOAT)
+    if name.endswith(".csp"):
+        knots = torch.tensor([-0.125, 0.0, 0.18, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0], dtype=torch.float64)
+        curve = torch.log2(knots + 0.25) - np.log2(0.125)
+        look = LUTChain([Curves([knots] * 3, [curve / curve.max()] * 3), CubeLUT(_lut(17, seed=12))])
+    else:
+        look = CubeLUT(_lut(17, seed=12), _log_shaper(128, 16.0), shaper_domain=((-0.125,) * 3, (16.0,) * 3))
+    write_lut(tmp_path / name, look, precision=9)
+    graded, _ = _read(_grade(tmp_path, tmp_path / name, tmp_path / "plate.exr"))
+    expected = _ocio(tmp_path / name, plate, "trilinear")
+    assert expected.max() > 1.05 and (plate > 16).any() and (plate < -0.1).any()  # clamped both ends
+    np.testing.assert_allclose(graded, expected, atol=2e-6, rtol=0)
+
+
 def test_half_exr_plate_through_a_3d_domain_like_ocio(tmp_path):
     plate = _plate(40, 52, seed=3)
     _write(tmp_path / "plate.exr", plate, oiio.HALF, compression="zips")
