@@ -12,8 +12,10 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # devices are only read here: choosing a backend on the CPU needs no torch
+    import torch
 
 BACKENDS = ("triton", "torch")
 _log = logging.getLogger("lutkern")

@@ -19,6 +19,11 @@ encoder (default libx264 CRF 18 for 8-bit sources, libx265 10-bit for deeper one
 Memory: an image is decoded once to integer codes and graded in place, strip by strip
 (:mod:`lutkern.grading`): about one integer image plus two float strips (plus Pillow's own buffer while
 decoding and encoding). A video holds a few frames at a time (and the encoder's look-ahead).
+
+Start-up: on the CPU, a ``.cube`` file with a plain 3D table, at full strength, grades 8 and 16-bit
+images and videos without importing torch (:func:`lutkern.grading.codes_table`); torch is imported
+only for what needs it (CUDA, the Triton backend, looks, Hald images, shapers, domains, ``--strength``,
+DPX of 10 or 12 bits, EXR). ``LUTKERN_TORCH_FREE=0`` always imports it (the same bytes come out).
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .builtin_looks import LOOKS
+import numpy as np
+
 from .cli import (
     CommandParser,
     add_device_flags,
@@ -38,14 +45,15 @@ from .cli import (
     process_files,
     run_command,
 )
+from .conventions import INTERPOLATIONS, LOOK_NAMES
 from .cube import CubeLUT
 from .files import OutputSet, check_output, shared_names
-from .formats import LUTChain
-from .functional import INTERPOLATIONS
 from .grading import (
     STRIP_PIXELS,
     Blend,
     at_strength,
+    codes_table,
+    cube_tables,
     grade_codes,
     grade_exr,
     input_notes,
@@ -63,15 +71,16 @@ from .imageio import (
 )
 from .video import DEFAULT_CRF, VIDEO_EXTENSIONS, encoder_options, grade_video
 
+if TYPE_CHECKING:
+    from .formats import LUTChain  # the LUT formats import torch, which a .cube on the CPU does not need
+
 PROG = "python -m lutkern.apply"
 
 
 def _parser() -> argparse.ArgumentParser:
     p = CommandParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--lut", required=True, help="a LUT file (.cube, .3dl, .spi1d, .spi3d, .csp, .clf), a Hald CLUT "
-        ".png/.tif, or a look: " + ", ".join(LOOKS)
-    )
+    p.add_argument("--lut", required=True, help="a LUT file (.cube, .3dl, .spi1d, .spi3d, .csp, .clf), a "
+                   "Hald CLUT .png/.tif, or a look: " + ", ".join(LOOK_NAMES))
     p.add_argument("--interpolation", default="trilinear", choices=INTERPOLATIONS)
     p.add_argument("--size", type=int_in(2, 256), default=33, help="LUT size of a built-in look (default 33)")
     add_strength_flag(p)
@@ -93,10 +102,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    args.device = check_device(args.device, args.backend)
+    tables = cube_tables(args.lut)  # a .cube file, read once, without torch
+    lut = codes_table(tables, args.strength, args.device, args.backend)  # None: torch is needed
+    if lut is None:
+        args.device = check_device(args.device, args.backend)
     if args.codec and any(_is_video(p) for p in args.images):
         encoder_options(args.codec, args.crf)  # an unknown encoder is a usage error, before any work
-    lut = at_strength(load_lut(args.lut, args.size), args.strength)
+    if lut is None:
+        full = load_lut(args.lut, args.size) if tables is None else tables.cube_lut()
+        lut = at_strength(full, args.strength)
     args.out.mkdir(parents=True, exist_ok=True)
     out = console()
     # Names that two inputs would share, found before anything is written; process_files calls the
@@ -114,7 +128,7 @@ def _is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
 
 
-def _grade_file(src: Path, args, lut: CubeLUT | LUTChain | Blend, refused: str | None,
+def _grade_file(src: Path, args, lut: CubeLUT | LUTChain | Blend | np.ndarray, refused: str | None,
                 on_strip) -> str:
     """Grade one file into ``args.out``; returns a note for the console (ICC profile, alpha, video
     speed, what a video could not keep) or ''."""
@@ -152,7 +166,7 @@ def _grade_file(src: Path, args, lut: CubeLUT | LUTChain | Blend, refused: str |
     return "; ".join(notes + input_notes(img))
 
 
-def _grade_video_file(src: Path, dst: Path, args, lut: CubeLUT, on_progress) -> str:
+def _grade_video_file(src: Path, dst: Path, args, lut: CubeLUT | Blend | np.ndarray, on_progress) -> str:
     report = grade_video(src, dst, lut, interpolation=args.interpolation, device=args.device,
                          backend=args.backend, codec=args.codec, crf=args.crf, on_progress=on_progress)
     note = (f"{report.frames} frames at {report.frames_per_second:.1f} frames/s "

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import torch
 
+from .conventions import LOOK_NAMES
 from .functional import identity_lut
 
 # Panchromatic black-and-white film: sensitive across the spectrum, a little more to red and less to
@@ -94,11 +95,6 @@ def _sampled(fn: Callable[[torch.Tensor], torch.Tensor], name: str):
 LOOKS = types.MappingProxyType(
     {
         name: _sampled(fn, name)
-        for name, fn in (
-            ("bw", bw_film),
-            ("teal_orange", teal_orange),
-            ("faded_warm", faded_warm),
-            ("cool_contrast", cool_contrast),
-        )
+        for name, fn in zip(LOOK_NAMES, (bw_film, teal_orange, faded_warm, cool_contrast), strict=True)
     }
 )

@@ -17,16 +17,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import sys
 import warnings
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ._backend import BACKENDS, require_triton
+
+if TYPE_CHECKING:
+    import torch
 
 _MAX_ERROR_CHARS = 400
 _LINE_BREAKS = re.compile(r"\s*[\n\r\t\v\f]\s*")
@@ -144,7 +148,15 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None,
 
 
 def default_device() -> str:
-    """The ``--device`` of every command when none is given: ``cuda`` where there is one, else ``cpu``."""
+    """The ``--device`` of every command when none is given: ``cuda`` where there is one, else ``cpu``.
+
+    A Linux machine without the NVIDIA or AMD GPU driver has no CUDA device: that is found without
+    importing torch (1-2 s), which a command on the CPU may not need at all (:mod:`lutkern.apply`)."""
+    drivers = ("/proc/driver/nvidia/version", "/dev/kfd")  # NVIDIA; AMD's, which ROCm torch calls cuda
+    if sys.platform.startswith("linux") and not any(os.path.exists(p) for p in drivers):
+        return "cpu"
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -160,6 +172,8 @@ def add_device_flags(parser: argparse.ArgumentParser, *, defaults: bool = True) 
 def check_device(spec: str, backend: str | None = None) -> torch.device:
     """The device ``--device spec`` names; ValueError (one line) when this machine cannot run it, or
     cannot run ``--backend triton`` on it."""
+    import torch
+
     try:
         device = torch.device(spec)
     except (RuntimeError, ValueError) as exc:

@@ -11,18 +11,22 @@ a file is silently dropped; anything the parser does not understand raises :clas
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
 import re
 import warnings
 from array import array
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
+from .conventions import MAX_LUT_SIZE, MIN_LUT_SIZE
 from .files import atomic_open
-from .functional import MAX_LUT_SIZE, MIN_LUT_SIZE, apply_lut, check_lut
+
+if TYPE_CHECKING:  # torch is imported where a table becomes a tensor: parsing needs only numpy
+    import torch
 
 MAX_1D_SIZE = 65536
 # The largest file read: a 256^3 table plus a 65536-row shaper at 48 bytes a row, plus 1 MiB of header.
@@ -32,6 +36,8 @@ _ROW = re.compile(rf"({_NUMBER})[ \t]+({_NUMBER})[ \t]+({_NUMBER})", re.ASCII)  
 _NUMBER_RE = re.compile(_NUMBER, re.ASCII)
 # A line with its end (LF, CRLF or CR), or the last line without one.
 _LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+# The characters of table rows alone (no comment, keyword, inf or nan): a table numpy may read at once.
+_ROW_CHARS = re.compile(rb"[0-9eE.+\- \t\r\n]*")
 _KEYWORDS = (
     "TITLE",
     "LUT_1D_SIZE",
@@ -42,6 +48,9 @@ _KEYWORDS = (
     "LUT_3D_INPUT_RANGE",
 )
 Triple = tuple[float, float, float]
+# The largest value of each float type a table may be interpolated in (bfloat16: numpy has no such type).
+_FLOAT_MAX = {name: float(np.finfo(name).max) for name in ("float16", "float32", "float64")}
+_FLOAT_MAX["bfloat16"] = (2 - 2**-7) * 2.0**127
 
 
 def domain_problem(lo: Triple, hi: Triple) -> str | None:
@@ -89,6 +98,8 @@ class CubeLUT:
         if self.lut3d is None and self.shaper is None:
             raise ValueError("a CubeLUT needs a 3D table, a 1D shaper, or both")
         if self.lut3d is not None:
+            from .functional import check_lut
+
             check_lut(self.lut3d, "lut3d")
             if self.lut3d.dim() != 4:
                 raise ValueError(f"lut3d must be (D,D,D,3), got {tuple(self.lut3d.shape)}")
@@ -111,6 +122,8 @@ class CubeLUT:
         The shaper (if any) is interpolated linearly; ``interpolation`` and ``backend`` are passed to
         :func:`lutkern.apply_lut` for the 3D table. Inputs outside a table's domain are clamped to it.
         """
+        from .functional import apply_lut
+
         x = image
         if self.shaper is not None:
             x = apply_shaper(_normalise(x, self.shaper_domain), self.shaper.to(x.device))
@@ -126,6 +139,8 @@ class CubeLUT:
 
 def _normalise(x: torch.Tensor, domain: tuple[Triple, Triple]) -> torch.Tensor:
     """Map ``domain`` to [0, 1] per channel (dim -3) and clamp."""
+    import torch
+
     if domain == ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)):
         return x.clamp(0, 1)
     lo = torch.tensor(domain[0], dtype=x.dtype, device=x.device).view(3, 1, 1)
@@ -135,6 +150,8 @@ def _normalise(x: torch.Tensor, domain: tuple[Triple, Triple]) -> torch.Tensor:
 
 def apply_shaper(x: torch.Tensor, shaper: torch.Tensor) -> torch.Tensor:
     """Per-channel linear interpolation of ``shaper`` ``(N,3)`` at ``x`` ``(...,3,H,W)`` in [0, 1]."""
+    import torch
+
     n = shaper.shape[0]
     t = x.clamp(0, 1) * (n - 1)
     i0 = t.detach().nan_to_num(0).floor().clamp(max=n - 2).long()  # a NaN sample: any index, NaN out
@@ -269,20 +286,101 @@ def _row_error(source: str, lineno: int, line: str) -> CubeFormatError:
 def _lines(content: bytes, source: str):
     """Yield ``(line number, text)`` lazily (no list of all lines), each line decoded on its own so that a
     UTF-8 error names its line. Line ends: LF, CRLF or CR."""
+    for lineno, _, text in _lines_at(content, source):
+        yield lineno, text
+
+
+def _lines_at(content: bytes, source: str):
+    """:func:`_lines` with each line's offset in ``content``: ``(line number, offset, text)``."""
     for lineno, m in enumerate(_LINE.finditer(content), start=1):
         raw = m.group().rstrip(b"\r\n")
         if lineno == 1:
             raw = raw.removeprefix(b"\xef\xbb\xbf")  # UTF-8 byte-order mark
         try:
-            yield lineno, raw.decode("utf-8")
+            yield lineno, m.start(), raw.decode("utf-8")
         except UnicodeDecodeError:
             raise CubeFormatError(source, lineno, "not UTF-8 text") from None
 
 
-def parse_cube(
-    content: str | bytes, source: str = "<string>", *, dtype: torch.dtype = torch.float32
-) -> CubeLUT:
-    """Parse the text of a ``.cube`` file (``source`` names it in errors). See :func:`read_cube`."""
+def _fits(table: np.ndarray, largest: float) -> np.ndarray:
+    """``(N,)``: whether each row of ``table`` ``(N,3)`` is within +-``largest`` (False for inf and NaN).
+    ``largest`` is a quarter of the largest float: the difference of two neighbours, which interpolation
+    forms, stays finite (3e38 and -3e38 are float32 numbers, but their difference is inf and the blend
+    NaN)."""
+    return (np.abs(table) <= largest).all(axis=1)
+
+
+def check_table(source: str, table: np.ndarray, row_lines, dtype: str,
+                error: type[CubeFormatError] = CubeFormatError) -> np.ndarray:
+    """``table`` ``(M,3)`` float64 itself, or ``error`` naming the line (``row_lines[i]`` is row i's) of the
+    first value that is not finite in ``dtype`` (a name: ``"float32"``) or too large to interpolate in it
+    (see :func:`_fits`)."""
+    largest = _FLOAT_MAX[dtype] / 4
+    fits = _fits(table, largest)
+    if not fits.all():  # a decimal that overflows, like 1e999, or 3.5e38 in float32
+        bad = int(np.argmin(fits))
+        raise error(source, row_lines[bad], f"value {table[bad].tolist()} is not finite in {dtype} "
+                    f"or too large to interpolate in it (beyond +-{largest:.2g})")
+    return table
+
+
+def table_tensor(source: str, table: np.ndarray, row_lines, dtype: torch.dtype,
+                 error: type[CubeFormatError] = CubeFormatError) -> torch.Tensor:
+    """:func:`check_table`, then the table as a ``dtype`` tensor."""
+    import torch
+
+    check_table(source, table, row_lines, str(dtype).removeprefix("torch."), error)
+    return torch.from_numpy(table.copy()).to(dtype)
+
+
+def _plain_rows(body: bytes, rows: int, largest: float) -> np.ndarray | None:
+    """The table ``(rows,3)`` float64 when ``body`` is nothing but ``rows`` rows of three numbers (and
+    blank lines) whose values fit ``largest``, else None, and the line-by-line loop reads it, naming the
+    line of any problem. numpy's reader is strict (three numbers on every row, each a whole decimal
+    number, LF or CRLF line ends) and rounds as ``float`` does, five times faster than a Python step per
+    row."""
+    if _ROW_CHARS.fullmatch(body) is None:
+        return None
+    try:
+        table = np.loadtxt(io.BytesIO(body), dtype=np.float64, ndmin=2)
+    except ValueError:
+        return None
+    if table.shape != (rows, 3) or not _fits(table, largest).all():
+        return None
+    return table
+
+
+@dataclasses.dataclass
+class CubeTables:
+    """A parsed ``.cube`` file in numpy, before any torch: what :class:`CubeLUT` is made from, and what
+    ``python -m lutkern.apply`` grades with when it can run without torch. Fields as :class:`CubeLUT`'s,
+    the tables float64 arrays: ``lut3d`` ``(D,D,D,3)``, ``shaper`` ``(N,3)``."""
+
+    lut3d: np.ndarray | None
+    shaper: np.ndarray | None
+    shaper_domain: tuple[Triple, Triple]
+    lut3d_domain: tuple[Triple, Triple]
+    title: str | None
+    comments: list[str]
+
+    def cube_lut(self, dtype: torch.dtype | None = None) -> CubeLUT:
+        """The :class:`CubeLUT` of these tables in ``dtype`` (default float32)."""
+        import torch
+
+        dtype = dtype or torch.float32
+
+        def tensor(table):
+            return None if table is None else torch.from_numpy(table.copy()).to(dtype)
+
+        return CubeLUT(tensor(self.lut3d), tensor(self.shaper), self.shaper_domain, self.lut3d_domain,
+                       self.title, self.comments)
+
+
+def parse_cube_tables(content: str | bytes, source: str = "<string>", *,
+                      dtype: str = "float32") -> CubeTables:
+    """Parse the text of a ``.cube`` file (``source`` names it in errors) into numpy tables whose values
+    ``dtype`` (``"float16"``, ``"bfloat16"``, ``"float32"`` or ``"float64"``: the precision they will be
+    interpolated in) can hold; errors as :func:`read_cube`'s."""
     if isinstance(content, str):
         content = content.encode("utf-8", errors="surrogatepass")
     head = _Header()
@@ -291,7 +389,9 @@ def parse_cube(
     row_lines = array("l")
     expected: int | None = None
     last = 1  # the last non-blank line: where errors found at the end of the file point
-    for lineno, raw in _lines(content, source):
+    largest = _FLOAT_MAX[dtype] / 4
+    plain = None  # the whole table, when it could be read in one pass
+    for lineno, offset, raw in _lines_at(content, source):
         line = raw.strip(" \t")
         if not line:
             continue
@@ -306,6 +406,9 @@ def parse_cube(
             if head.size1d is None and head.size3d is None:
                 raise CubeFormatError(source, lineno, "table data before LUT_1D_SIZE or LUT_3D_SIZE")
             expected = (head.size1d or 0) + (head.size3d or 0) ** 3
+            plain = _plain_rows(content[offset:], expected, largest)
+            if plain is not None:
+                break
         if line[0].isalpha():
             raise CubeFormatError(
                 source, lineno, f"keyword {line.split()[0][:40]!r} after the table data began"
@@ -321,33 +424,37 @@ def parse_cube(
         raise CubeFormatError(source, last, "missing LUT_3D_SIZE (or LUT_1D_SIZE)")
     shaper_domain, lut3d_domain = _domains(source, head)
     expected = (head.size1d or 0) + (head.size3d or 0) ** 3
-    if len(row_lines) != expected:
+    if plain is not None:
+        table = plain
+    elif len(row_lines) != expected:
         raise CubeFormatError(source, last, f"expected {expected} table rows, found {len(row_lines)}")
-    table = table_tensor(source, np.frombuffer(values, dtype=np.float64).reshape(-1, 3), row_lines, dtype)
+    else:
+        table = check_table(source, np.frombuffer(values, dtype=np.float64).reshape(-1, 3), row_lines, dtype)
     n1 = head.size1d or 0
-    shaper = table[:n1].clone() if head.size1d is not None else None
+    shaper = table[:n1].copy() if head.size1d is not None else None
     d = head.size3d
-    lut3d = table[n1:].reshape(d, d, d, 3).clone() if d is not None else None
-    return CubeLUT(lut3d, shaper, shaper_domain, lut3d_domain, head.title, comments)
+    lut3d = table[n1:].reshape(d, d, d, 3).copy() if d is not None else None
+    return CubeTables(lut3d, shaper, shaper_domain, lut3d_domain, head.title, comments)
 
 
-def table_tensor(source: str, table: np.ndarray, row_lines, dtype: torch.dtype,
-                 error: type[CubeFormatError] = CubeFormatError) -> torch.Tensor:
-    """``table`` ``(M,3)`` float64 as a ``dtype`` tensor, or ``error`` naming the line (``row_lines[i]`` is
-    row i's) of the first value that is not finite in ``dtype`` or too large to interpolate in it."""
-    # A quarter of the largest float: the difference of two neighbours, which interpolation forms, stays
-    # finite (3e38 and -3e38 are float32 numbers, but their difference is inf and the blend NaN).
-    largest = torch.finfo(dtype).max / 4
-    fits = (np.abs(table) <= largest).all(axis=1)  # False for inf too
-    if not fits.all():  # a decimal that overflows, like 1e999, or 3.5e38 in float32
-        bad = int(np.argmin(fits))
-        raise error(source, row_lines[bad], f"value {table[bad].tolist()} is not finite in {dtype} "
-                    f"or too large to interpolate in it (beyond +-{largest:.2g})")
-    return torch.from_numpy(table.copy()).to(dtype)
+def parse_cube(content: str | bytes, source: str = "<string>", *,
+               dtype: torch.dtype | None = None) -> CubeLUT:
+    """Parse the text of a ``.cube`` file (``source`` names it in errors) into tables of ``dtype`` (default
+    float32). See :func:`read_cube`."""
+    import torch
+
+    dtype = dtype or torch.float32
+    return parse_cube_tables(content, source, dtype=str(dtype).removeprefix("torch.")).cube_lut(dtype)
 
 
-def read_cube(path: str | os.PathLike, *, dtype: torch.dtype = torch.float32) -> CubeLUT:
-    """Read a ``.cube`` file (Adobe 1.0 or Resolve) as a :class:`CubeLUT`.
+def read_cube_tables(path: str | os.PathLike, *, dtype: str = "float32") -> CubeTables:
+    """:func:`read_cube` without torch: the file's tables as numpy arrays (see :func:`parse_cube_tables`)."""
+    path = Path(path)
+    return parse_cube_tables(_read_bounded(path), str(path), dtype=dtype)
+
+
+def read_cube(path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> CubeLUT:
+    """Read a ``.cube`` file (Adobe 1.0 or Resolve) as a :class:`CubeLUT` of ``dtype`` (default float32).
 
     Raises :class:`CubeFormatError` (a ValueError naming file and line) for a missing file, one that is not a
     regular file or is larger than ``MAX_CUBE_BYTES``, and for a malformed file: missing or
@@ -377,6 +484,8 @@ def _read_bounded(path: Path) -> bytes:
 
 
 def _format_rows(table: torch.Tensor, precision: int) -> str:
+    import torch
+
     values = table.detach().to(torch.float64).cpu().numpy().reshape(-1, 3)
     if not np.isfinite(values).all():
         raise ValueError("cannot write a LUT with NaN or infinite values")
@@ -405,6 +514,10 @@ def cube_text(
     """
     if not isinstance(precision, int) or not 1 <= precision <= 17:
         raise ValueError(f"precision must be an int in [1, 17], got {precision!r}")
+    import torch
+
+    from .functional import check_lut
+
     if isinstance(lut, CubeLUT) and (tuple(domain_min), tuple(domain_max)) != ((0, 0, 0), (1, 1, 1)):
         raise ValueError("a CubeLUT carries its own domains; set them on the CubeLUT, not as arguments")
     if isinstance(lut, torch.Tensor):

@@ -28,17 +28,18 @@ import os
 import struct
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
+from ._lazy import optional_module
 from .files import atomic_open
 
-try:
-    import av
-except ImportError:  # the optional extra: other images are read without it
-    av = None
+if TYPE_CHECKING:  # torch is imported by the functions that make or take tensors
+    import torch
+
+av = optional_module("av")  # the optional extra (None without it): other images are read without it
 
 EXR_MAGIC = b"\x76\x2f\x31\x01"
 DPX_MAGICS = {b"SDPX": ">", b"XPDS": "<"}  # big-endian, little-endian
@@ -292,6 +293,8 @@ def read_exr(path: str | os.PathLike) -> FloatImage:
         raise ValueError(f"FFmpeg decoded it as {fmt}, not float RGB")
     dtype = np.float16 if "f16" in fmt else np.float32
     planes = [_plane(p, dtype) for p in frame.planes]
+    import torch
+
     pixels = torch.empty(3, frame.height, frame.width, dtype=torch.float32)
     order = (0, 0, 0) if fmt.startswith("gray") else (2, 0, 1)  # gbr planes -> r, g, b
     for c, k in enumerate(order):
@@ -327,6 +330,8 @@ def write_exr(path: str | os.PathLike, pixels: torch.Tensor, *, precision: str =
     compression: ``"none"``, ``"rle"``, ``"zips"`` (one scanline a block) or ``"zip"`` (16).
     """
     _require_av("EXR")
+    import torch
+
     if not isinstance(pixels, torch.Tensor) or pixels.dim() != 3 or pixels.shape[0] != 3:
         raise ValueError(f"pixels must be a (3,H,W) tensor, got {getattr(pixels, 'shape', type(pixels))}")
     if precision not in ("half", "float"):

@@ -8,11 +8,10 @@ import sys
 import torch
 
 from ._backend import resolve_backend
+from .conventions import INTERPOLATIONS, MAX_LUT_SIZE, MIN_LUT_SIZE
 from .ops.apply_lut_cpu import apply_lut_cpu, native_available
 from .ops.apply_lut_torch import apply_lut_torch
 
-INTERPOLATIONS = ("trilinear", "tetrahedral", "nearest")  # the modes of apply_lut
-MIN_LUT_SIZE, MAX_LUT_SIZE = 2, 256
 _IMAGE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 

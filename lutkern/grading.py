@@ -7,27 +7,36 @@ partial strength (:func:`at_strength`). An image is decoded once to integer code
 :data:`STRIP_PIXELS` pixels (:func:`grade_codes`), so the peak memory is about one integer image plus two
 float strips, whatever the image size. A float still (EXR) is graded in place the same way
 (:func:`grade_pixels`), its values unclamped except by the LUT's own domain.
+
+Without torch: 8 and 16-bit codes graded on the CPU by the compiled loop with a plain 3D table from a
+``.cube`` file need nothing but numpy (:func:`codes_table`, then :func:`grade_codes` with that table),
+so a command that only does that never imports torch (1-2 s). ``LUTKERN_TORCH_FREE=0`` turns that off
+(the same bytes come out either way: the same loop grades them).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import ImageCms
 
 from ._backend import resolve_backend
-from .builtin_looks import LOOKS
-from .cube import CubeLUT
+from .conventions import LOOK_NAMES
+from .cube import CubeLUT, CubeTables, read_cube_tables
 from .exr_dpx import FloatImage, exr_output_compression, write_exr
-from .formats import FORMATS, LUTChain, read_lut
-from .functional import check_strength, identity_lut
-from .hald import read_hald
 from .imageio import DecodedImage, codes_to_pixels, to_integer_array
-from .ops.apply_lut_cpu import grade_codes_cpu, native_available
+from .ops.apply_lut_native import grade_codes as grade_codes_native
+from .ops.apply_lut_native import native_available
+
+if TYPE_CHECKING:  # torch (and the LUT formats, which use it) are imported where needed: see codes_table
+    import torch
+
+    from .formats import LUTChain
 
 STRIP_PIXELS = 1 << 20  # 1 Mpx: 12 MiB per float32 RGB strip (the torch path makes ~20 temporaries)
 
@@ -35,31 +44,78 @@ STRIP_PIXELS = 1 << 20  # 1 Mpx: 12 MiB per float32 RGB strip (the torch path ma
 def load_lut(spec: str, size: int = 33) -> CubeLUT | LUTChain:
     """A LUT file in a format of :data:`lutkern.formats.FORMATS` (chosen by extension), a Hald CLUT image
     (``.png``/``.tif``/``.tiff``) or the name of a built-in look."""
+    from .formats import FORMATS, read_lut
+
     path = Path(spec)
     if path.is_file():
         ext = path.suffix.lower()
         if ext in FORMATS:
             return read_lut(path)
         if ext in (".png", ".tif", ".tiff"):
+            from .hald import read_hald
+
             return CubeLUT(read_hald(path), title=path.stem)
         raise ValueError(f"{spec}: unknown LUT file type {ext!r} (expected {', '.join(FORMATS)}, or a Hald "
                          "CLUT .png/.tif)")
-    if spec in LOOKS:
+    if spec in LOOK_NAMES:
+        from .builtin_looks import LOOKS
+
         return CubeLUT(LOOKS[spec](size), title=spec)
     if path.exists():
         raise ValueError(f"{spec}: not a regular file")
-    raise ValueError(f"{spec}: no such file, and not a built-in look (looks: {', '.join(sorted(LOOKS))})")
+    looks = ", ".join(sorted(LOOK_NAMES))
+    raise ValueError(f"{spec}: no such file, and not a built-in look (looks: {looks})")
+
+
+def cube_tables(spec: str) -> CubeTables | None:
+    """The tables of ``spec`` when it names a ``.cube`` file, read without torch (``load_lut(spec)`` is
+    ``cube_tables(spec).cube_lut()`` then); None for anything else (a look, a Hald image, no file)."""
+    path = Path(spec)
+    return read_cube_tables(path) if path.suffix.lower() == ".cube" and path.is_file() else None
+
+
+def codes_table(tables: CubeTables | None, strength: float = 1.0, device: str = "cpu",
+                backend: str | None = None) -> np.ndarray | None:
+    """The float32 table ``(D,D,D,3)`` (numpy) with which :func:`grade_codes` grades 8 and 16-bit codes as
+    it would with ``at_strength(tables.cube_lut(), strength)``, without importing torch; or None when that
+    needs torch: ``LUTKERN_TORCH_FREE=0``, a device other than ``"cpu"``, a backend (argument or
+    ``LUTKERN_BACKEND``) other than torch, no compiled loop, a partial strength, no tables (a look or a
+    Hald image), a shaper or a domain other than [0, 1]."""
+    if tables is None or os.environ.get("LUTKERN_TORCH_FREE", "1").strip() == "0":
+        return None
+    backend = backend or os.environ.get("LUTKERN_BACKEND") or "torch"
+    if device != "cpu" or strength != 1 or backend != "torch":
+        return None
+    if tables.shaper is not None or tables.lut3d is None or tables.lut3d_domain != _UNIT:
+        return None
+    return tables.lut3d.astype(np.float32) if native_available() else None
+
+
+_UNIT = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+
+
+def as_cube_lut(lut: CubeLUT | LUTChain | Blend | np.ndarray) -> CubeLUT | LUTChain | Blend:
+    """``lut`` as :meth:`CubeLUT.apply` takes it: a :func:`codes_table` becomes a float32 CubeLUT."""
+    if not isinstance(lut, np.ndarray):
+        return lut
+    import torch
+
+    return CubeLUT(torch.from_numpy(lut))
 
 
 def input_domain(lut: CubeLUT | LUTChain):
     """``(min_rgb, max_rgb)`` a LUT clamps its input to (its first table's domain), or None for a chain whose
     first step clamps nothing (a CLF Matrix)."""
+    from .formats import LUTChain
+
     if isinstance(lut, LUTChain):
         return lut.input_domain
     return lut.shaper_domain if lut.shaper is not None else lut.lut3d_domain
 
 
 def _domain_clamp(x: torch.Tensor, domain) -> torch.Tensor:
+    import torch
+
     if domain is None:
         return x
     lo = torch.tensor(domain[0], dtype=x.dtype, device=x.device).view(3, 1, 1)
@@ -81,12 +137,16 @@ class Blend:
         return self.cube.title
 
     def apply(self, image: torch.Tensor, *, interpolation: str = "trilinear", backend: str | None = None):
+        import torch
+
         graded = self.cube.apply(image, interpolation=interpolation, backend=backend)
         return torch.lerp(_domain_clamp(image, input_domain(self.cube)), graded, self.strength)
 
 
 def _identity_over(domain, size: int, dtype) -> torch.Tensor:
     """``(size,3)``: the inputs of a 1D table's rows over ``domain`` (min, max per channel)."""
+    import torch
+
     lo, hi = (torch.tensor(v, dtype=torch.float64) for v in domain)
     return torch.lerp(lo, hi, torch.linspace(0, 1, size, dtype=torch.float64).view(-1, 1)).to(dtype)
 
@@ -100,6 +160,11 @@ def at_strength(lut: CubeLUT | LUTChain, strength: float) -> CubeLUT | LUTChain 
     interpolation, that can be written to a file. A shaper + 3D table is blended per pixel (:class:`Blend`).
     Strength 1 returns ``lut`` itself.
     """
+    import torch
+
+    from .formats import LUTChain
+    from .functional import check_strength, identity_lut
+
     check_strength(strength)
     if strength == 1:
         return lut
@@ -117,6 +182,10 @@ def at_strength(lut: CubeLUT | LUTChain, strength: float) -> CubeLUT | LUTChain 
 def sample_lut(lut: CubeLUT | LUTChain | Blend, size: int) -> torch.Tensor:
     """The whole transform of ``lut`` (domain, shaper, 3D table, strength) sampled at a ``size``-point
     lattice over [0, 1]: ``(size,size,size,3)`` float64, ``[b, g, r, c]`` (the torch backend)."""
+    import torch
+
+    from .functional import identity_lut
+
     grid = identity_lut(size, dtype=torch.float64).permute(3, 0, 1, 2).reshape(3, -1, size)
     out = lut.apply(grid, backend="torch")
     return out.reshape(3, size, size, size).permute(1, 2, 3, 0).contiguous()
@@ -124,7 +193,7 @@ def sample_lut(lut: CubeLUT | LUTChain | Blend, size: int) -> torch.Tensor:
 
 def grade_pixels(
     pixels: torch.Tensor,
-    lut: CubeLUT | LUTChain | Blend,
+    lut: CubeLUT | LUTChain | Blend | np.ndarray,
     *,
     interpolation: str = "trilinear",
     device: str | torch.device = "cpu",
@@ -134,7 +203,8 @@ def grade_pixels(
 ) -> torch.Tensor:
     """Grade float ``pixels`` ``(3,H,W)`` (a CPU tensor, any values) in place, strip by strip, and return
     it. Nothing is clamped but by the LUT: inputs to its domain, as :meth:`CubeLUT.apply` does; its
-    outputs are kept as they are (above 1, below 0)."""
+    outputs are kept as they are (above 1, below 0). ``lut`` may be a :func:`codes_table`."""
+    lut = as_cube_lut(lut)
     _, h, w = pixels.shape
     rows = max(1, strip_pixels // max(w, 1))
     for y in range(0, h, rows):
@@ -148,7 +218,7 @@ def grade_pixels(
 
 def grade_codes(
     codes: np.ndarray,
-    lut: CubeLUT | LUTChain | Blend,
+    lut: CubeLUT | LUTChain | Blend | np.ndarray,
     *,
     interpolation: str = "trilinear",
     device: str | torch.device = "cpu",
@@ -162,14 +232,16 @@ def grade_codes(
     bit_depth: that of the codes (default 8 for uint8, 16 for uint16; 10 or 12 for DPX codes).
     Output codes are the LUT output clamped to [0, 1] and rounded to the nearest code. A plain float32 3D
     LUT on the CPU's torch backend grades 8 and 16-bit codes in one pass of the compiled loop (the same
-    bits).
+    bits); so does a :func:`codes_table`, without torch.
     """
     depth = bit_depth or (8 if codes.dtype == np.uint8 else 16)
-    if depth in (8, 16) and _one_pass(codes, lut, device, backend):
-        grade_codes_cpu(codes, lut.lut3d, interpolation)
+    table = _one_pass_table(codes, depth, lut, device, backend)
+    if table is not None:
+        grade_codes_native(codes, table, interpolation)
         if on_strip is not None:
             on_strip(1.0)
         return codes
+    lut = as_cube_lut(lut)
     h, w, _ = codes.shape
     rows = max(1, strip_pixels // max(w, 1))
     for y in range(0, h, rows):
@@ -181,15 +253,22 @@ def grade_codes(
     return codes
 
 
-def _one_pass(codes: np.ndarray, lut: CubeLUT | LUTChain | Blend, device, backend: str | None) -> bool:
-    """Whether :func:`lutkern.ops.apply_lut_cpu.grade_codes_cpu` gives :func:`grade_codes`'s result: a 3D
+def _one_pass_table(codes: np.ndarray, depth: int, lut, device, backend: str | None) -> np.ndarray | None:
+    """The float32 table with which :func:`lutkern.ops.apply_lut_native.grade_codes` gives
+    :func:`grade_codes`'s result, or None: 8 or 16-bit contiguous codes, and a :func:`codes_table` or a 3D
     table alone on [0, 1], float32, applied on the CPU by the torch backend's compiled loop."""
-    unit = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
-    return (isinstance(lut, CubeLUT) and lut.shaper is None and lut.lut3d is not None
+    if depth not in (8, 16) or not codes.flags.c_contiguous:
+        return None
+    if isinstance(lut, np.ndarray):
+        return lut
+    import torch
+
+    if (isinstance(lut, CubeLUT) and lut.shaper is None and lut.lut3d is not None
             and lut.lut3d.dtype == torch.float32
-            and tuple(map(tuple, lut.lut3d_domain)) == unit and torch.device(device).type == "cpu"
-            and resolve_backend(backend, torch.device("cpu")) == "torch" and codes.flags.c_contiguous
-            and native_available())
+            and tuple(map(tuple, lut.lut3d_domain)) == _UNIT and torch.device(device).type == "cpu"
+            and resolve_backend(backend, torch.device("cpu")) == "torch" and native_available()):
+        return lut.lut3d.detach().contiguous().numpy()
+    return None
 
 
 def profile_name(icc: bytes) -> str:
@@ -231,6 +310,8 @@ def _float_notes(img: FloatImage, compression: str) -> list[str]:
     if compression != img.compression:
         notes.append(f"{img.compression} compression written as {compression} (FFmpeg's EXR encoder writes "
                      "none, RLE and ZIP)")
+    import torch
+
     nan = int(torch.isnan(img.pixels).any(dim=0).sum())
     if nan:
         notes.append(f"{nan} pixels are NaN and stay NaN")

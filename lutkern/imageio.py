@@ -20,13 +20,16 @@ import struct
 import sys
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import ExifTags, Image
 
 from . import exr_dpx
 from .files import atomic_open
+
+if TYPE_CHECKING:  # torch is imported by the functions that make or take tensors
+    import torch
 
 # Extension -> (format, bit depths it can hold): the formats of integer codes (Pillow's, and DPX).
 FORMATS = {
@@ -311,6 +314,8 @@ def codes_to_pixels(codes: np.ndarray, bit_depth: int) -> torch.Tensor:
     """``(H,W,3)`` uint8/uint16 codes of ``bit_depth`` bits -> ``(3,H,W)`` float32 in [0, 1]."""
     if bit_depth not in INTEGER_DEPTHS:
         raise ValueError(f"bit_depth must be one of {INTEGER_DEPTHS}, got {bit_depth!r}")
+    import torch
+
     top = float((1 << bit_depth) - 1)
     h, w, _ = codes.shape
     pixels = torch.empty(3, h, w, dtype=torch.float32)
@@ -333,6 +338,8 @@ def to_integer_array(pixels: torch.Tensor, bit_depth: int) -> np.ndarray:
     clamped and rounded to the nearest code."""
     if bit_depth not in INTEGER_DEPTHS:
         raise ValueError(f"bit_depth must be one of {INTEGER_DEPTHS}, got {bit_depth!r}")
+    import torch
+
     top = (1 << bit_depth) - 1
     # float64: the product of a float32 sample and 65535 is exact there, so rounding is to the nearest code.
     codes = (pixels.detach().to(torch.float64).clamp(0, 1) * top).round()
@@ -357,6 +364,8 @@ def write_image(
     ``icc_profile`` and ``exif`` are embedded when given (EXIF is not written to 16-bit TIFF, neither
     is written to DPX). Float stills (EXR): :func:`lutkern.exr_dpx.write_exr`.
     """
+    import torch
+
     if not isinstance(pixels, torch.Tensor) or pixels.dim() != 3 or pixels.shape[0] != 3:
         raise ValueError(f"pixels must be a (3,H,W) tensor, got {getattr(pixels, 'shape', type(pixels))}")
     output_format(path, bit_depth)  # check before converting

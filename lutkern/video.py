@@ -39,20 +39,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import torch
 
+from ._lazy import optional_module
 from .cube import CubeLUT
 from .files import atomic_path
 from .grading import grade_codes
 
-try:
-    import av
-    import av.logging
-except ImportError:  # the optional extra: images are graded without it
-    av = None
+if TYPE_CHECKING:
+    import torch
+
+av = optional_module("av")  # the optional extra (None without it): images are graded without it; its
+# package imports av.logging
 
 # Extension -> FFmpeg muxer. The muxer is named explicitly because the temporary file's name ends in
 # ``.lutkern.tmp``.

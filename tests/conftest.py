@@ -57,6 +57,54 @@ def fast_small_tensors(monkeypatch):
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(params=["torch-free", "torch"])
+def grading_path(request, monkeypatch):
+    """Runs a test of ``python -m lutkern.apply`` on each of its paths: without torch where it can (the
+    default: :func:`lutkern.grading.codes_table`), and always through torch (``LUTKERN_TORCH_FREE=0``).
+    Returns ``(name, tables)``: ``tables`` collects what ``codes_table`` gave each run of the command (a
+    numpy table on the torch-free path, None where torch is needed)."""
+    import lutkern.apply
+
+    monkeypatch.setenv("LUTKERN_TORCH_FREE", "1" if request.param == "torch-free" else "0")
+    tables = []
+    real = lutkern.apply.codes_table
+
+    def spy(*args, **kwargs):
+        tables.append(real(*args, **kwargs))
+        return tables[-1]
+
+    monkeypatch.setattr(lutkern.apply, "codes_table", spy)
+    return request.param, tables
+
+
+@pytest.fixture
+def command_modules():
+    """``run(args)``: the modules that ``python -m lutkern.apply ARGS`` loaded, run in a fresh interpreter
+    (this tree first on the path, the command's default path: LUTKERN_TORCH_FREE unset); its exit status
+    must be 0."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    env.pop("LUTKERN_TORCH_FREE", None)
+
+    def run(args: list[str]) -> set[str]:
+        probe = ("import json, runpy, sys\n"
+                 f"sys.argv = ['lutkern.apply', *{args!r}]\n"
+                 "try:\n    runpy.run_module('lutkern.apply', run_name='__main__')\n"
+                 "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+                 "print(json.dumps(sorted(sys.modules)))")
+        done = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True,
+                              env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return set(json.loads(done.stdout.splitlines()[-1]))
+
+    return run
+
+
 def _write_patch_pairs(root, names, lut, generator, *, inputs="inputs", targets="targets"):
     """Write 32x32 8-bit PNG pairs ``root/inputs/NAME.png`` (4x4 patches of random colours) and
     ``root/targets/NAME.png`` (the same graded by ``lut`` with the torch backend)."""

@@ -1,4 +1,5 @@
-"""``python -m lutkern.apply``: formats and bit depths kept, strips, EXIF/ICC, refusals, per-file errors."""
+"""``python -m lutkern.apply``: formats and bit depths kept, strips, EXIF/ICC, refusals, per-file errors; the
+same bytes with and without torch, and no torch imported where it is not needed."""
 
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from PIL import Image, ImageCms
 
 import lutkern
 import lutkern.formats as lutkern_formats
-from lutkern import apply_lut, read_lut, write_cube, write_lut
+from lutkern import apply_lut, read_cube, read_lut, write_cube, write_lut
 from lutkern.apply import main
 from lutkern.builtin_looks import LOOKS
 from lutkern.hald import write_hald
@@ -25,8 +26,8 @@ def _photo(h: int = 12, w: int = 17, seed: int = 0) -> torch.Tensor:
     return torch.rand(3, h, w, generator=gen)
 
 
-def _expected_codes(pixels: torch.Tensor, lut: torch.Tensor, top: int) -> np.ndarray:
-    out = apply_lut(pixels[None], lut, backend="torch")[0]
+def _expected_codes(pixels: torch.Tensor, lut: torch.Tensor, top: int, interpolation: str = "trilinear"):
+    out = apply_lut(pixels[None], lut, interpolation=interpolation, backend="torch")[0]
     return (out.double().clamp(0, 1) * top).round().permute(1, 2, 0).numpy()
 
 
@@ -35,19 +36,21 @@ def _codes(path: Path, top: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name,depth", [("a.png", 8), ("b.png", 16), ("c.tif", 8), ("d.tiff", 16)])
-def test_lossless_formats_keep_depth_and_match_apply_lut(tmp_path, name, depth):
+def test_lossless_formats_keep_depth_and_match_apply_lut(tmp_path, name, depth, grading_path):
     src = tmp_path / "in" / name
     src.parent.mkdir()
     write_image(src, _photo(), bit_depth=depth)
+    cube = tmp_path / "look.cube"
+    write_cube(cube, LOOKS["teal_orange"](33), precision=9)
     # A strip of 40 pixels is 2 rows here: several strips, the last one short.
-    assert (
-        main(["--lut", "teal_orange", str(src), "--out", str(tmp_path / "out"), "--strip-pixels", "40"]) == 0
-    )
+    assert main(["--lut", str(cube), str(src), "--out", str(tmp_path / "out"), "--strip-pixels", "40"]) == 0
+    path, tables = grading_path
+    assert (tables[0] is not None) == (path == "torch-free")
     dst = tmp_path / "out" / name
     loaded = read_image(dst)
     assert loaded.bit_depth == depth and loaded.format == read_image(src).format
     top = 2**depth - 1
-    expected = _expected_codes(read_image(src).pixels, LOOKS["teal_orange"](33), top)
+    expected = _expected_codes(read_image(src).pixels, read_cube(cube).lut3d, top)
     # Strips vs the whole image may round a float32 differently (vectorised vs scalar loop tails): at
     # most one code, rarely.
     diff = np.abs(_codes(dst, top) - expected)
@@ -152,7 +155,7 @@ def test_refusals_and_per_file_errors(tmp_path, capsys):
     assert "written twice" in capsys.readouterr().err
 
 
-def test_bad_lut_is_one_line_exit_2(tmp_path, capsys):
+def test_bad_lut_is_one_line_exit_2(tmp_path, capsys, grading_path):
     src = tmp_path / "x.png"
     write_image(src, _photo())
     assert main(["--lut", "no_such_look", str(src), "--out", str(tmp_path / "o")]) == 2
@@ -170,3 +173,50 @@ def test_module_entry_point(tmp_path):
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "o" / "x.png").exists()
+
+
+def _grade_both_ways(tmp_path: Path, monkeypatch, sources: list[Path], *args: str) -> dict[str, Path]:
+    """Run the command on ``sources`` without torch where it can and through torch; the two output folders."""
+    outs = {}
+    for path, flag in (("torch-free", "1"), ("torch", "0")):
+        monkeypatch.setenv("LUTKERN_TORCH_FREE", flag)
+        outs[path] = tmp_path / path
+        assert main([*args, *map(str, sources), "--out", str(outs[path])]) == 0
+    return outs
+
+
+@pytest.mark.parametrize("interpolation", ["trilinear", "tetrahedral", "nearest"])
+def test_with_and_without_torch_the_same_bytes(tmp_path, monkeypatch, interpolation):
+    """Every depth and format a .cube grades without torch: 8 and 16-bit PNG and TIFF, JPEG; the codes
+    equal the float loop's, rounded (an oracle independent of the integer-code loop)."""
+    cube = tmp_path / "look.cube"
+    write_cube(cube, LOOKS["cool_contrast"](17) * 1.2 - 0.1, precision=9)  # values leave [0, 1]: clamped
+    sources = []
+    for name, depth in (("a.png", 8), ("b.png", 16), ("c.tif", 8), ("d.tiff", 16), ("e.jpg", 8)):
+        sources.append(tmp_path / "in" / name)
+        sources[-1].parent.mkdir(exist_ok=True)
+        write_image(sources[-1], _photo(37, 29, seed=depth), bit_depth=depth)
+    args = ["--lut", str(cube), "--interpolation", interpolation]
+    outs = _grade_both_ways(tmp_path, monkeypatch, sources, *args)
+    lut = read_cube(cube).lut3d
+    for src in sources:
+        a, b = (outs[path] / src.name for path in outs)
+        assert a.read_bytes() == b.read_bytes(), src.name
+        if src.suffix != ".jpg":
+            top = 2 ** read_image(src).bit_depth - 1
+            want = _expected_codes(read_image(src).pixels, lut, top, interpolation)
+            assert np.array_equal(_codes(a, top), want), src.name
+
+
+def test_a_cube_on_the_cpu_never_imports_torch(tmp_path, command_modules):
+    cube = tmp_path / "look.cube"
+    write_cube(cube, LOOKS["bw"](9))
+    sources = [tmp_path / "p.jpg", tmp_path / "q.png"]
+    write_image(sources[0], _photo(8, 8))
+    write_image(sources[1], _photo(8, 8), bit_depth=16)
+    args = ["--lut", str(cube), *map(str, sources), "--device", "cpu"]
+    assert "torch" not in command_modules([*args, "--out", str(tmp_path / "a")])
+    assert (tmp_path / "a" / "q.png").exists()
+    # A look is built by torch, and --strength blends in torch: the probe sees torch when it is imported.
+    assert "torch" in command_modules(["--lut", "bw", str(sources[0]), "--out", str(tmp_path / "b")])
+    assert "torch" in command_modules([*args, "--strength", "0.5", "--out", str(tmp_path / "c")])

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import lutkern.ops.apply_lut_cpu as cpu_mod
+import lutkern.ops.apply_lut_native as native_mod
 from lutkern import apply_lut
 from lutkern._cbuild import BuildError, build, find_compiler
 from lutkern.reference.apply import apply_lut_reference
@@ -106,7 +107,7 @@ def test_native_switch_and_eager_fallback(monkeypatch):
     assert not cpu_mod.native_available()
     # As when no compiler is found: the library is None and the torch backend runs eager ops.
     monkeypatch.delenv("LUTKERN_NATIVE")
-    monkeypatch.setattr(cpu_mod, "_library", lambda: None)
+    monkeypatch.setattr(native_mod, "library", lambda: None)
     assert not cpu_mod.native_available()
     got = apply_lut(image, lut, interpolation="tetrahedral", backend="torch")
     torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
@@ -176,7 +177,7 @@ def test_vector_loops_give_the_scalar_loops_bits(d, interpolation, shared):
 @pytest.mark.parametrize("interpolation", ["trilinear", "tetrahedral", "nearest"])
 @pytest.mark.parametrize("simd", [True, False], ids=["vector", "scalar"])
 def test_codes_in_one_pass_are_the_planar_loops_bits(monkeypatch, dtype, interpolation, simd):
-    """grade_codes_cpu on interleaved integer codes equals converting them to float32 planes (code / top),
+    """grade_codes on interleaved integer codes equals converting them to float32 planes (code / top),
     the loop, and rounding back (lutkern.imageio.to_integer_array): bitwise, on every code of both ends,
     across the 1024-pixel blocks of the C loop and the chunks of several workers, with a LUT whose values
     leave [0, 1] (clamped)."""
@@ -186,9 +187,9 @@ def test_codes_in_one_pass_are_the_planar_loops_bits(monkeypatch, dtype, interpo
 
     if not cpu_mod.native_available():
         pytest.skip("no C compiler")
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    monkeypatch.setattr(cpu_mod, "CHUNK", 1000)  # chunks that split the C loop's blocks
-    monkeypatch.setattr(cpu_mod, "MIN_WORK", 1)
+    monkeypatch.setattr(native_mod, "cpu_workers", lambda: 2)
+    monkeypatch.setattr(native_mod, "CHUNK", 1000)  # chunks that split the C loop's blocks
+    monkeypatch.setattr(native_mod, "MIN_WORK", 1)
     top = 255 if dtype == "uint8" else 65535
     rng = np.random.default_rng(3)
     codes = rng.integers(0, top + 1, (41, 67, 3)).astype(dtype)  # 2747 pixels: blocks and a ragged end
@@ -198,6 +199,6 @@ def test_codes_in_one_pass_are_the_planar_loops_bits(monkeypatch, dtype, interpo
     want = to_integer_array(cpu_mod.apply_lut_cpu(codes_to_pixels(codes, depth)[None], lut[None],
                                                   interpolation, simd=simd)[0], depth)
     got = codes.copy()
-    cpu_mod.grade_codes_cpu(got, lut, interpolation, simd=simd)
+    native_mod.grade_codes(got, lut.numpy(), interpolation, simd=simd)
     np.testing.assert_array_equal(got, want)
     assert (got == 0).any() and (got == top).any()  # the clamp was exercised

@@ -171,7 +171,7 @@ def test_other_containers(tmp_path, name, codec, audio):
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="no ffmpeg binary to compare with")
 @pytest.mark.parametrize("interpolation", ["trilinear", "tetrahedral"])
-def test_same_pixels_as_ffmpeg_lut3d(tmp_path, interpolation):
+def test_same_pixels_as_ffmpeg_lut3d(tmp_path, interpolation, grading_path):
     src = _make_video(tmp_path / "rgb.mkv", "ffv1", "bgr0")
     cube = tmp_path / "look.cube"
     write_cube(cube, LOOKS["teal_orange"](17), precision=9)
@@ -183,8 +183,26 @@ def test_same_pixels_as_ffmpeg_lut3d(tmp_path, interpolation):
     args = ["--lut", str(cube), "--interpolation", interpolation, "--codec", "ffv1", str(src)]
     assert main([*args, "--out", str(out)]) == 0
     assert probe_video(ref).pix_fmt == probe_video(out / "rgb.mkv").pix_fmt == "bgr0"
+    path, tables = grading_path
+    assert (tables[0] is not None) == (path == "torch-free")
     # FFmpeg's lut3d truncates to a code where lutkern rounds: about half the codes are one apart.
     assert np.abs(_codes(out / "rgb.mkv") - _codes(ref)).max() <= 1
+
+
+def test_with_and_without_torch_the_same_video(tmp_path, monkeypatch, command_modules):
+    """x264 is deterministic: a .cube graded without torch (the default) and through torch
+    (LUTKERN_TORCH_FREE=0) gives the same file, and the first never imports torch."""
+    src = _make_video(tmp_path / "clip.mp4", "libx264", "yuv420p")
+    cube = tmp_path / "look.cube"
+    write_cube(cube, LOOKS["teal_orange"](17), precision=9)
+    outs = []
+    for flag in ("1", "0"):
+        monkeypatch.setenv("LUTKERN_TORCH_FREE", flag)
+        outs.append(tmp_path / f"out{flag}")
+        assert main(["--lut", str(cube), str(src), "--out", str(outs[-1])]) == 0
+    assert (outs[0] / "clip.mp4").read_bytes() == (outs[1] / "clip.mp4").read_bytes()
+    args = ["--lut", str(cube), str(src), "--device", "cpu", "--out", str(tmp_path / "probe")]
+    assert "torch" not in command_modules(args)
 
 
 def test_errors_are_one_line_per_file_and_write_nothing(tmp_path, capsys, monkeypatch):

@@ -16,54 +16,17 @@ gradients only (no double backward).
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import logging
-import os
-from pathlib import Path
-
-import numpy as np
 import torch
 
-from .._cbuild import BuildError, build
+from .apply_lut_native import CHUNK, CODES, MIN_WORK, has_simd, library, native_available
 from .chunks import compute_dtype, run_plan, schedule
 
-SOURCE = Path(__file__).with_name("apply_lut_cpu.c")
-INCLUDES = (Path(__file__).with_name("apply_lut_cpu_generic.h"),)
-CHUNK = 1 << 16  # pixels per call: large enough that the per-call overhead (~10 us) is negligible
-MIN_WORK = 1 << 16  # pixels per worker thread at least: below that a second thread costs more than it saves
-_CODES = {"trilinear": 0, "tetrahedral": 1, "nearest": 2}
+__all__ = ["ApplyLutCpu", "apply_lut_cpu", "has_simd", "native_available"]
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
-_I64, _PTR = ctypes.c_int64, ctypes.c_void_p
-_FORWARD_ARGS = [_PTR, _I64, _PTR, _I64, _I64, _PTR, _I64, ctypes.c_int, ctypes.c_int]
-_BACKWARD_ARGS = [_PTR, _I64, _PTR, _I64, _PTR, _I64, _PTR, _I64, _PTR, _I64, ctypes.c_int, ctypes.c_int]
-_log = logging.getLogger("lutkern")
-
-
-@functools.cache
-def _library() -> ctypes.CDLL | None:
-    """The compiled kernels, or None (logged once) when they cannot be built or loaded."""
-    try:
-        lib = ctypes.CDLL(str(build(SOURCE, INCLUDES)))
-    except (BuildError, OSError) as exc:
-        _log.info("lutkern: compiled CPU loop unavailable, using the eager torch fallback (%s)", exc)
-        return None
-    for suffix in _SUFFIX.values():
-        getattr(lib, f"lut_forward_{suffix}").argtypes = _FORWARD_ARGS
-        getattr(lib, f"lut_backward_{suffix}").argtypes = _BACKWARD_ARGS
-    lib.lut_grade_codes.argtypes = [_PTR, ctypes.c_int, _I64, _PTR, _I64, ctypes.c_int, ctypes.c_int]
-    return lib
-
-
-def native_available() -> bool:
-    """True when the compiled CPU loop is enabled (``LUTKERN_NATIVE`` is not 0) and builds."""
-    if os.environ.get("LUTKERN_NATIVE", "1").strip() == "0":
-        return False
-    return _library() is not None
 
 
 def _kernel(direction: str, dtype: torch.dtype):
-    return getattr(_library(), f"lut_{direction}_{_SUFFIX[dtype]}")
+    return getattr(library(), f"lut_{direction}_{_SUFFIX[dtype]}")
 
 
 def _planes(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -78,7 +41,7 @@ def _forward_into(out: torch.Tensor, image: torch.Tensor, lut: torch.Tensor, int
     d = lut.shape[1]
     dtype = compute_dtype(image, lut)
     luts = lut.to(dtype).contiguous()
-    kernel, code = _kernel("forward", dtype), _CODES[interpolation]
+    kernel, code = _kernel("forward", dtype), CODES[interpolation]
     src, dst = image.reshape(n, 3, h * w), out.view(n, 3, h * w)
 
     def chunk(_, job):
@@ -113,7 +76,7 @@ class ApplyLutCpu(torch.autograd.Function):
         m, d = lut.shape[0], lut.shape[1]
         dtype = compute_dtype(image, lut)
         luts = lut.to(dtype).contiguous()
-        kernel, code = _kernel("backward", dtype), _CODES[ctx.interpolation]
+        kernel, code = _kernel("backward", dtype), CODES[ctx.interpolation]
         src = image.reshape(n, 3, h * w)
         gsrc = grad_out.contiguous().reshape(n, 3, h * w)
         plan = schedule(n, m, h * w, image.device, CHUNK, MIN_WORK)
@@ -168,29 +131,3 @@ def apply_lut_cpu(
     if out is not None:
         return _forward_into(out, image.contiguous(), lut.contiguous(), interpolation, simd)
     return ApplyLutCpu.apply(image.contiguous(), lut.contiguous(), interpolation, simd)
-
-
-def grade_codes_cpu(codes: np.ndarray, lut: torch.Tensor, interpolation: str = "trilinear", *,
-                    simd: bool = True) -> None:
-    """Grade ``codes`` ``(..., 3)`` (C-contiguous interleaved RGB, uint8 or uint16 on its full scale) in place
-    with one float32 ``lut`` ``(D,D,D,3)`` in one pass (needs :func:`native_available`): bitwise what
-    converting to float32 planes, :func:`apply_lut_cpu` and :func:`lutkern.imageio.to_integer_array` give,
-    at a fraction of the memory traffic. Chunks of pixels are spread over the worker threads."""
-    if not codes.flags.c_contiguous or codes.dtype not in (np.uint8, np.uint16) or codes.shape[-1] != 3:
-        raise ValueError(f"codes must be C-contiguous (..., 3) uint8 or uint16, got {codes.dtype} "
-                         f"{codes.shape}")
-    table = lut.detach().to("cpu", torch.float32).contiguous()
-    fn, code, d = _library().lut_grade_codes, _CODES[interpolation], table.shape[0]
-    pixels, size = codes.size // 3, codes.dtype.itemsize
-    base = codes.ctypes.data
-
-    def chunk(_, job):
-        _, _, sl = job
-        fn(base + sl.start * 3 * size, size, sl.stop - sl.start, table.data_ptr(), d, code, int(simd))
-
-    run_plan(chunk, schedule(1, 1, pixels, torch.device("cpu"), CHUNK, MIN_WORK))
-
-
-def has_simd() -> bool:
-    """True when the float32 loops run 8 pixels at a time (x86-64 with AVX2)."""
-    return bool(_library().lut_has_simd())
