@@ -21,9 +21,10 @@ import torch
 
 import lutkern
 from img2lut import fit, train
-from img2lut.data import load_pairs, pair_files
+from img2lut.data import pair_files
 from img2lut.demo import ensure_demo
 from img2lut.metrics import psnr_from_mse
+from img2lut.pair_loading import load_pairs
 from img2lut.plots import loss_plot
 
 DEFAULT_RUNS = ("CNN from identity=", "CNN from fit=--init-from {cube}")
@@ -61,7 +62,7 @@ def main() -> None:
     # The fit's validation MSE, measured like train.py's (over all validation pixels).
     val = load_pairs(pair_files(demo.val_inputs, demo.val_targets), 256)
     lut = lutkern.read_cube(cube).lut3d.float()
-    fit_mse = float((lutkern.apply_lut(val.inputs, lut) - val.targets).square().mean())
+    fit_mse = float((lutkern.apply_lut(val.inputs.tensor(), lut) - val.targets.tensor()).square().mean())
 
     runs = {}
     for spec in args.run or DEFAULT_RUNS:

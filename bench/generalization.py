@@ -33,10 +33,11 @@ import torch
 import lutkern
 from img2lut import fit_lut, load
 from img2lut import train as train_cmd
-from img2lut.data import load_pairs, pair_files
+from img2lut.data import pair_files
 from img2lut.demo import DEMO_SETS, PHOTOS, build_demo
 from img2lut.fitting import image_psnr
 from img2lut.model import HEADS
+from img2lut.pair_loading import load_pairs
 from img2lut.plots import preview_grid
 
 GRADES = ("bw", "teal_orange", "adaptive")
@@ -77,6 +78,7 @@ def run_grade(grade: str, heads: list[str], args, work: Path) -> list[dict]:
     demo = build_demo(work / "pairs", _spec(grade, tuple(args.held_out), args.crops, args.synthetic))
     train = load_pairs(pair_files(demo.inputs, demo.targets), 256)
     held = load_pairs(pair_files(demo.val_inputs, demo.val_targets), 256)
+    held.inputs, held.targets = held.inputs.tensor(), held.targets.tensor()  # a few dozen: whole tensors
     print(f"[{grade}] {len(train)} training pairs from {len(PHOTOS) - len(args.held_out)} photos, "
           f"{len(held)} held-out pairs from {', '.join(args.held_out)}", flush=True)
     identity = image_psnr(held.inputs, held.targets, lutkern.identity_lut(33))

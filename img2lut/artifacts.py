@@ -94,7 +94,7 @@ def write_results(run_dir: Path, model: ResNetLUTGenerator, config: TrainConfig,
         "val_psnr_mean_image": float(psnr.mean()),
         "val_psnr_worst_image": float(psnr.min()),
         "val_worst_image": data.val.names[int(psnr.argmin())],
-        "val_ssim": ssim_value(result.outputs, data.val.targets),
+        "val_ssim": ssim_value(result.outputs, data.val.targets.tensor()),
         "model": f"{ckpt.MODEL_NAME}: the kept model alone, for img2lut.predict / evaluate / load",
         "lut_cube": f"{lut_file}: the mean of the LUTs predicted for the validation images",
     }
@@ -111,9 +111,9 @@ def write_results(run_dir: Path, model: ResNetLUTGenerator, config: TrainConfig,
 
 def _per_image_truth(result: Evaluation, data: Data, interpolation: str) -> dict:
     """How far the kept model is from the true per-image LUTs (the ceiling of an adaptive grade)."""
-    truth_out = lutkern.apply_lut(data.val.inputs, data.val_truths, interpolation=interpolation)
+    truth_out = lutkern.apply_lut(data.val.inputs.tensor(), data.val_truths, interpolation=interpolation)
     ceiling = torch.tensor([psnr_from_mse(float(m)) for m in
-                            (truth_out - data.val.targets).double().square().mean((1, 2, 3))])
+                            (truth_out - data.val.targets.tensor()).double().square().mean((1, 2, 3))])
     lut_error = (result.luts - data.val_truths).square().mean((1, 2, 3, 4)).sqrt().mean()
     return {"true_luts_psnr_mean_image": float(ceiling.mean()),
             "true_luts_psnr_worst_image": float(ceiling.min()),

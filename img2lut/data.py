@@ -1,12 +1,13 @@
-"""Paired training images: (original, graded) files matched by file name, decoded once, kept in memory.
+"""Paired training images: (original, graded) files matched by file name, how they are grouped by
+photograph and split for validation.
 
 Two folders hold the pairs: ``inputs/holiday.jpg`` pairs with ``targets/holiday.png`` (the stem is the
-key, extensions may differ; listing order never matters). Every image becomes RGB float32 in [0, 1]
-``(3,H,W)`` through :func:`lutkern.imageio.read_image` (any Pillow mode, 16-bit precision kept, EXIF
-orientation applied; DPX codes at their bit depth; EXR values as stored, unclamped: a learned LUT
-covers inputs in [0, 1], so scene-linear pairs with values above 1 are best log-encoded first) and is
-resized to ``image_size x image_size`` as the seed experiment did.
-About 200 pairs at 256x256 take ~300 MB, so the whole set stays in memory as two tensors.
+key, extensions may differ; listing order never matters). Every image is read as
+:func:`lutkern.imageio.read_image` reads it (any Pillow mode, 16-bit precision kept, EXIF orientation
+applied; DPX codes at their bit depth; EXR values as stored, unclamped: a learned LUT covers inputs in
+[0, 1], so scene-linear pairs with values above 1 are best log-encoded first) and resized to
+``image_size x image_size`` as the seed experiment did; :mod:`img2lut.pair_loading` decodes a set
+(at the size needed, in parallel, once: the pair cache) and holds it as codes (:class:`PairedImages`).
 """
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ import hashlib
 import os
 import re
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 import lutkern
 from lutkern.files import same_file
 from lutkern.grading import sample_lut
 from lutkern.imageio import read_image
+
+from .codes import Codes
+from .decoding import resize as resize  # where the other modules import it from
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".dpx", ".exr")
 _MAX_NAMES_IN_ERROR = 10
@@ -44,18 +46,19 @@ class PairFiles:
 
 @dataclass
 class PairedImages:
-    """``inputs`` and ``targets`` ``(N,3,S,S)`` float32 in [0,1]; ``names[i]`` is pair i's file stem."""
+    """``inputs`` and ``targets``: ``N`` images ``(3,S,S)`` held as codes (:class:`img2lut.codes.Codes`:
+    indexing gives float32 tensors, values in [0,1] but for EXR); ``names[i]`` is pair i's file stem."""
 
     names: list[str]
-    inputs: torch.Tensor
-    targets: torch.Tensor
+    inputs: Codes
+    targets: Codes
 
     def __len__(self) -> int:
         return len(self.names)
 
     def subset(self, indices: list[int]) -> PairedImages:
-        idx = torch.tensor(indices, dtype=torch.long)
-        return PairedImages([self.names[i] for i in indices], self.inputs[idx], self.targets[idx])
+        return PairedImages([self.names[i] for i in indices], self.inputs.subset(indices),
+                            self.targets.subset(indices))
 
 
 def _listing(names: list[str]) -> str:
@@ -122,51 +125,12 @@ def read_rgb(path: Path) -> torch.Tensor:
         raise _naming(path, exc, "cannot read image ({})") from exc
 
 
-def resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize ``(3,H,W)`` or ``(N,3,H,W)`` to ``size x size`` (aspect not kept, as in the seed).
-
-    Antialiased bilinear: its weights are non-negative and sum to 1, so [0,1] stays [0,1].
-    """
-    batch = images if images.dim() == 4 else images.unsqueeze(0)
-    if batch.shape[-2:] != (size, size):
-        batch = F.interpolate(batch, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return batch if images.dim() == 4 else batch.squeeze(0)
-
-
-def _physical_memory() -> int | None:
+def physical_memory() -> int | None:
     """Bytes of memory this machine has (None where the system does not say)."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return None
-
-
-def load_pairs(
-    pairs: list[PairFiles], image_size: int, progress: Callable[[int], None] | None = None
-) -> PairedImages:
-    """Decode and resize every pair; ``progress(i)`` is called after pair i.
-
-    A pair whose two files differ in size is a DataError naming both (a crop or a resize happened
-    between the original and its graded copy, so pixel i of one is not pixel i of the other). So is a
-    set that would not fit in this machine's memory at ``image_size``, before anything is decoded.
-    """
-    need = len(pairs) * 2 * 3 * image_size**2 * 4
-    total = _physical_memory()
-    if total is not None and need > total:
-        raise DataError(f"{len(pairs)} pairs at {image_size}x{image_size} need {need / 2**30:.1f} GiB in "
-                        f"memory, more than this machine's {total / 2**30:.1f} GiB: use a smaller "
-                        "--image-size")
-    inputs, targets = [], []
-    for i, pair in enumerate(pairs):
-        a, b = read_rgb(pair.input), read_rgb(pair.target)
-        if a.shape != b.shape:
-            raise DataError(f"{pair.input} is {a.shape[2]}x{a.shape[1]} but {pair.target} is "
-                            f"{b.shape[2]}x{b.shape[1]}; a pair must have the same size")
-        inputs.append(resize(a, image_size))
-        targets.append(resize(b, image_size))
-        if progress is not None:
-            progress(i)
-    return PairedImages([p.name for p in pairs], torch.stack(inputs), torch.stack(targets))
 
 
 # The default grouping: a trailing counter after a separator names one of several pairs cut from (or

@@ -106,6 +106,14 @@ def setup(device: str | torch.device = "cpu") -> Dist:
     return Dist(rank=rank, world_size=world, local_rank=local, device=dev)
 
 
+def current() -> Dist:
+    """This process's rank and world size in the process group :func:`setup` joined (a single process
+    when there is none); the device is not known here."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return Dist()
+    return Dist(rank=dist.get_rank(), world_size=dist.get_world_size())
+
+
 def cleanup(wait: bool = True) -> None:
     """Leave the process group. ``wait``: after a barrier, so that no rank leaves while another still
     talks; pass False on an error path, where the other ranks may never arrive."""

@@ -26,14 +26,15 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from lutkern.cli import CommandParser, add_device_flags, check_device, console, int_in, run_command
 from lutkern.files import atomic_open, check_output
 
+from . import pair_cache
 from .data import check_pair_folders, default_true_lut, pair_files
 from .evaluation import evaluate_pairs
+from .pair_loading import decode_progress
 from .plots import ERROR_MAP_MAX, error_map, preview_grid
 from .prediction import load
 
@@ -85,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="resize pairs to N x N (default: the checkpoint's image_size, as in training)")
     p.add_argument("--batch-size", type=int_in(1, 4096), default=16)
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json/--grid file")
+    pair_cache.add_flags(p)
     add_device_flags(p)
     return p
 
@@ -111,16 +113,16 @@ def _run(args: argparse.Namespace) -> int:
     check_outputs(args, pairs)
     predictor = load(args.checkpoint, device)
     predictor.model.backend = args.backend
-    err = console()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
-        task = progress.add_task("decoding pairs", total=len(pairs))
-        report, images = evaluate_pairs(
+    with decode_progress(console()) as progress:
+        task = progress.add_task("", total=len(pairs))
+        report, images_of = evaluate_pairs(
             predictor, args.inputs, args.targets, image_size=args.image_size, batch_size=args.batch_size,
-            true_lut=args.true_lut, progress=lambda i: progress.update(task, completed=i + 1))
+            true_lut=args.true_lut, progress=lambda i: progress.update(task, completed=i + 1),
+            cache=pair_cache.resolve(args.cache_dir, not args.no_cache))
     report = {"checkpoint": str(args.checkpoint), **report}
     if args.grid is not None:
         names = grid_names(report["images"])
+        images = images_of(names)
         preview_grid(args.grid, [(*images[k][:3], error_map(images[k][3])) for k in names],
                      titles=("input", "target", "output", f"dE00 0-{ERROR_MAP_MAX:g}"))
         report["grid"] = {"path": str(args.grid), "rows": names}

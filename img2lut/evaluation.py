@@ -8,15 +8,17 @@ the pairs of two folders and reports per image PSNR (dB, images in [0,1]), SSIM 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .color import delta_e_2000_srgb
-from .data import PairedImages, default_true_lut, load_pairs, pair_files, read_true_lut
+from .data import PairedImages, default_true_lut, pair_files, read_true_lut
 from .metrics import COVERED_WEIGHT, lattice_coverage, lut_rmse, psnr_from_mse, ssim_value
 from .model import ResNetLUTGenerator
+from .pair_loading import load_pairs
 from .prediction import LUTPredictor
 
 
@@ -31,6 +33,7 @@ class Evaluation:
     mean_lut: torch.Tensor
     outputs: torch.Tensor
     luts: torch.Tensor | None = None
+    lut_sum: torch.Tensor | None = None  # (S,S,S,3) float64: the sum of the predicted LUTs
 
     @property
     def image_psnr(self) -> torch.Tensor:
@@ -55,7 +58,7 @@ def evaluate_model(model: ResNetLUTGenerator, images: PairedImages, thumbs: torc
     model.train(was_training)
     image_mse = torch.cat(image_mse)
     return Evaluation(float(image_mse.mean()), image_mse, (lut_sum / len(images)).float().cpu(),
-                      torch.cat(outputs), torch.cat(luts) if keep_luts else None)
+                      torch.cat(outputs), torch.cat(luts) if keep_luts else None, lut_sum.cpu())
 
 
 def compare_with_truth(lut: torch.Tensor, truth: torch.Tensor, coverage: torch.Tensor) -> dict:
@@ -69,36 +72,55 @@ def compare_with_truth(lut: torch.Tensor, truth: torch.Tensor, coverage: torch.T
 
 def evaluate_pairs(predictor: LUTPredictor, inputs: str | Path, targets: str | Path, *,
                    image_size: int | None = None, batch_size: int = 16, true_lut: str | Path | None = None,
-                   progress=None) -> tuple[dict, dict]:
+                   progress=None, cache: Path | None = None) -> tuple[dict, Callable[[list[str]], dict]]:
     """Run the model on the pairs of two folders, as training's validation does (both images resized to
-    ``image_size``, default the model's; the CNN sees its thumbnail).
+    ``image_size``, default the model's; the CNN sees its thumbnail), a batch at a time: memory holds
+    the pairs' codes (memory-mapped from the pair cache in ``cache``, a folder; None: no cache) and one
+    batch of float images.
 
     Returns ``(report, images)``: ``report`` is what ``evaluate --json`` writes (docs/predict.md);
-    ``images`` maps each name to its ``(input, target, output)`` ``(3,S,S)`` tensors and per-pixel
-    CIEDE2000 ``(S,S)``. ``progress(i)`` is called after pair i is decoded. With ``true_lut`` (default: a
-    ``truth.cube`` beside the inputs folder) the report has the LUT error; the file is read before any
-    pair is decoded, so a bad one fails at once.
+    ``images(names)`` maps each of those names to its ``(input, target, output)`` ``(3,S,S)`` tensors and
+    per-pixel CIEDE2000 ``(S,S)``. ``progress(i)`` is called after pair i is decoded. With ``true_lut``
+    (default: a ``truth.cube`` beside the inputs folder) the report has the LUT error; the file is read
+    before any pair is decoded, so a bad one fails at once.
     """
     size = image_size or predictor.image_size
     true_lut = true_lut or default_true_lut(inputs)
     truth = read_true_lut(true_lut, predictor.lut_size) if true_lut is not None else None
-    data = load_pairs(pair_files(inputs, targets), size, progress)
-    result = evaluate_model(predictor.model, data, predictor.cnn_input(data.inputs), batch_size,
-                            predictor.device)
-    rows, images = [], {}
-    for i, name in enumerate(data.names):
-        out, tgt = result.outputs[i], data.targets[i]
-        mse_i = float((out - tgt).square().mean())
-        de = delta_e_2000_srgb(out, tgt)
-        rows.append({"name": name, "psnr": psnr_from_mse(mse_i), "ssim": ssim_value(out[None], tgt[None]),
-                     "delta_e00": float(de.mean()), "mse": mse_i})
-        images[name] = (data.inputs[i], tgt, out, de)
+    data = load_pairs(pair_files(inputs, targets), size, progress, cache=cache)
+    rows, image_mse, lut_sum = [], [], 0.0
+    for start in range(0, len(data), batch_size):
+        result, pairs = _batch(predictor, data, range(start, start + batch_size))
+        for name, (_, tgt, out, de) in pairs:
+            mse_i = float((out - tgt).square().mean())
+            rows.append({"name": name, "psnr": psnr_from_mse(mse_i), "ssim": ssim_value(out[None], tgt[None]),
+                         "delta_e00": float(de.mean()), "mse": mse_i})
+        image_mse.append(result.image_mse)
+        lut_sum = lut_sum + result.lut_sum
     mean = {key: sum(r[key] for r in rows) / len(rows) for key in ("psnr", "ssim", "delta_e00", "mse")}
-    mean["psnr_of_mean_mse"] = psnr_from_mse(result.mse)
+    mean["psnr_of_mean_mse"] = psnr_from_mse(float(torch.cat(image_mse).mean()))
     report = {"inputs": str(inputs), "targets": str(targets), "pairs": len(rows), "image_size": size,
               "cnn_size": predictor.cnn_size, "lut_size": predictor.lut_size,
               "interpolation": predictor.interpolation, "images": rows, "mean": mean, "lut": None}
     if truth is not None:
         coverage = lattice_coverage(data.inputs, predictor.lut_size, predictor.interpolation)
-        report["lut"] = {"truth": str(true_lut), **compare_with_truth(result.mean_lut, truth, coverage)}
+        mean_lut = (lut_sum / len(data)).float()
+        report["lut"] = {"truth": str(true_lut), **compare_with_truth(mean_lut, truth, coverage)}
+
+    def images(names: list[str]) -> dict:
+        where = {name: i for i, name in enumerate(data.names)}
+        return dict(_batch(predictor, data, [where[n] for n in names])[1])
+
     return report, images
+
+
+def _batch(predictor: LUTPredictor, data: PairedImages, indices) -> tuple[Evaluation, list]:
+    """The pairs ``indices`` (those past the end left out) run as one batch: its evaluation and, for each
+    pair, ``(name, (input, target, output, CIEDE2000 map))``."""
+    indices = [i for i in indices if i < len(data)]
+    part = data.subset(indices)
+    xs = part.inputs.tensor()
+    result = evaluate_model(predictor.model, part, predictor.cnn_input(xs), len(indices), predictor.device)
+    ys = part.targets.tensor()
+    return result, [(name, (xs[k], ys[k], result.outputs[k], delta_e_2000_srgb(result.outputs[k], ys[k])))
+                    for k, name in enumerate(part.names)]

@@ -35,17 +35,18 @@ from lutkern.cli import (
 from lutkern.files import check_output
 from lutkern.show import lut_picture, save_picture
 
+from . import pair_cache
 from .data import (
     DataError,
     check_held_out,
     check_pair_folders,
     group_names,
-    load_pairs,
     pair_files,
     split_groups,
 )
 from .fitting import check_fit_settings, fit_lut, image_psnr
 from .metrics import COVERED_WEIGHT
+from .pair_loading import load_sets
 from .plots import preview_grid
 
 PROG = "python -m img2lut.fit"
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         "name when omitted")
     add_format_flag(p, default=None, what=" of --out (it must agree with the extension)")
     add("--overwrite", action="store_true", help="replace an existing --out/--preview file (never an input)")
+    pair_cache.add_flags(p)
     add_device_flags(p)
     return p
 
@@ -128,9 +130,13 @@ def _load(args: argparse.Namespace):
     check_pair_folders(args.inputs, args.targets)
     if args.val_inputs is not None:
         check_pair_folders(args.val_inputs, args.val_targets, what="val-")
-    pairs = load_pairs(pair_files(args.inputs, args.targets), args.image_size)
+    cache = pair_cache.resolve(args.cache_dir, not args.no_cache)
+    folders = [(args.inputs, args.targets)] + ([(args.val_inputs, args.val_targets)]
+                                              if args.val_inputs is not None else [])
+    sets = load_sets([pair_files(*f) for f in folders], args.image_size, console(), cache)
+    pairs = sets[0]
     if args.val_inputs is not None:
-        val = load_pairs(pair_files(args.val_inputs, args.val_targets), args.image_size)
+        val = sets[1]
         check_held_out(pairs, val, args.inputs, args.val_inputs)
         return pairs, val
     if args.val_fraction == 0:
@@ -162,8 +168,8 @@ def _run(args: argparse.Namespace) -> int:
     train, val = _load(args)
     out.print(f"{len(train)} training / {len(val) if val is not None else 0} validation pairs at "
               f"{args.image_size}x{args.image_size}, loaded in {time.perf_counter() - t0:.1f} s")
-    result = fit_lut(train.inputs.to(device), train.targets.to(device), **settings, seed=args.seed,
-                     backend=args.backend, progress=out.is_terminal)
+    result = fit_lut(train.inputs, train.targets, **settings, seed=args.seed, backend=args.backend,
+                     progress=out.is_terminal, device=device)
     out.print(f"fitted a {args.lut_size}^3 LUT in {result.seconds:.1f} s ({args.steps} steps); "
               + result.coverage_summary())
     for name, images in (("train", train), ("validation", val)):

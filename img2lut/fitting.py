@@ -8,7 +8,9 @@ pixel touches get no data gradient; the regularizers (smoothness, total variatio
 them in from their covered neighbours. Weights and defaults were chosen on held-out photos: docs/fit.md.
 
 LUTs follow the project convention ``(D,D,D,3)`` indexed ``lut[b, g, r, c]`` (red index fastest, the
-``.cube`` row order); images are RGB float in [0, 1], ``(N,3,H,W)`` or a list of ``(3,H,W)``.
+``.cube`` row order); images are RGB float in [0, 1], ``(N,3,H,W)`` or a list of ``(3,H,W)``, or held
+as codes (:class:`img2lut.codes.Codes`: the pixels drawn from are then kept as codes too, 6 bytes a pixel
+for 8-bit pairs instead of 24).
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 import lutkern
 
+from .codes import Codes
 from .metrics import COVERED_WEIGHT, lattice_coverage, psnr_from_mse
 from .model import lut_logits
 
@@ -68,7 +72,9 @@ class FitResult:
 
 
 def _as_image_list(images, name: str) -> list[torch.Tensor]:
-    """``(N,3,H,W)`` tensor or a sequence of ``(3,H,W)`` tensors -> list of float ``(3,H,W)``."""
+    """``(N,3,H,W)`` tensor, codes, or a sequence of ``(3,H,W)`` tensors -> list of float ``(3,H,W)``."""
+    if isinstance(images, Codes):
+        images = list(images)
     if isinstance(images, torch.Tensor):
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"{name} must be (N,3,H,W) or a list of (3,H,W) images, "
@@ -88,12 +94,19 @@ def _as_image_list(images, name: str) -> list[torch.Tensor]:
     return list(images)
 
 
-def _pixel_pool(inputs, targets) -> torch.Tensor:
-    """All pixels of all pairs as one float32 ``(P,6)`` tensor: input RGB then target RGB per row.
+def _pixel_pool(inputs, targets) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """All pixels of all pairs as one ``(P,6)`` tensor: input RGB then target RGB per row, and the
+    ``(6,)`` codes of value 1 of its columns (None: the pool holds float32 values).
 
-    One row per pixel makes drawing a random pixel one contiguous 24-byte read (several times faster
-    than gathering from channel planes once the pool outgrows the caches).
+    One row per pixel makes drawing a random pixel one contiguous read (several times faster than
+    gathering from channel planes once the pool outgrows the caches). Codes whose images of a side share
+    one scale stay codes (uint8, or int32 for uint16), converted when drawn.
     """
+    if isinstance(inputs, Codes) and isinstance(targets, Codes) and len(inputs) == len(targets):
+        scales = [np.unique(c.scales[c.index]) for c in (inputs, targets)]
+        if all(len(s) == 1 for s in scales) and inputs.shape == targets.shape:
+            return _code_pool(inputs, targets), torch.tensor([float(scales[0][0])] * 3
+                                                             + [float(scales[1][0])] * 3)
     xs, ys = _as_image_list(inputs, "inputs"), _as_image_list(targets, "targets")
     if len(xs) != len(ys):
         raise ValueError(f"got {len(xs)} inputs but {len(ys)} targets")
@@ -101,7 +114,29 @@ def _pixel_pool(inputs, targets) -> torch.Tensor:
         if x.shape != y.shape:
             raise ValueError(f"pair {i}: input {tuple(x.shape)} and target {tuple(y.shape)} differ in size")
     return torch.cat([torch.cat([x.float().reshape(3, -1), y.float().reshape(3, -1)]).T
-                      for x, y in zip(xs, ys, strict=True)])
+                      for x, y in zip(xs, ys, strict=True)]), None
+
+
+def _code_pool(inputs: Codes, targets: Codes) -> torch.Tensor:
+    """The pool of :func:`_pixel_pool` for images held as codes, filled a batch of images at a time."""
+    kinds = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.int32,
+             np.dtype(np.float32): torch.float32}
+    dtype = max(kinds[inputs.dtype], kinds[targets.dtype], key=list(kinds.values()).index)
+    per_image = int(np.prod(inputs.shape[2:]))
+    pool = torch.empty((len(inputs) * per_image, 6), dtype=dtype)
+    step = 64
+    for start in range(0, len(inputs), step):
+        rows = slice(start * per_image, min(start + step, len(inputs)) * per_image)
+        for k, codes in enumerate((inputs, targets)):
+            chunk = codes.array[codes.index[start:start + step]]  # (B,3,H,W) codes
+            pool[rows, 3 * k:3 * k + 3] = torch.from_numpy(chunk).to(dtype).permute(0, 2, 3, 1).reshape(-1, 3)
+    return pool
+
+
+def _drawn(pool: torch.Tensor, scale: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor:
+    """The pool's rows ``idx`` as float32 values, ``(6, B)``."""
+    batch = pool.index_select(0, idx)
+    return batch.T if scale is None else (batch.float() / scale.to(batch.device)).T
 
 
 def _apply_pixels(pixels: torch.Tensor, lut: torch.Tensor, interpolation: str, backend: str | None):
@@ -164,11 +199,13 @@ def fit_lut(
     parametrization: str = "values",
     backend: str | None = None,
     progress: bool = False,
+    device: str | torch.device | None = None,
 ) -> FitResult:
     """Fit one LUT ``(D,D,D,3)`` so that ``apply_lut(inputs[i], lut) ~= targets[i]`` for every pair.
 
     inputs, targets: ``(N,3,H,W)`` tensors, or equally long lists of ``(3,H,W)`` images whose sizes may
-        differ between pairs (never within a pair); RGB float in [0, 1]. The fit runs on their device.
+        differ between pairs (never within a pair); RGB float in [0, 1]; or :class:`img2lut.codes.Codes`.
+        The fit runs on their device, or on ``device`` when given.
     lut_size: D. interpolation: any mode of :func:`lutkern.apply_lut` (the fitted LUT is meant to be
         applied with the same one).
     smooth_weight, tv_weight, mono_weight: weights of :func:`lutkern.smoothness`,
@@ -186,8 +223,10 @@ def fit_lut(
                                tv_weight=tv_weight, mono_weight=mono_weight, steps=steps, lr=lr,
                                batch_pixels=batch_pixels, init=init, parametrization=parametrization)
     weights = dict(smooth=smooth_weight, tv=tv_weight, mono=mono_weight)
-    pool = _pixel_pool(inputs, targets)
-    coverage = lattice_coverage(pool[:, :3].T, lut_size, interpolation, backend)
+    pool, scale = _pixel_pool(inputs, targets)
+    if device is not None:
+        pool = pool.to(device)
+    coverage = lattice_coverage(pool[:, :3].T if scale is None else inputs, lut_size, interpolation, backend)
     start = start.to(pool.device)
 
     if parametrization == "logits":
@@ -204,7 +243,7 @@ def fit_lut(
     with _progress_bar(progress, steps) as advance:
         for _ in range(steps):
             idx = torch.randint(pool.shape[0], (batch_pixels,), generator=gen).to(pool.device)
-            batch = pool.index_select(0, idx).T  # (6, batch_pixels)
+            batch = _drawn(pool, scale, idx)  # (6, batch_pixels)
             lut = to_lut(param)
             mse = (_apply_pixels(batch[:3], lut, interpolation, backend) - batch[3:]).square().mean()
             loss = mse + lutkern.lut_regularizers(lut, **weights, backend=backend)

@@ -26,22 +26,32 @@ def ssim_value(output: torch.Tensor, target: torch.Tensor) -> float:
     return float(ssim(output.float(), target.float(), data_range=1.0, size_average=True))
 
 
-def lattice_coverage(pixels: torch.Tensor, lut_size: int, interpolation: str = "trilinear",
+def lattice_coverage(pixels, lut_size: int, interpolation: str = "trilinear",
                      backend: str | None = None) -> torch.Tensor:
     """Interpolation weight ``(D,D,D)`` ``[b, g, r]`` each lattice point receives from ``pixels``: ``(3,P)``
-    colours, or images ``(N,3,H,W)`` (values outside [0,1] count at the LUT's edge).
+    colours, images ``(N,3,H,W)``, images held as codes (:class:`img2lut.codes.Codes`, read a batch at
+    a time), or an iterable of ``(3,P)`` chunks (values outside [0,1] count at the LUT's edge).
 
     Taken from apply_lut's own gradient (d sum(out) / d lut), so it matches the interpolation exactly: a
     point with weight 0 gets no gradient from these pixels, only from the regularizers. A point is
     *covered* when its weight is at least :data:`COVERED_WEIGHT` (one pixel's worth), the one meaning of
     coverage everywhere the project reports it.
     """
-    flat = pixels.transpose(0, 1).reshape(3, -1) if pixels.dim() == 4 else pixels
-    probe = torch.zeros(lut_size, lut_size, lut_size, 3, device=flat.device, requires_grad=True)
+    if isinstance(pixels, torch.Tensor):
+        pixels = [pixels.transpose(0, 1).reshape(3, -1) if pixels.dim() == 4 else pixels]
+    elif hasattr(pixels, "batches"):
+        pixels = (batch.transpose(0, 1).reshape(3, -1) for batch in pixels.batches())
+    probe = None
     with torch.enable_grad():
-        for chunk in flat.split(_CHUNK_PIXELS, dim=1):
-            out = lutkern.apply_lut(chunk.unsqueeze(1), probe, interpolation=interpolation, backend=backend)
-            out[0].sum().backward()
+        for flat in pixels:
+            if probe is None:
+                probe = torch.zeros(lut_size, lut_size, lut_size, 3, device=flat.device, requires_grad=True)
+            for chunk in flat.split(_CHUNK_PIXELS, dim=1):
+                out = lutkern.apply_lut(chunk.unsqueeze(1), probe, interpolation=interpolation,
+                                        backend=backend)
+                out[0].sum().backward()
+    if probe is None or probe.grad is None:
+        return torch.zeros(lut_size, lut_size, lut_size)
     return probe.grad[..., 0].detach()
 
 

@@ -19,7 +19,7 @@ from lutkern.cli import CommandParser, add_device_flags, console, lut_format_arg
 from lutkern.files import same_file
 
 from . import checkpoint as ckpt
-from . import distributed
+from . import distributed, pair_cache
 from .artifacts import check_run_folder
 from .config import (
     AMP_CHOICES,
@@ -79,6 +79,7 @@ def _data_flags(add) -> None:
     add("--true-lut", dest="truth", metavar="FILE", help="the true LUT to compare the learned one with, "
         "any LUT file (.cube, .3dl, .spi3d, .csp, .clf, ...) (default: truth.cube in the folder holding "
         "--inputs)")
+    pair_cache.add_flags(add.parser)
 
 
 def _optimizer_flags(add) -> None:
@@ -147,8 +148,9 @@ def _run_flags(add) -> None:
 
 
 def _given(args: argparse.Namespace) -> dict:
-    """The settings the user passed (every flag's default is None)."""
-    return {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
+    """The settings the user passed (every flag's default is None), less those that are not the run's."""
+    return {k: v for k, v in vars(args).items()
+            if v is not None and k not in ("resume", "cache_dir", "no_cache")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
     ctx = distributed.setup(config.device)
     try:
         out.quiet = not ctx.is_main
-        data = load_training_data(config, out)
+        data = load_training_data(config, out, pair_cache.resolve(args.cache_dir, not args.no_cache))
         if ctx.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
         ranks = f" x {ctx.world_size} processes" if ctx.world_size > 1 else ""

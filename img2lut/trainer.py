@@ -51,7 +51,7 @@ def start_lut(config: TrainConfig, data: Data, console: Console) -> torch.Tensor
     if not config.fit_first:
         return None
     # Small sets need fewer pixels per step than fit_lut's default sample: never more than they hold.
-    pixels = min(data.train.inputs[:, 0].numel(), 1 << 16)
+    pixels = min(len(data.train) * data.train.inputs.shape[2:].numel(), 1 << 16)
     fitted = fit_lut(data.train.inputs, data.train.targets, lut_size=config.lut_size,
                      interpolation=config.interpolation, seed=config.seed, batch_pixels=pixels,
                      backend=config.backend, progress=console.is_terminal)

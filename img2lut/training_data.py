@@ -5,10 +5,12 @@ CNN sees and the true LUTs where they are known."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from rich.console import Console
 
+from .codes import Codes
 from .config import TrainConfig
 from .data import (
     PairedImages,
@@ -16,21 +18,21 @@ from .data import (
     check_pair_folders,
     default_true_lut,
     group_names,
-    load_pairs,
     pair_files,
     read_true_lut,
     resize,
     split_groups,
 )
 from .demo import ensure_demo
+from .pair_loading import load_sets
 
 
 @dataclass
 class Data:
     train: PairedImages
     val: PairedImages
-    train_thumbs: torch.Tensor  # (N,3,c,c): what the CNN sees of each pair, c = cnn_size
-    val_thumbs: torch.Tensor
+    train_thumbs: torch.Tensor | Codes  # (N,3,c,c): what the CNN sees of each pair, c = cnn_size
+    val_thumbs: torch.Tensor | Codes
     source: str  # where the pairs came from, in words
     truth: torch.Tensor | None  # (S,S,S,3): the true LUT at the learned LUT's lattice, when known
     truth_path: str | None
@@ -38,9 +40,11 @@ class Data:
     val_truths: torch.Tensor | None = None  # (N_val,S,S,S,3): the true LUT of each validation pair
 
 
-def load_training_data(config: TrainConfig, console: Console) -> Data:
+def load_training_data(config: TrainConfig, console: Console, cache: Path | None = None) -> Data:
     """Decode the run's pairs (building the demo set on first use) and split them. The true LUT is read
-    before any image is decoded, so a bad file fails at once."""
+    before any image is decoded, so a bad file fails at once. ``cache``: the pair cache's folder
+    (:mod:`img2lut.pair_cache`), None for none; under torchrun, rank 0 fills it and the other ranks then
+    map it, each reading only the pairs its batches take."""
     inputs, targets = config.inputs, config.targets
     val_inputs, val_targets, truth = config.val_inputs, config.val_targets, config.truth
     demo = None
@@ -57,18 +61,27 @@ def load_training_data(config: TrainConfig, console: Console) -> Data:
     check_pair_folders(inputs, targets)
     if val_inputs is not None:
         check_pair_folders(val_inputs, val_targets, what="val-")
-    with console.status("decoding images..."):
-        pairs = load_pairs(pair_files(inputs, targets), config.image_size)
-        if val_inputs is not None:
-            train, val = pairs, load_pairs(pair_files(val_inputs, val_targets), config.image_size)
-            check_held_out(train, val, inputs, val_inputs)
-            grouping = f"validation pairs from {val_inputs}"
-        else:
-            train, val, grouping = _split(pairs, config)
+    folders = [(inputs, targets)] + ([(val_inputs, val_targets)] if val_inputs is not None else [])
+    sets = load_sets([pair_files(*f) for f in folders], config.image_size, console, cache)
+    if val_inputs is not None:
+        train, val = sets
+        check_held_out(train, val, inputs, val_inputs)
+        grouping = f"validation pairs from {val_inputs}"
+    else:
+        train, val, grouping = _split(sets[0], config)
     val_truths = demo.true_luts(val.names, config.lut_size) if demo is not None else None
     cnn = config.cnn_size or config.image_size
-    return Data(train, val, resize(train.inputs, cnn), resize(val.inputs, cnn), source, truth_lut, truth,
-                grouping, val_truths)
+    return Data(train, val, thumbnails(train.inputs, cnn), thumbnails(val.inputs, cnn), source, truth_lut,
+                truth, grouping, val_truths)
+
+
+def thumbnails(images: Codes, size: int) -> torch.Tensor | Codes:
+    """What the CNN sees: ``images`` resized to ``size`` (float32 ``(N,3,c,c)``, made a batch at a time),
+    or the images themselves when ``size`` is theirs."""
+    if images.shape[-1] == size:
+        return images
+    return torch.cat([resize(batch, size) for batch in images.batches(256)]) if len(images) else \
+        torch.empty(0, 3, size, size)
 
 
 def _split(pairs: PairedImages, config: TrainConfig) -> tuple[PairedImages, PairedImages, str]:

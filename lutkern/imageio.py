@@ -202,6 +202,7 @@ class DecodedImage:
     dropped_alpha: bool = False
     frames: int = 1  # frames or pages in the file; only the first is decoded
     dpx: exr_dpx.DpxHeader | None = None
+    full_size: tuple[int, int] | None = None  # (width, height) of the file, upright; ``codes`` may be less
 
 
 def _min_is_white(im: Image.Image) -> bool:
@@ -261,8 +262,26 @@ def read_float_image(path: str | os.PathLike) -> exr_dpx.FloatImage:
         raise ImageReadError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
 
 
-def decode_image(path: str | os.PathLike) -> DecodedImage:
-    """Read a photo as integer RGB codes (see :func:`read_image` for the conversions)."""
+def draft_scale(width: int, height: int, at_least: int) -> int:
+    """The largest of 1, 2, 4, 8 that divides both sides and leaves both at least ``at_least`` pixels.
+
+    Dividing exactly matters: a partial last block is a whole pixel of the smaller image, which shifts
+    every later resize by up to half a block (27 codes at edges, measured on a photo).
+    """
+    scale = 1
+    while scale < 8 and width % (2 * scale) == 0 and height % (2 * scale) == 0 \
+            and min(width, height) // (2 * scale) >= at_least:
+        scale *= 2
+    return scale
+
+
+def decode_image(path: str | os.PathLike, *, at_least: int | None = None) -> DecodedImage:
+    """Read a photo as integer RGB codes (see :func:`read_image` for the conversions).
+
+    at_least: a JPEG may be decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, Pillow's draft
+    mode), the smallest of :func:`draft_scale`; ``full_size`` then holds the file's own size. Other
+    formats are decoded whole.
+    """
     path = Path(path)
     try:
         magic = _magic(path)
@@ -270,12 +289,18 @@ def decode_image(path: str | os.PathLike) -> DecodedImage:
             raise ValueError("an EXR holds float pixels, not integer codes (read it with read_image)")
         if magic in exr_dpx.DPX_MAGICS:
             codes, head, dropped = exr_dpx.decode_dpx(path)
-            return DecodedImage(codes, head.bit_depth, "DPX", None, None, dropped, dpx=head)
+            return DecodedImage(codes, head.bit_depth, "DPX", None, None, dropped, dpx=head,
+                                full_size=(codes.shape[1], codes.shape[0]))
         with Image.open(path) as im:
             fmt = im.format or "unknown"
             _check_layout(im)
             frames = getattr(im, "n_frames", 1)
             tiff_orientation = _take_tiff_orientation(im) if fmt == "TIFF" else None
+            stored = im.size
+            if at_least is not None and fmt == "JPEG":
+                scale = draft_scale(im.width, im.height, at_least)
+                if scale > 1:
+                    im.draft(im.mode, (im.width // scale, im.height // scale))
             # Decode before reading EXIF: Pillow loads a PNG to find its eXIf chunk, consuming the tile.
             codes, depth, dropped, icc = _rgb_codes(path, im)
             orientation = tiff_orientation or im.getexif().get(_EXIF_ORIENTATION, 1)
@@ -286,7 +311,8 @@ def decode_image(path: str | os.PathLike) -> DecodedImage:
     codes = np.ascontiguousarray(_orient(codes, orientation))
     if not codes.flags.writeable:  # a view of Pillow's buffer: own the codes so they can be graded in place
         codes = codes.copy()
-    return DecodedImage(codes, depth, fmt, icc, exif, dropped, frames)
+    full = stored[::-1] if orientation in (5, 6, 7, 8) else stored
+    return DecodedImage(codes, depth, fmt, icc, exif, dropped, frames, full_size=full)
 
 
 def read_image(path: str | os.PathLike) -> LoadedImage:

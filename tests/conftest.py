@@ -46,6 +46,12 @@ def pytest_make_collect_report(collector):
     _fail_missing_oracle(outcome.get_result())
 
 
+@pytest.fixture(autouse=True)
+def _pair_cache_in_tmp(tmp_path_factory, monkeypatch):
+    """The commands' pair cache (img2lut.pair_cache) goes to a temporary folder, never the user's."""
+    monkeypatch.setenv("IMG2LUT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "pair-cache"))
+
+
 @pytest.fixture
 def fast_small_tensors(monkeypatch):
     """The torch backend and one thread, for tests of the training machinery on tiny tensors (the

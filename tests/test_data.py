@@ -8,13 +8,13 @@ from PIL import Image
 from img2lut.data import (
     DataError,
     group_names,
-    load_pairs,
     pair_files,
     read_rgb,
     resize,
     split_groups,
     split_names,
 )
+from img2lut.pair_loading import load_pairs
 
 
 def _save_rgb(path, colour, size=(8, 8)):
@@ -43,7 +43,7 @@ def test_pairs_by_stem_not_listing_order_and_extensions_may_differ(folders):
     assert pairs[0].target.suffix == ".bmp"
     data = load_pairs(pairs, image_size=8)
     assert data.inputs.shape == (3, 3, 8, 8)
-    torch.testing.assert_close(data.inputs, data.targets)
+    torch.testing.assert_close(data.inputs.tensor(), data.targets.tensor())
     expected = torch.tensor([colours[n] for n in ["a", "b", "c"]], dtype=torch.float32) / 255
     torch.testing.assert_close(data.inputs[:, :, 0, 0], expected)
 

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 import lutkern
-from img2lut.data import DataError, load_pairs, pair_files
+from img2lut.data import DataError, pair_files
 from img2lut.demo import SYNTHETIC_KINDS, DemoSpec, ensure_demo, synthetic_image
 from img2lut.metrics import COVERED_WEIGHT, lattice_coverage
+from img2lut.pair_loading import load_pairs
 from lutkern.reference.apply import apply_lut_reference
 
 TINY = DemoSpec(image_size=16, crops_per_photo=1, val_crops_per_photo=2, synthetic=4, val_synthetic=2,
@@ -43,9 +44,9 @@ def test_targets_are_the_true_lut_applied_to_the_inputs(demo):
     torch.testing.assert_close(truth, lutkern.looks["bw"](size=5), atol=1e-6, rtol=0)
     for ins, outs in ((demo.inputs, demo.targets), (demo.val_inputs, demo.val_targets)):
         pairs = load_pairs(pair_files(ins, outs), image_size=TINY.image_size)
-        graded = lutkern.apply_lut(pairs.inputs, truth)
+        graded = lutkern.apply_lut(pairs.inputs.tensor(), truth)
         # Targets are stored as 8-bit PNG: rounding is the only difference.
-        torch.testing.assert_close(pairs.targets, graded, atol=0.5 / 255 + 1e-6, rtol=0)
+        torch.testing.assert_close(pairs.targets.tensor(), graded, atol=0.5 / 255 + 1e-6, rtol=0)
         # Black and white: the three channels are equal.
         torch.testing.assert_close(pairs.targets[:, 0], pairs.targets[:, 2], atol=0, rtol=0)
 
@@ -133,8 +134,8 @@ def test_adaptive_demo_has_one_true_lut_per_pair(tmp_path):
         assert set(pairs.names) <= set(grades)
         truths = demo.true_luts(pairs.names, 5)
         assert truths.shape == (len(pairs), 5, 5, 5, 3)
-        graded = lutkern.apply_lut(pairs.inputs, truths)
-        torch.testing.assert_close(pairs.targets, graded, atol=0.5 / 255 + 1e-6, rtol=0)
+        graded = lutkern.apply_lut(pairs.inputs.tensor(), truths)
+        torch.testing.assert_close(pairs.targets.tensor(), graded, atol=0.5 / 255 + 1e-6, rtol=0)
     # No single LUT: the pairs' grades differ (gains and strengths follow each mis-shot input).
     assert len({tuple(g["gain"]) for g in grades.values()}) == len(grades)
     assert len({g["strength"] for g in grades.values()}) > 1

@@ -8,8 +8,9 @@ import torch
 
 import lutkern
 from img2lut import checkpoint
-from img2lut.data import list_images, load_pairs, pair_files
+from img2lut.data import list_images, pair_files
 from img2lut.model import ResNetLUTGenerator
+from img2lut.pair_loading import load_pairs
 from lutkern.apply import main as apply_main
 from lutkern.cube import CubeLUT, read_cube, write_cube
 

@@ -205,7 +205,7 @@ def test_bad_true_or_start_lut_fails_before_any_image_is_decoded(
     def no_decoding(*args, **kwargs):
         raise AssertionError("images decoded before the LUT was checked")
 
-    monkeypatch.setattr(training_data_mod, "load_pairs", no_decoding)
+    monkeypatch.setattr(training_data_mod, "load_sets", no_decoding)
     extra = [flag, str(bad)] + (["--init", "identity"] if flag == "--init-from" else [])
     with warnings.catch_warnings():
         warnings.simplefilter("error")

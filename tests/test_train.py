@@ -71,23 +71,25 @@ def test_tiny_run_writes_every_artifact(pairs, tmp_path):
     model = checkpoint.model_from_checkpoint(kept)
 
     # lut.cube is the mean of the LUTs the kept model predicts for the validation pairs (2 of 8).
-    from img2lut.data import load_pairs, pair_files, resize, split_names
+    from img2lut.data import pair_files, resize, split_names
+    from img2lut.pair_loading import load_pairs
 
     data = load_pairs(pair_files(pairs / "inputs", pairs / "targets"), 32)
     _, val_idx = split_names(data.names, 0.25)
     val = data.subset(val_idx)
+    val_inputs, val_targets = val.inputs.tensor(), val.targets.tensor()
     with torch.no_grad():
-        luts = model.predict_lut(resize(val.inputs, 16))
-        out, _ = model(resize(val.inputs, 16), full=val.inputs)
+        luts = model.predict_lut(resize(val_inputs, 16))
+        out, _ = model(resize(val_inputs, 16), full=val_inputs)
     cube = lutkern.read_cube(run / "lut.cube").lut3d
     torch.testing.assert_close(cube, luts.mean(0), atol=1e-6, rtol=0)  # .cube keeps 6+ decimals
 
-    mse = float((out - val.targets).square().mean())
+    mse = float((out - val_targets).square().mean())
     assert summary["val_psnr"] == pytest.approx(10 * torch.log10(torch.tensor(1 / mse)).item(), abs=1e-4)
     if summary["kept_epoch"]:
         kept_row = rows[summary["kept_epoch"] - 1]
         assert summary["val_psnr"] == pytest.approx(float(kept_row["val_psnr"]), abs=1e-3)
-    per_image = 10 * torch.log10(1 / (out - val.targets).square().mean((1, 2, 3)))
+    per_image = 10 * torch.log10(1 / (out - val_targets).square().mean((1, 2, 3)))
     assert summary["val_psnr_worst_image"] == pytest.approx(float(per_image.min()), abs=1e-4)
     assert summary["val_psnr_mean_image"] == pytest.approx(float(per_image.mean()), abs=1e-4)
     truth = lutkern.read_cube(pairs / "truth.cube").lut3d
@@ -211,7 +213,8 @@ def test_a_run_that_only_gets_worse_keeps_the_fitted_lut(pairs, tmp_path):
     call as python -m img2lut.fit): the basis head starts there exactly, and when every epoch after it
     does worse on the validation photos, that LUT is what the run keeps, in model.pt and checkpoint.pt."""
     from img2lut import fit_lut, load
-    from img2lut.data import group_names, load_pairs, pair_files, split_groups
+    from img2lut.data import group_names, pair_files, split_groups
+    from img2lut.pair_loading import load_pairs
 
     wreck = ("--epochs", "1", "--lr", "1", "--bias-lr", "10")  # Adam at lr 10 throws the LUT tables away
     assert main(_args(pairs, tmp_path, *wreck)) == 0
