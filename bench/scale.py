@@ -14,10 +14,11 @@ distinct pairs would. Sets of fewer pairs are the first of the largest (hard lin
 
 Each command runs in a fresh process (``python -m img2lut.train --epochs 1``, ``img2lut.fit --steps 100``,
 ``img2lut.evaluate`` of the model train wrote) with the cache in --work; cold removes the cache first.
-Reported: wall seconds to the first training step (train: the first optimizer step; fit: the start of
-the fit; evaluate: the first batch through the model), the epoch (train: the steps of one epoch; fit:
-its steps; evaluate: all batches), the whole command, and the peak RSS of the command's process (the
-decoding workers, each a fork of one server, are separate processes: their largest is reported too).
+Reported: wall seconds to have the pairs (decoded or read from the cache), to the first training step
+(train: the first optimizer step, after the recipe's first stage, a fit of one LUT, and its validation;
+fit: the start of the fit; evaluate: the first batch through the model), the epoch (train: the steps of
+one epoch; fit: its steps; evaluate: all batches), the whole command, and the peak RSS of the command's
+process (the decoding workers, forks of one server, are not counted: about 200 MB each).
 
 --quality: held-out PSNR of the default recipe (``python -m img2lut.train`` defaults, --epochs as given)
 on the smallest set with reduced decoding against full decoding (the reduction turned off).
@@ -129,20 +130,22 @@ _PROBE = textwrap.dedent("""
         img2lut.decoding.OVERSAMPLE = 1 << 20  # no reduction: every image decoded whole, then resized
     if command == "train":
         from img2lut import trainer
+        import img2lut.train as cli
         wrap(trainer.Trainer, "_step", "first_step", "last_step")
-        from img2lut.train import main
+        wrap(cli, "load_training_data", "load_start", "loaded")
     elif command == "fit":
-        import img2lut.fit as mod
-        wrap(mod, "fit_lut", "first_step", "last_step")
-        main = mod.main
+        import img2lut.fit as cli
+        wrap(cli, "fit_lut", "first_step", "last_step")
+        wrap(cli, "_load", "load_start", "loaded")
     else:
         import img2lut.evaluation as mod
+        import img2lut.evaluate as cli
         wrap(mod, "evaluate_model", "first_step", "last_step")
-        from img2lut.evaluate import main
+        wrap(mod, "load_pairs", "load_start", "loaded")
+    main = cli.main
     status = main(argv)
     marks["total"] = time.perf_counter() - t0
     marks["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    marks["workers_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print("PROBE " + json.dumps(marks))
     sys.exit(status)
 """)
@@ -181,9 +184,9 @@ def measure(folder: Path, work: Path, n: int) -> list[dict]:
             if command == "train":
                 shutil.rmtree(runs / "models" / f"scale{n}", ignore_errors=True)
             m = run(command, argv)
-            row = {"pairs": n, "command": command, "state": state, "first_step_s": m.get("first_step"),
-                   "epoch_s": m["epoch"], "total_s": m["total"], "rss_mb": m["rss_mb"],
-                   "workers_rss_mb": m["workers_rss_mb"]}
+            row = {"pairs": n, "command": command, "state": state, "load_s": m["loaded"] - m["load_start"],
+                   "first_step_s": m.get("first_step"), "epoch_s": m["epoch"], "total_s": m["total"],
+                   "rss_mb": m["rss_mb"]}
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows
