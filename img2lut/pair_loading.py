@@ -177,8 +177,12 @@ def load_pairs(pairs: list[PairFiles], image_size: int, progress: Callable[[int]
             progress(len(pairs) - 1)
         return _paired(pairs, old.arrays, {s: _scales(old.pairs.values(), s, len(old.pairs)) for s in
                                            pair_cache.SIDES}, rows)
-    return _decode(pairs, ids, kept, old, shape, settings, cache, key, progress,
-                   workers or default_workers())
+    try:
+        return _decode(pairs, ids, kept, old, shape, settings, cache, key, progress,
+                       workers or default_workers())
+    except OSError as exc:  # the images' own errors are DataErrors: this is the cache's folder
+        raise DataError(f"cannot write the pair cache in {cache} ({exc}); give another --cache-dir, or "
+                        "--no-cache") from None
 
 
 def _scales(entries, side: str, rows: int) -> np.ndarray:

@@ -249,3 +249,12 @@ def test_fit_and_coverage_on_codes_match_them_on_float_tensors(folders):
     torch.testing.assert_close(on_codes.coverage, on_floats.coverage, atol=1e-4, rtol=1e-6)
     torch.testing.assert_close(lattice_coverage(data.inputs, 5), lattice_coverage(xs, 5), atol=1e-4,
                                rtol=1e-6)
+
+
+def test_a_cache_folder_that_cannot_be_written_is_one_line(folders, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DataError) as err:
+        _load(folders, blocker / "cache")
+    assert str(blocker / "cache") in str(err.value) and "--no-cache" in str(err.value)
+    assert "\n" not in str(err.value)
