@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from . import page_pool
 from .apply_lut_native import CHUNK, CODES, MIN_WORK, has_simd, library, native_available
 from .chunks import compute_dtype, run_plan, schedule
 
@@ -62,7 +63,8 @@ class ApplyLutCpu(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, image: torch.Tensor, lut: torch.Tensor, interpolation: str, simd: bool = True):
-        out = _forward_into(torch.empty_like(image), image, lut, interpolation, simd)
+        # A fresh output whose pages an earlier output already touched, when one is free (page_pool).
+        out = _forward_into(page_pool.empty(image.shape, image.dtype), image, lut, interpolation, simd)
         ctx.save_for_backward(image, lut)
         ctx.interpolation, ctx.simd = interpolation, int(simd)
         return out
