@@ -33,11 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import av  # noqa: E402
 
-from img2lut import adaptive_grade  # noqa: E402
+from img2lut import grades  # noqa: E402
 from img2lut.demo import load_photo  # noqa: E402
 from img2lut.plots import loss_plot  # noqa: E402
 from img2lut.predict import main as predict_main  # noqa: E402
-from img2lut.prediction import load, thumbnail_from_codes  # noqa: E402
+from img2lut.prediction import load  # noqa: E402
 from img2lut.shots import ShotTracker  # noqa: E402
 from lutkern.video import read_frames  # noqa: E402
 
@@ -58,8 +58,8 @@ def _crop(photo: torch.Tensor, centre_x: float, centre_y: float, scale: float) -
 
 def make_clip(path: Path) -> None:
     gen = torch.Generator().manual_seed(5)
-    first = adaptive_grade.mis_shoot(load_photo("coffee"), gen)
-    second = adaptive_grade.mis_shoot(load_photo("grace_hopper"), gen)
+    first = grades.mis_shoot(load_photo("coffee"), gen)
+    second = grades.mis_shoot(load_photo("grace_hopper"), gen)
     rng = np.random.default_rng(0)
     frames = [_crop(first, 0.35 + 0.3 * i / PER_SHOT, 0.5, 0.9 - 0.2 * i / PER_SHOT) for i in range(PER_SHOT)]
     still = _crop(second, 0.5, 0.5, 0.8).astype(np.float64)
@@ -99,9 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         predictor = load(args.model, "cpu")
         tracker, grey = ShotTracker(), []
         for frame in read_frames(clip):
-            thumb = predictor.cnn_input(thumbnail_from_codes(frame.codes, 8, predictor.image_size))
-            with torch.no_grad():
-                lut = predictor.model.predict_lut(thumb)[0]
+            thumb = predictor.thumbnail(frame.codes, 8)
+            lut = predictor.predict_lut_codes(frame.codes, 8)
             tracker.add(thumb[0], lut)
             grey.append(_mid_grey(lut))
         changes = {}

@@ -75,17 +75,18 @@ def write_preview(run_dir: Path, epoch: int, data: Data, outputs: torch.Tensor) 
 
 
 def write_results(run_dir: Path, model: ResNetLUTGenerator, config: TrainConfig, data: Data,
-                  result: Evaluation, summary: dict) -> dict:
+                  result: Evaluation, summary: dict, mean_lut: torch.Tensor | None = None) -> dict:
     """The end of a run: ``model.pt`` (``model``, the kept epoch), ``lut.cube`` (``lut.<format>`` with
-    ``--format``: the mean of the LUTs it predicts for the validation images, ``result``) and
-    ``summary.json`` (``summary``, the run's facts, with the measurements of ``result`` added). Returns
-    the summary as written."""
+    ``--format``: ``mean_lut``, default ``result``'s, the mean of the LUTs the model predicts for the
+    validation images) and ``summary.json`` (``summary``, the run's facts, with the measurements of
+    ``result`` added). Returns the summary as written."""
+    mean_lut = result.mean_lut if mean_lut is None else mean_lut
     ckpt.save_checkpoint(run_dir / ckpt.MODEL_NAME, model=model, config=dataclasses.asdict(config))
     title = f"img2lut {config.experiment}: mean predicted LUT over {len(data.val)} validation images"
     lut_file = f"lut{config.lut_format}"
-    lutkern.write_lut(run_dir / lut_file, result.mean_lut, title=title)
+    lutkern.write_lut(run_dir / lut_file, mean_lut, title=title)
     coverage = lattice_coverage(data.train.inputs, config.lut_size, config.interpolation)
-    save_picture(run_dir / "lut.png", lut_picture(result.mean_lut, coverage >= COVERED_WEIGHT, title=title))
+    save_picture(run_dir / "lut.png", lut_picture(mean_lut, coverage >= COVERED_WEIGHT, title=title))
     psnr = result.image_psnr
     summary = {
         **summary,
@@ -99,7 +100,7 @@ def write_results(run_dir: Path, model: ResNetLUTGenerator, config: TrainConfig,
         "lut_cube": f"{lut_file}: the mean of the LUTs predicted for the validation images",
     }
     if data.truth is not None:
-        comparison = compare_with_truth(result.mean_lut, data.truth, coverage)
+        comparison = compare_with_truth(mean_lut, data.truth, coverage)
         summary.update({"truth": data.truth_path, **{f"lut_{k}" if k.startswith("rmse") else k: v
                                                       for k, v in comparison.items()}})
     if data.val_truths is not None:

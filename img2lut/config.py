@@ -14,6 +14,8 @@ from pathlib import Path
 from lutkern.cli import check_device, default_device
 
 from .demo import DEMO_SETS
+from .diagnosis import RECIPES
+from .image_stats import NORMALISERS
 
 SCHEDULERS = ("plateau", "cosine")
 AMP_CHOICES = ("none", "bf16", "fp16")
@@ -52,6 +54,13 @@ class TrainConfig:
     init: str = "default"
     init_from: str | None = None  # a LUT file the CNN starts at (e.g. from python -m img2lut.fit)
     fit_first: bool = True  # start at a LUT fitted to the training pairs (when no init_from)
+    # "auto": img2lut.diagnosis decides from the pairs; saved resolved, so a resumed run builds the same.
+    recipe: str = "auto"  # or one of img2lut.diagnosis.RECIPES
+    normalise: str = "auto"  # or a correction of img2lut.image_stats.NORMALISERS
+    # Fraction of training inputs shown under a further exposure / white-balance error (same target):
+    # only where the chosen correction normalises them (never for one look).
+    photometric: float = 0.0
+    refit_all: bool = True  # where the fitted LUT alone is kept, refit it on all pairs at the end
     select_best: bool = True  # keep the epoch (0 = the start LUT) best on the validation photos
     augment: bool = True  # the CNN sees each photo flipped / turned at random (the LUT acts per pixel)
     image_size: int = 256
@@ -85,7 +94,7 @@ PRESETS: dict[str, dict] = {
     "seed": dict(epochs=500, batch_size=64, lr=1e-2, scheduler="plateau", lut_size=33, image_size=256,
                  bias_lr=None, cnn_size=0, loss_stride=1, tv_weight=0.0, mono_weight=0.0, init="default",
                  head="direct", fit_first=False, select_best=False, augment=False, preview_every=50,
-                 checkpoint_every=1),
+                 checkpoint_every=1, recipe="adaptive", normalise="none", refit_all=False),
 }
 # Settings that may differ when resuming; anything else must match the checkpoint.
 RESUMABLE_CHANGES = ("epochs", "device", "backend", "preview_every", "checkpoint_every", "amp",
@@ -100,7 +109,8 @@ def flag(name: str) -> str:
 def model_arguments(config: TrainConfig) -> dict:
     """The :class:`~img2lut.model.ResNetLUTGenerator` arguments of a run (its checkpoints' model_config)."""
     return {"lut_size": config.lut_size, "interpolation": config.interpolation, "init": config.init,
-            "head": config.head, "basis_luts": config.basis_luts}
+            "head": config.head, "basis_luts": config.basis_luts,
+            "normalise": "none" if config.normalise == "auto" else config.normalise}
 
 
 def default_experiment(inputs: str | None, demo: str | None) -> str:
@@ -119,6 +129,8 @@ def config_from_flags(given: dict) -> TrainConfig:
             config.init = "identity"  # a warm start needs the last weight scaled down, as this init does
         if "bias_lr" not in given:
             config.bias_lr = None  # the shared LUT is already fitted: a large lr knocks it off (docs/fit.md)
+    if config.head == "direct":
+        config.normalise = "none"  # the seed's head has no levels curves
     if config.experiment is None:
         config.experiment = default_experiment(config.inputs, config.demo)
     validate(config)
@@ -188,6 +200,11 @@ def validate(c: TrainConfig) -> None:
     _need(0 < c.val_fraction < 1, "val_fraction", "between 0 and 1 (exclusive)", c.val_fraction)
     for name in ("preview_every", "checkpoint_every"):
         _need(getattr(c, name) >= 1, name, ">= 1", getattr(c, name))
+    _need(c.recipe in ("auto", *RECIPES), "recipe", f"one of auto, {', '.join(RECIPES)}", c.recipe)
+    _need(c.normalise in ("auto", *NORMALISERS), "normalise", f"one of auto, {', '.join(NORMALISERS)}",
+          c.normalise)
+    _need(0 <= c.photometric <= 1 and math.isfinite(c.photometric), "photometric", "between 0 and 1",
+          c.photometric)
     _need(0 < c.plateau_factor < 1, "plateau_factor", "between 0 and 1", c.plateau_factor)
     _need(c.plateau_patience >= 0, "plateau_patience", ">= 0", c.plateau_patience)
     _validate_files(c)

@@ -8,10 +8,12 @@ cell should see some data). Two sets (:data:`DEMO_SETS`, ``python -m img2lut.tra
 
 - ``bw`` (the default): every input graded by one built-in look (``lutkern.looks["bw"]``, the seed's
   black-and-white target) with :func:`lutkern.apply_lut`; the true LUT is saved beside the pairs.
-- ``adaptive``: every input is a mis-shot crop (its own exposure, white-balance and haze error) and its
-  target is levelled from that input, then given a look whose strength follows the scene
-  (:mod:`img2lut.adaptive_grade`): one exact LUT per pair, no single LUT for all. The per-pair grades
-  are saved in ``grades.json``, so the true LUT of every pair is known.
+- ``adaptive`` and one set per other grade family of :mod:`img2lut.grades` (``levels``, ``auto_gamma``,
+  ``extremes``, ``saturation``, ``auto_tone``): every input is a mis-shot crop (its own exposure,
+  white-balance and haze error) and its target is graded by a rule read off that input (``adaptive``:
+  the ``grey_world`` family, levelled by the channel means, then a look whose strength follows the
+  scene): one exact LUT per pair, no single LUT for all. The per-pair grades are saved in
+  ``grades.json``, so the true LUT of every pair is known.
 
 Validation never shares a source photograph with training: the crops of the validation photos and
 their own synthetic images are held out. Layout of the folder::
@@ -19,7 +21,7 @@ their own synthetic images are held out. Layout of the folder::
     inputs/ targets/            training pairs (PNG, 8-bit)
     val-inputs/ val-targets/    validation pairs
     truth.cube                  bw: the LUT that graded every target
-    grades.json                 adaptive: {pair name: grade}, see img2lut.adaptive_grade.grade_lut
+    grades.json                 adaptive sets: {pair name: grade}, see img2lut.grades.grade_lut
     demo.json                   how it was built (written last: its presence means complete)
 
 The folder is ``<root>/<name>-v2`` with ``<root>`` = ``$IMG2LUT_DEMO_DIR`` if set, else
@@ -41,10 +43,10 @@ import torch
 
 import lutkern
 
-from . import adaptive_grade
+from . import grades as grade_rules
 from .data import DataError, resize
 
-DEMO_VERSION = "v2"
+DEMO_VERSION = "v3"
 # Every colour photograph that ships in the demo extra's wheels: name -> (package, loader).
 PHOTOS = {
     "astronaut": ("skimage", "astronaut"),
@@ -60,7 +62,7 @@ PHOTOS = {
 # The two views of the stereo pair are one scene: their crops share a name prefix, so they are one
 # photograph for every split by name.
 SCENE = {"motorcycle_left": "motorcycle", "motorcycle_right": "motorcycle"}
-GRADES = ("global", "adaptive")
+GRADES = ("global", *grade_rules.FAMILIES)
 SYNTHETIC_KINDS = ("gradient", "chart", "patches", "plane", "noise")
 NOISE_BLOCK = 4  # pixels per side of one random colour in a "noise" image
 # Crops cover 35-100% of the photo's short side: close-ups and wide views.
@@ -79,20 +81,22 @@ class DemoSpec:
     look: str = "bw"  # the look of a "global" grade
     lut_size: int = 33
     seed: int = 0
-    grade: str = "global"  # or "adaptive": img2lut.adaptive_grade
+    grade: str = "global"  # or a family of img2lut.grades
     train_photos: tuple[str, ...] = ("astronaut", "chelsea", "rocket", "motorcycle_left")
     val_photos: tuple[str, ...] = ("coffee",)
 
 
+# Photos only: a synthetic chart's statistics say nothing about how photos are mis-shot.
+_ADAPTIVE = DemoSpec(grade="grey_world", crops_per_photo=32, val_crops_per_photo=16, synthetic=0,
+                     val_synthetic=0,
+                     train_photos=("astronaut", "chelsea", "rocket", "motorcycle_left", "motorcycle_right",
+                                   "china", "flower"),
+                     val_photos=("coffee", "grace_hopper"))
 # The built-in sets, each ~200-230 training pairs (a few minutes of the default preset on a 2-core CPU).
 DEMO_SETS = {
     "bw": DemoSpec(),
-    "adaptive": DemoSpec(
-        # Photos only: a synthetic chart's levels say nothing about how photos are mis-shot.
-        grade="adaptive", crops_per_photo=32, val_crops_per_photo=16, synthetic=0, val_synthetic=0,
-        train_photos=("astronaut", "chelsea", "rocket", "motorcycle_left", "motorcycle_right", "china",
-                      "flower"),
-        val_photos=("coffee", "grace_hopper")),
+    "adaptive": _ADAPTIVE,
+    **{family: dataclasses.replace(_ADAPTIVE, grade=family) for family in grade_rules.FAMILIES[1:]},
 }
 
 
@@ -111,7 +115,7 @@ class DemoData:
         if not self.grades.is_file():
             return None
         grades = json.loads(self.grades.read_text())
-        return torch.stack([adaptive_grade.grade_lut(adaptive_grade.Grade.from_dict(grades[n]), lut_size)
+        return torch.stack([grade_rules.grade_lut(grade_rules.Grade.from_dict(grades[n]), lut_size)
                             for n in names])
 
 
@@ -237,7 +241,7 @@ def _sources(photos: tuple[str, ...], crops: int, synthetic: int, spec: DemoSpec
         for i in range(crops):
             names.append(f"{SCENE.get(photo_name, photo_name)}-{offset + i:03d}")
             crop = random_crop(photo, spec.image_size, gen)
-            images.append(adaptive_grade.mis_shoot(crop, gen) if spec.grade == "adaptive" else crop)
+            images.append(crop if spec.grade == "global" else grade_rules.mis_shoot(crop, gen))
     for i in range(synthetic):
         kind = SYNTHETIC_KINDS[i % len(SYNTHETIC_KINDS)]
         names.append(f"synthetic-{kind}-{i:03d}")
@@ -266,12 +270,12 @@ def build_demo(root: Path, spec: DemoSpec) -> DemoData:
             names, images = _sources(photos, crops, synthetic, spec, gen)
             names = [prefix + n for n in names]
             luts = lut
-            if spec.grade == "adaptive":
-                per_pair = [adaptive_grade.grade_of(_quantize8(x)) for x in images]
+            if spec.grade != "global":
+                per_pair = [grade_rules.grade_of(_quantize8(x), spec.grade) for x in images]
                 grades.update({n: g.to_dict() for n, g in zip(names, per_pair, strict=True)})
-                luts = torch.stack([adaptive_grade.grade_lut(g, spec.lut_size) for g in per_pair])
+                luts = torch.stack([grade_rules.grade_lut(g, spec.lut_size) for g in per_pair])
             _write_pairs(images, names, luts, in_dir, out_dir)
-        if spec.grade == "adaptive":
+        if spec.grade != "global":
             layout.grades.write_text(json.dumps(grades, indent=1) + "\n")
         else:
             lutkern.write_cube(layout.truth, lut, title=f"img2lut demo look {spec.look}")

@@ -19,11 +19,14 @@ global average pooling to 256 features. Two heads turn the features into a LUT:
   one plain 3D LUT per image: what is trained is exactly what a ``.cube`` holds and a grading tool
   applies. The curves start at the identity, so every image starts at ``base`` here too.
 
-The basis and curves heads also see the photo's colour distribution: a soft histogram of each channel
-of the CNN's input (:data:`HISTOGRAM_BINS` triangular bins), concatenated to the pooled features. A
-histogram is the same whatever the photo shows, so what the head learns from it carries over to photos
-unlike the training ones (levels and exposure are read off histograms), where the pooled features of
-a few training photos mostly tell those photos apart (docs/generalization.md).
+The basis and curves heads also see what a grade is read from: :func:`img2lut.image_stats.image_stats`
+of the full-size image (per-channel quantiles from full-resolution histograms, means, spreads, joint
+colour statistics), concatenated to the pooled features. And both put a per-channel *levels* curve
+``clamp((x - lo) / (hi - lo), 0, 1) ** gamma`` in front of the 3D LUT: its parameters start at the
+``normalise`` correction read off the statistics (:data:`img2lut.image_stats.NORMALISERS`; ``"none"``:
+the identity) and the head adds a tanh-bounded offset to each (zero at the start). Automatic grades are
+mostly such curves read off a photo's tails and means; a learned 3D LUT then adds the look. The levels
+curves are composed with the 3D LUT at the lattice, as the curves head's are.
 
 LUTs follow the project convention ``lut[n, b, g, r, c]`` (red index fastest), the ``.cube`` row order.
 """
@@ -36,6 +39,8 @@ from torch import nn
 
 import lutkern
 
+from .image_stats import NORMALISERS, STATS_DIM, image_stats, levels_curve
+
 INITS = ("identity", "default")
 HEADS = ("direct", "basis", "curves")
 HISTOGRAM_BINS = 16
@@ -43,6 +48,11 @@ HISTOGRAM_BINS = 16
 LOGIT_EPS = 1e-3
 # Identity initialisation shrinks the last weight so that every image starts from (almost) the start LUT.
 IDENTITY_WEIGHT_SCALE = 0.01
+# How far the head may move each levels parameter from the normaliser's: black and white points by
+# +-LEVELS_SHIFT, gamma by a factor exp(+-LEVELS_LOG_GAMMA).
+LEVELS_SHIFT = 0.25
+LEVELS_LOG_GAMMA = 1.0
+LEVELS_OUTPUTS = 9  # (lo, hi, log gamma) x (r, g, b)
 
 
 def lut_logits(lut: torch.Tensor) -> torch.Tensor:
@@ -74,7 +84,8 @@ class ResidualBlock(nn.Module):
 
 
 def colour_histogram(x: torch.Tensor, bins: int = HISTOGRAM_BINS) -> torch.Tensor:
-    """``(B,3,bins)`` soft histogram of each channel of ``x`` ``(B,3,h,w)`` (values clamped to [0,1]).
+    """``(B,3,bins)`` soft histogram of each channel of ``x`` ``(B,3,h,w)`` (values clamped to [0,1]): a
+    cheap signature of a small image (video shot cuts compare them).
 
     Triangular bins centred at ``j/(bins-1)``: each value splits between its two nearest centres, so a
     channel's row sums to ``bins`` (scaled from 1 to be of the order of the pooled features).
@@ -96,10 +107,12 @@ class ResNetLUTGenerator(nn.Module):
         everywhere (``"default"``, what the direct head's default starts near).
     head: ``"direct"`` or ``"basis"`` (see the module docstring).
     basis_luts: K, the number of basis LUTs of the basis head.
+    normalise: the correction of :data:`img2lut.image_stats.NORMALISERS` the basis and curves heads'
+        levels curves start at (``"none"``: the identity).
     """
 
     def __init__(self, lut_size: int = 33, interpolation: str = "trilinear", init: str = "default",
-                 head: str = "direct", basis_luts: int = 8):
+                 head: str = "direct", basis_luts: int = 8, normalise: str = "none"):
         super().__init__()
         if not isinstance(lut_size, int) or not lutkern.MIN_LUT_SIZE <= lut_size <= lutkern.MAX_LUT_SIZE:
             raise ValueError(f"lut_size must be an int in [{lutkern.MIN_LUT_SIZE}, {lutkern.MAX_LUT_SIZE}], "
@@ -112,11 +125,14 @@ class ResNetLUTGenerator(nn.Module):
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         if not isinstance(basis_luts, int) or isinstance(basis_luts, bool) or not 1 <= basis_luts <= 256:
             raise ValueError(f"basis_luts must be an int in [1, 256], got {basis_luts!r}")
+        if normalise not in NORMALISERS:
+            raise ValueError(f"normalise must be one of {tuple(NORMALISERS)}, got {normalise!r}")
         self.lut_size = lut_size
         self.interpolation = interpolation
         self.init = init
         self.head = head
         self.basis_luts = basis_luts
+        self.normalise = normalise
         self.backend: str | None = None  # lutkern.apply_lut's backend: a setting of the run, not saved
         self.initial_conv = nn.Sequential(
             nn.Conv2d(3, 32, kernel_size=3, stride=1, padding=1),
@@ -137,10 +153,10 @@ class ResNetLUTGenerator(nn.Module):
                     self.lut_generator[-1].weight.mul_(IDENTITY_WEIGHT_SCALE)
                 self.start_at(start)
         else:
-            outputs = basis_luts + (3 * lut_size if head == "curves" else 0)
-            self.weight_generator = nn.Sequential(nn.Linear(256 + 3 * HISTOGRAM_BINS, 512), nn.ReLU(),
+            outputs = basis_luts + LEVELS_OUTPUTS + (3 * lut_size if head == "curves" else 0)
+            self.weight_generator = nn.Sequential(nn.Linear(256 + STATS_DIM, 512), nn.ReLU(),
                                                   nn.Linear(512, outputs))
-            with torch.no_grad():  # the curves' offsets start at 0: identity curves for every image
+            with torch.no_grad():  # levels and curve offsets start at 0: every image starts at `normalise`
                 self.weight_generator[-1].weight[basis_luts:].zero_()
                 self.weight_generator[-1].bias[basis_luts:].zero_()
             # Flat (S^3*3,) and (K, S^3*3), in .cube row order: no memory-format change applies to them.
@@ -150,7 +166,7 @@ class ResNetLUTGenerator(nn.Module):
     def config(self) -> dict:
         """The constructor arguments: enough to rebuild this architecture (saved in checkpoints)."""
         return {"lut_size": self.lut_size, "interpolation": self.interpolation, "init": self.init,
-                "head": self.head, "basis_luts": self.basis_luts}
+                "head": self.head, "basis_luts": self.basis_luts, "normalise": self.normalise}
 
     def shared_lut(self) -> nn.Parameter:
         """The parameter ``(S^3*3,)`` that holds the LUT every image shares, in ``.cube`` row order: the
@@ -175,28 +191,44 @@ class ResNetLUTGenerator(nn.Module):
             lut = lut_logits(lut)
         shared.copy_(lut.reshape(-1).to(shared))
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
         """``(B,256)`` globally pooled features of images ``x`` ``(B,3,h,w)``, followed for the basis and
-        curves heads by the ``(B,3*HISTOGRAM_BINS)`` :func:`colour_histogram` of ``x``."""
+        curves heads by the ``(B,STATS_DIM)`` statistics ``stats`` of the full-size images
+        (:func:`img2lut.image_stats.image_stats`; None: those of ``x``), centred as ``2 * stats - 1``."""
         pooled = self.global_pool(self.layer3(self.layer2(self.layer1(self.initial_conv(x))))).flatten(1)
         if self.head == "direct":
             return pooled
-        return torch.cat([pooled, colour_histogram(x).flatten(1).to(pooled.dtype)], dim=1)
+        if stats is None:
+            stats = image_stats(x)
+        return torch.cat([pooled, (2 * stats.to(pooled) - 1)], dim=1)
 
-    def predict_lut(self, x: torch.Tensor) -> torch.Tensor:
-        """LUTs ``(B,S,S,S,3)``, ``lut[n, b, g, r, c]``, for images ``x`` ``(B,3,H,W)``: in (0,1) for the
-        direct head; the basis head's are not clamped (values outside [0,1] are applied as they are)."""
-        features = self.features(x)
+    def levels(self, stats: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(lo, hi, gamma)`` ``(B,3)`` of each image's levels curves: the ``normalise`` correction of its
+        ``stats`` moved by the head's tanh-bounded ``offsets`` ``(B,9)``."""
+        lo, hi, gamma = (p.to(offsets) for p in NORMALISERS[self.normalise](stats.to(offsets.device)))
+        d = offsets.view(-1, 3, 3)
+        return (lo + LEVELS_SHIFT * d[:, 0], hi + LEVELS_SHIFT * d[:, 1],
+                gamma * torch.exp(LEVELS_LOG_GAMMA * d[:, 2]))
+
+    def predict_lut(self, x: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
+        """LUTs ``(B,S,S,S,3)``, ``lut[n, b, g, r, c]``, for images ``x`` ``(B,3,H,W)`` whose full-size
+        images have the statistics ``stats`` ``(B,STATS_DIM)`` (None: those of ``x``; the direct head
+        ignores them): in (0,1) for the direct head; the basis and curves heads' are not clamped
+        (values outside [0,1] are applied as they are)."""
+        if self.head != "direct" and stats is None:
+            stats = image_stats(x)
+        features = self.features(x, stats)
         s = self.lut_size
         if self.head == "direct":
             return torch.sigmoid(self.lut_generator(features).view(-1, s, s, s, 3))
-        outputs = torch.tanh(self.weight_generator(features))  # (B,K) weights [+ (B,3S) curve offsets]
-        weights = outputs[:, : self.basis_luts]
+        outputs = torch.tanh(self.weight_generator(features))  # (B, K + 9 [+ 3S])
+        k = self.basis_luts
+        weights = outputs[:, :k]
         lut = (self.base_lut.to(weights.dtype) + weights @ self.basis.to(weights.dtype)).view(-1, s, s, s, 3)
-        if self.head == "basis":
-            return lut
-        knots = torch.linspace(0, 1, s, dtype=lut.dtype, device=lut.device)
-        curves = (knots + outputs[:, self.basis_luts:].view(-1, 3, s)).clamp(0, 1)  # (B,3,S) r, g, b
+        knots = torch.linspace(0, 1, s, dtype=lut.dtype, device=lut.device).expand(len(lut), 3, s)
+        curves = levels_curve(knots, *self.levels(stats, outputs[:, k:k + LEVELS_OUTPUTS]))  # (B,3,S)
+        if self.head == "curves":
+            curves = (curves + outputs[:, k + LEVELS_OUTPUTS:].view(-1, 3, s)).clamp(0, 1)
         # The lattice as an image (B,3,S^3) in .cube order (red fastest), each point through its curves.
         n = curves.shape[0]
         lattice = torch.stack([
@@ -207,13 +239,17 @@ class ResNetLUTGenerator(nn.Module):
         composed = lutkern.apply_lut(lattice, lut, interpolation=self.interpolation, backend=self.backend)
         return composed.view(n, 3, s**3).transpose(1, 2).reshape(n, s, s, s, 3)
 
-    def forward(self, x: torch.Tensor, full: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, full: torch.Tensor | None = None,
+                stats: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(transformed, lut)``.
 
         x: ``(B,3,h,w)`` what the CNN sees (often a thumbnail of ``full``).
         full: ``(B,3,H,W)`` the images the predicted LUTs are applied to; ``x`` itself when None.
+        stats: ``(B,STATS_DIM)`` the statistics the head reads; None: those of ``full`` (else ``x``).
         transformed: ``(B,3,H,W)`` = ``apply_lut(full, lut)``; lut: ``(B,S,S,S,3)``.
         """
-        lut = self.predict_lut(x)
         target = x if full is None else full
+        if stats is None and self.head != "direct":
+            stats = image_stats(target)
+        lut = self.predict_lut(x, stats)
         return lutkern.apply_lut(target, lut, interpolation=self.interpolation, backend=self.backend), lut

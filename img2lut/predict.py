@@ -63,6 +63,7 @@ from lutkern.video import (
     transcode,
 )
 
+from .image_stats import codes_stats
 from .prediction import LUTPredictor, load
 from .shots import CUT_THRESHOLD, ShotTracker
 
@@ -254,9 +255,10 @@ def _earlier_cubes(edits: Path, src: Path) -> set[Path]:
 
 def _frame_lut(predictor: LUTPredictor, codes) -> tuple[torch.Tensor, torch.Tensor]:
     """The thumbnail the CNN sees of a frame's ``codes`` ``(H,W,3)`` and the LUT it predicts."""
-    thumb = predictor.thumbnail(codes, 8 if codes.dtype == np.uint8 else 16)
+    depth = 8 if codes.dtype == np.uint8 else 16
+    thumb = predictor.thumbnail(codes, depth)
     with torch.no_grad():
-        return thumb[0].cpu(), predictor.model.predict_lut(thumb)[0].cpu()
+        return thumb[0].cpu(), predictor.model.predict_lut(thumb, codes_stats(codes, depth))[0].cpu()
 
 
 def _safe(name: str) -> str:

@@ -2,8 +2,10 @@
 ``checkpoint.pt``: the model the run kept) and returns a :class:`LUTPredictor`.
 
 For each image the CNN sees a small copy made as in training (resized to the checkpoint's
-``image_size``, then to its ``cnn_size``). From a file, the small copy is made strip by strip from the
-integer codes (:func:`thumbnail_from_codes`), never from a full-size float copy.
+``image_size``, then to its ``cnn_size``), and its head reads the statistics of the full-size image
+(:mod:`img2lut.image_stats`). From a file, the small copy is made strip by strip from the integer codes
+(:func:`thumbnail_from_codes`) and the statistics are counted on the codes, never from a full-size float
+copy.
 
     import img2lut
     model = img2lut.load("runs/models/demo/model.pt")
@@ -27,6 +29,7 @@ from lutkern.imageio import codes_to_pixels, decode_image, is_float_image, read_
 
 from . import checkpoint as ckpt
 from .data import resize
+from .image_stats import codes_stats, image_stats
 from .model import ResNetLUTGenerator
 
 _MIN_CNN_SIZE = 16  # three stride-2 blocks; as in training
@@ -98,7 +101,7 @@ class LUTPredictor:
             raise ValueError(f"image must be float (3,H,W) or (B,3,H,W), got {image.dtype} "
                              f"{tuple(image.shape)}")
         batch = image if image.dim() == 4 else image.unsqueeze(0)
-        lut = self.model.predict_lut(self.cnn_input(batch)).to(image.device)
+        lut = self.model.predict_lut(self.cnn_input(batch), image_stats(batch.float())).to(image.device)
         return lut if image.dim() == 4 else lut[0]
 
     def thumbnail(self, codes: np.ndarray, bit_depth: int) -> torch.Tensor:
@@ -109,7 +112,8 @@ class LUTPredictor:
     @torch.no_grad()
     def predict_lut_codes(self, codes: np.ndarray, bit_depth: int) -> torch.Tensor:
         """``(S,S,S,3)`` on the CPU for an image given as ``(H,W,3)`` uint8/uint16 ``codes``."""
-        return self.model.predict_lut(self.thumbnail(codes, bit_depth))[0].cpu()
+        stats = codes_stats(codes, bit_depth)
+        return self.model.predict_lut(self.thumbnail(codes, bit_depth), stats)[0].cpu()
 
     def apply(self, image: torch.Tensor, interpolation: str | None = None) -> torch.Tensor:
         """``image`` ``(3,H,W)`` or ``(B,3,H,W)`` graded by the LUT predicted for it (same shape)."""

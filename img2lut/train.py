@@ -34,6 +34,8 @@ from .config import (
 )
 from .data import read_true_lut
 from .demo import DEMO_SETS
+from .diagnosis import RECIPES
+from .image_stats import NORMALISERS
 from .model import HEADS, INITS
 from .trainer import INTERRUPTED, Trainer
 from .training_data import load_training_data
@@ -112,6 +114,14 @@ def _model_flags(add) -> None:
         "flips and quarter turns at random (the target stays valid: a LUT acts pixel by pixel)")
     add("--select-best", action=argparse.BooleanOptionalAction, help="keep the epoch with the best mean "
         "validation PSNR (epoch 0: the start LUT alone) as model.pt and lut.<format>")
+    add("--recipe", choices=("auto", *RECIPES), help="auto: diagnose the pairs (img2lut.diagnosis) and "
+        "choose; one_look: the fitted LUT is the model, no CNN; adaptive: train the CNN")
+    add("--normalise", choices=("auto", *NORMALISERS), help="the automatic correction the levels curves "
+        "start at, read off each input's statistics (auto: the one the diagnosis finds best)")
+    add("--photometric", type=float, help="fraction of training inputs shown under a further exposure / "
+        "white-balance error with the same target, where the chosen correction normalises them")
+    add("--refit-all", action=argparse.BooleanOptionalAction, help="where the fitted LUT alone is kept, "
+        "refit it on all pairs (training and validation) at the end")
 
 
 def _size_and_loss_flags(add) -> None:

@@ -1,10 +1,14 @@
 """The training loop: :class:`Trainer` runs (or continues) a run of :class:`~img2lut.config.TrainConfig` on
 :class:`~img2lut.training_data.Data` and writes its artifacts (:mod:`img2lut.artifacts`).
 
-The default recipe (docs/generalization.md): one LUT is first fitted directly to the training pairs
-(:func:`img2lut.fitting.fit_lut`, seconds); the basis-LUT head starts at it and learns only what differs
-from photo to photo, with the same regularizers as the fit; the epoch that did best on the held-out
-photos (epoch 0 is the fitted LUT alone) is the model kept. Each step: a batch of pairs, the CNN sees
+The default recipe (docs/generalization.md): the pairs are diagnosed first (:mod:`img2lut.diagnosis`:
+one look, or an image-adaptive grade, and which automatic correction of each input explains them best).
+One look: the model is one LUT fitted directly to all pairs (:func:`img2lut.fitting.fit_lut`, seconds),
+after the correction if one was found; no CNN is trained. Adaptive: the LUT is fitted to the training
+pairs, the basis-LUT head starts at it (its levels curves at the correction) and learns only what
+differs from photo to photo, with the same regularizers as the fit; the epoch that did best on the
+held-out photos (epoch 0 is the fitted LUT alone) is the model kept, and where that is epoch 0 the LUT is
+refitted on all pairs. Each step: a batch of pairs, the CNN sees
 their thumbnails (flipped and turned at random), the predicted LUTs are applied to every ``loss_stride``-th
 pixel of the full images, the loss is their MSE plus the regularizers (:func:`img2lut.losses.total_loss`).
 
@@ -30,8 +34,11 @@ from . import distributed
 from .artifacts import HISTORY_FIELDS, write_metrics, write_preview, write_results
 from .config import TrainConfig, model_arguments
 from .data import read_true_lut
+from .diagnosis import diagnose, normalised
 from .evaluation import Evaluation, evaluate_model
 from .fitting import fit_lut
+from .grades import EXPOSURE_STOPS, WB_LOG2_GAIN
+from .image_stats import image_stats
 from .losses import LossWeights, total_loss
 from .metrics import psnr_from_mse
 from .model import ResNetLUTGenerator
@@ -40,24 +47,58 @@ from .training_data import Data
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Exit status after Ctrl-C, as a shell reports a process stopped by SIGINT.
 INTERRUPTED = 130
-_STATE_FIELDS = ("epoch", "step", "loss_sum", "mse_sum", "seconds", "history", "best")
+_STATE_FIELDS = ("epoch", "step", "loss_sum", "mse_sum", "seconds", "history", "best", "diagnosis")
+_OPTIONAL_STATE = ("best", "diagnosis")
+
+
+def resolve_recipe(config: TrainConfig, data: Data, console: Console) -> tuple[TrainConfig, dict | None]:
+    """``config`` with ``recipe`` and ``normalise`` decided (:func:`img2lut.diagnosis.diagnose` on the
+    training pairs where either is ``auto``; an explicit flag wins) and the diagnosis (None if none ran)."""
+    if config.recipe != "auto" and config.normalise != "auto":
+        return config, None
+    given = None if config.normalise == "auto" else config.normalise
+    found = diagnose(data.train.inputs, data.train.targets, normalise=given, seed=config.seed,
+                     backend=config.backend)
+    console.print(found.describe())
+    recipe = found.recipe if config.recipe == "auto" else config.recipe
+    return dataclasses.replace(config, recipe=recipe, normalise=found.normalise), found.to_dict()
+
+
+def fit_corrected(config: TrainConfig, inputs: torch.Tensor, targets: torch.Tensor,
+                  console: Console) -> torch.Tensor:
+    """One LUT ``(S,S,S,3)`` fitted to ``inputs`` (through the run's correction) and ``targets``."""
+    if config.normalise != "none":
+        inputs = normalised(inputs, image_stats(inputs), config.normalise)
+    # Small sets need fewer pixels per step than fit_lut's default sample: never more than they hold.
+    pixels = min(inputs[:, 0].numel(), 1 << 16)
+    return fit_lut(inputs, targets, lut_size=config.lut_size, interpolation=config.interpolation,
+                   seed=config.seed, batch_pixels=pixels, backend=config.backend,
+                   progress=console.is_terminal).lut
 
 
 def start_lut(config: TrainConfig, data: Data, console: Console) -> torch.Tensor | None:
     """The LUT ``(S,S,S,3)`` a new run starts at: ``--init-from``'s, else (``--fit-first``) one fitted to
-    the training pairs, else None (the model's own init)."""
+    the training pairs (after the run's correction), else None (the model's own init)."""
     if config.init_from is not None:
         return read_true_lut(config.init_from, config.lut_size)
     if not config.fit_first:
         return None
-    # Small sets need fewer pixels per step than fit_lut's default sample: never more than they hold.
-    pixels = min(len(data.train) * data.train.inputs.shape[2:].numel(), 1 << 16)
-    fitted = fit_lut(data.train.inputs, data.train.targets, lut_size=config.lut_size,
-                     interpolation=config.interpolation, seed=config.seed, batch_pixels=pixels,
-                     backend=config.backend, progress=console.is_terminal)
-    console.print(f"first stage: one LUT fitted to the {len(data.train)} training pairs in "
-                  f"{fitted.seconds:.1f} s; the CNN starts there")
-    return fitted.lut
+    lut = fit_corrected(config, data.train.inputs, data.train.targets, console)
+    console.print(f"first stage: one LUT fitted to the {len(data.train)} training pairs"
+                  + ("" if config.recipe == "one_look" else "; the CNN starts there"))
+    return lut
+
+
+def photometric_gains(count: int, fraction: float, gen: torch.Generator) -> torch.Tensor:
+    """``(count,3,1,1)`` per-channel gains (in display values) of a further exposure and white-balance
+    error, drawn as :func:`img2lut.grades.mis_shoot` draws them, for a ``fraction`` of the images (1 for
+    the others)."""
+    draws = torch.rand(count, 4, generator=gen)
+    stops = EXPOSURE_STOPS[0] + (EXPOSURE_STOPS[1] - EXPOSURE_STOPS[0]) * draws[:, 0]
+    wb = WB_LOG2_GAIN[0] + (WB_LOG2_GAIN[1] - WB_LOG2_GAIN[0]) * draws[:, 1:3]
+    log2 = torch.stack([stops + wb[:, 0], stops, stops + wb[:, 1]], 1) / 2.2  # linear light -> display
+    gains = torch.where((draws[:, 3] < fraction).unsqueeze(1), 2**log2, torch.ones_like(log2))
+    return gains.view(count, 3, 1, 1)
 
 
 def make_optimizer(model: ResNetLUTGenerator, config: TrainConfig, device: torch.device):
@@ -135,6 +176,10 @@ class Trainer:
         self.config, self.data, self.run_dir, self.console = config, data, run_dir, console
         self.ctx = ctx or distributed.Dist(device=torch.device(config.device))
         self.device = self.ctx.device
+        diagnosis = None
+        if payload is None:
+            config, diagnosis = resolve_recipe(config, data, console)
+            self.config = config
         torch.manual_seed(config.seed)
         model = ResNetLUTGenerator(**model_arguments(config))
         model.backend = config.backend
@@ -153,7 +198,11 @@ class Trainer:
         # Progress: `epoch` is the epoch in progress, `step` the steps of it already done.
         # `best`: the epoch with the best mean validation PSNR so far and its weights (--select-best).
         self.state = {"epoch": 0, "step": 0, "loss_sum": 0.0, "mse_sum": 0.0, "seconds": 0.0, "history": [],
-                      "best": None}
+                      "best": None, "diagnosis": diagnosis}
+        # What the head reads of each training image (its full-size statistics), computed once.
+        self.train_stats = image_stats(data.train.inputs)
+        normalising = config.recipe == "adaptive" and config.normalise != "none"
+        self.photometric = config.photometric if normalising else 0.0
         if payload is not None:
             self._restore(payload)
         # `net` runs the steps (DDP-wrapped under torchrun, compiled with --compile); `model` is evaluated
@@ -202,7 +251,7 @@ class Trainer:
         self.aug.set_state(saved["rng"]["aug"])
         if saved["scaler"]:
             self.scaler.load_state_dict(saved["scaler"])
-        state = {k: saved.get(k) if k == "best" else saved[k] for k in _STATE_FIELDS}
+        state = {k: saved.get(k) if k in _OPTIONAL_STATE else saved[k] for k in _STATE_FIELDS}
         if not all(isinstance(state[k], int) and state[k] >= 0 for k in ("epoch", "step")):
             raise ValueError(f"epoch {state['epoch']!r}, step {state['step']!r}")
         sums = [state[k] for k in ("loss_sum", "mse_sum", "seconds")]
@@ -217,6 +266,8 @@ class Trainer:
         if best is not None and not (isinstance(best, dict) and isinstance(best.get("epoch"), int)
                                      and isinstance(best.get("psnr"), float) and "model" in best):
             raise ValueError(f"the kept epoch's record is {type(best).__name__} {best!r:.80}")
+        if state["diagnosis"] is not None and not isinstance(state["diagnosis"], dict):
+            raise ValueError(f"the diagnosis is {type(state['diagnosis']).__name__}")
         return state
 
     # -------------------------------------------------------------------------------------------- loop
@@ -225,6 +276,10 @@ class Trainer:
         """Train to ``config.epochs``; returns the exit status (0, or :data:`INTERRUPTED` after Ctrl-C).
         Raises :class:`NonFiniteLoss` at the first non-finite loss."""
         state = self.state
+        if self.config.recipe == "one_look":  # the fitted LUT is the model: nothing to train
+            if self.ctx.is_main:
+                self._finish()
+            return 0
         if state["epoch"] == 0 and state["step"] == 0 and self.config.select_best:
             self._consider(0, self._evaluate())
         self.model.train()
@@ -269,17 +324,21 @@ class Trainer:
         """One optimizer step on the pairs ``idx``; returns the loss and its MSE part."""
         config, data, device = self.config, self.data, self.device
         x, y = data.train.inputs[idx], data.train.targets[idx]
+        thumbs, stats = data.train_thumbs[idx], self.train_stats[idx]
+        if self.photometric:  # the same target under another exposure / white balance
+            gains = photometric_gains(config.batch_size, self.photometric, self.aug)[:len(idx)]
+            x, thumbs = (x * gains).clamp(0, 1), (thumbs * gains).clamp(0, 1)
+            stats = image_stats(x)
         stride = config.loss_stride
         if stride > 1:
             dy, dx = torch.randint(0, stride, (2,), generator=self.aug).tolist()
             x, y = x[..., dy::stride, dx::stride], y[..., dy::stride, dx::stride]
-        thumbs = data.train_thumbs[idx]
         if config.augment:  # a fixed count per step keeps the ranks' generators in step
             codes = torch.randint(0, 8, (config.batch_size,), generator=self.aug)
             thumbs = dihedral(thumbs, codes[:len(idx)])
         # Under autocast the LUT comes out in bf16/fp16, which the LUT kernels take with fp32 images.
         with torch.autocast(device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-            out, lut = self.net(thumbs.to(device), full=x.to(device))
+            out, lut = self.net(thumbs.to(device), full=x.to(device), stats=stats.to(device))
             loss, parts = total_loss(out, y.to(device), lut, self.weights)
         value = float(loss.detach())
         if distributed.any_rank(self.ctx, not math.isfinite(value)):  # never step on, or save, a NaN
@@ -356,6 +415,17 @@ class Trainer:
                            f"{self.ckpt_path}; continue with: python -m img2lut.train --resume "
                            f"{self.ckpt_path}")
 
+    def _refit_all(self, kept: int) -> int | None:
+        """Where the fitted LUT alone is the model kept (epoch 0 of a run that started at a fit),
+        refit it to all pairs, training and validation (``--refit-all``); returns how many, or None."""
+        config, data = self.config, self.data
+        if not (config.refit_all and kept == 0 and config.fit_first and config.init_from is None):
+            return None
+        inputs = torch.cat([data.train.inputs, data.val.inputs])
+        targets = torch.cat([data.train.targets, data.val.targets])
+        self.model.start_at(fit_corrected(config, inputs, targets, self.console))
+        return len(inputs)
+
     def _finish(self) -> None:
         """Keep the best epoch (--select-best), then write model.pt, lut.<format> and summary.json."""
         state, config, data = self.state, self.config, self.data
@@ -365,10 +435,19 @@ class Trainer:
             kept = state["best"]["epoch"]
         summary = {"experiment": config.experiment, "data": data.source, "validation": data.grouping,
                    "train_pairs": len(data.train), "val_pairs": len(data.val), "epochs": state["epoch"],
-                   "kept_epoch": kept, "train_seconds": round(state["seconds"], 1)}
-        result = self._evaluate(keep_luts=data.val_truths is not None)
-        summary = write_results(self.run_dir, self.model, config, data, result, summary)
-        self.console.print(f"validation: {data.grouping}; kept epoch {kept} of {state['epoch']}")
+                   "kept_epoch": kept, "train_seconds": round(state["seconds"], 1), "recipe": config.recipe,
+                   "normalise": config.normalise, "diagnosis": state["diagnosis"]}
+        result = self._evaluate(keep_luts=data.val_truths is not None)  # on photos the model never saw
+        summary["refit_all_pairs"] = self._refit_all(kept)
+        exported = self._evaluate().mean_lut if summary["refit_all_pairs"] else result.mean_lut
+        summary = write_results(self.run_dir, self.model, config, data, result, summary, exported)
+        refit = "; then refitted to all pairs" if summary["refit_all_pairs"] else ""
+        if config.recipe == "one_look":
+            self.console.print(f"validation: {data.grouping}; one look: the LUT fitted to the training "
+                               f"pairs, measured below{refit}")
+        else:
+            self.console.print(f"validation: {data.grouping}; kept epoch {kept} of {state['epoch']}"
+                               + (f" (the fitted LUT, measured below{refit})" if kept == 0 else ""))
         line = (f"done: val PSNR {summary['val_psnr']:.2f} dB (per image: mean "
                 f"{summary['val_psnr_mean_image']:.2f}, worst {summary['val_psnr_worst_image']:.2f}), "
                 f"SSIM {summary['val_ssim']:.4f}")
