@@ -39,6 +39,7 @@ JOINT_PIXELS = 1 << 20
 # Bounds of a normaliser's gamma and of its levels range: a flat or black channel must not explode.
 GAMMA_RANGE = (1 / 3, 3.0)
 MIN_RANGE = 1 / 64
+MAX_GAIN = 4.0  # of the grey-world correction, either way
 
 
 def channel_quantiles(counts: torch.Tensor, levels) -> torch.Tensor:
@@ -149,7 +150,8 @@ def _levels(p: float):
 
 def _grey_world(stats):
     mean = channel_mean(stats)
-    return torch.zeros_like(mean), (2 * mean).clamp(MIN_RANGE, 2.5), torch.ones_like(mean)
+    gain = (0.5 / mean.clamp(min=1e-6)).clamp(1 / MAX_GAIN, MAX_GAIN)
+    return torch.zeros_like(mean), 1 / gain, torch.ones_like(mean)
 
 
 def _auto_gamma(stats):
@@ -161,7 +163,7 @@ def _auto_gamma(stats):
 NORMALISERS = {
     "none": lambda stats: (torch.zeros_like(channel_mean(stats)), torch.ones_like(channel_mean(stats)),
                            torch.ones_like(channel_mean(stats))),
-    "grey_world": _grey_world,  # each channel's mean to mid grey (a gain)
+    "grey_world": _grey_world,  # each channel's mean to mid grey (a gain within [1/4, 4])
     "auto_gamma": _auto_gamma,  # each channel's mean to mid grey (a gamma)
     "stretch": _levels(0.0),  # each channel's minimum to 0 and maximum to 1
     "levels_0.1": _levels(0.001),  # auto levels, clipping 0.1% of each channel at either end
