@@ -4,9 +4,9 @@ A user cannot be expected to know whether their edits are one look, a normalisin
 white balance, levels) or an image-adaptive one. :func:`diagnose` measures it on the training pairs:
 
 1. For every correction of :data:`img2lut.image_stats.NORMALISERS` (``none`` included), one LUT is
-   fitted quickly (at :data:`LUT_SIZE`, on every :data:`PIXEL_STRIDE`-th pixel) to (corrected input,
-   target): how well a single look explains the pairs once each input is corrected from its own
-   statistics.
+   fitted quickly (all at once, :func:`fit_luts`; at :data:`LUT_SIZE`, on every
+   :data:`PIXEL_STRIDE`-th pixel) to (corrected input, target): how well a single look explains the
+   pairs once each input is corrected from its own statistics.
 2. One LUT per pair is fitted on a sample of :data:`SAMPLE_PAIRS` pairs: how well a grade that may differ
    from photo to photo could do. The *gain* is the per-pair fits' PSNR over the best single fit's, on the
    same pairs.
@@ -27,13 +27,16 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .fitting import fit_lut
+import lutkern
+
+from .fitting import DEFAULT_WEIGHTS
 from .image_stats import NORMALISERS, image_stats, levels_curve
-from .metrics import psnr_from_mse
 
 RECIPES = ("one_look", "adaptive")
 LUT_SIZE = 17
 STEPS = 150
+LR = 5e-2
+BATCH_PIXELS = 1 << 12
 SAMPLE_PAIRS = 8
 # Every PIXEL_STRIDE-th pixel of each row and column is what the fits see (the statistics read all).
 PIXEL_STRIDE = 2
@@ -79,12 +82,36 @@ def normalised(inputs: torch.Tensor, stats: torch.Tensor, name: str) -> torch.Te
     return levels_curve(inputs, *NORMALISERS[name](stats))
 
 
-def _image_psnr(inputs: torch.Tensor, targets: torch.Tensor, luts: torch.Tensor) -> torch.Tensor:
-    import lutkern
+def fit_luts(inputs: torch.Tensor, targets: torch.Tensor, *, seed: int = 0,
+             backend: str | None = None) -> torch.Tensor:
+    """``(B,D,D,D,3)``: one LUT of :data:`LUT_SIZE` fitted to each of ``B`` pixel sets, ``inputs`` and
+    ``targets`` ``(B,3,P)``, all at once: :func:`img2lut.fitting.fit_lut`'s recipe (Adam, cosine-decayed
+    learning rate, its default regularizers) on :data:`BATCH_PIXELS` random pixels per step."""
+    gen = torch.Generator().manual_seed(seed)
+    lut = lutkern.identity_lut(LUT_SIZE).expand(len(inputs), -1, -1, -1, -1).clone().requires_grad_(True)
+    opt = torch.optim.Adam([lut], lr=LR)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=STEPS, eta_min=0.05 * LR)
+    count = min(BATCH_PIXELS, inputs.shape[-1])
+    for _ in range(STEPS):
+        idx = torch.randint(0, inputs.shape[-1], (count,), generator=gen)
+        out = lutkern.apply_lut(inputs[..., idx].unsqueeze(2), lut, backend=backend)
+        loss = (out.squeeze(2) - targets[..., idx]).square().mean() + lutkern.lut_regularizers(
+            lut, tv=DEFAULT_WEIGHTS["tv"], mono=DEFAULT_WEIGHTS["mono"], smooth=DEFAULT_WEIGHTS["smooth"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return lut.detach()
 
-    out = lutkern.apply_lut(inputs, luts)
-    mse = (out - targets).double().square().mean((1, 2, 3)).clamp(min=1e-12)
-    return torch.tensor([psnr_from_mse(float(m)) for m in mse])
+
+def _image_psnr(inputs: torch.Tensor, targets: torch.Tensor, luts: torch.Tensor,
+                backend: str | None) -> torch.Tensor:
+    """``(B,N)`` PSNR of each image of ``inputs``/``targets`` ``(B,N,3,h,w)`` through its set's LUT."""
+    b, n = inputs.shape[:2]
+    flat = lambda t: t.transpose(1, 2).reshape(b, 3, n, -1)  # noqa: E731  (B,3,N,h*w)
+    out = lutkern.apply_lut(flat(inputs), luts, backend=backend)
+    mse = (out - flat(targets)).double().square().mean((1, 3)).clamp(min=1e-12)
+    return (10 * torch.log10(1 / mse)).float()
 
 
 def _spread(images: torch.Tensor) -> float:
@@ -92,35 +119,29 @@ def _spread(images: torch.Tensor) -> float:
     return float(means.std(0).mean())
 
 
-def _fit(inputs, targets, seed: int, backend: str | None) -> torch.Tensor:
-    pixels = min(inputs[:, 0].numel(), 1 << 15)
-    return fit_lut(inputs, targets, lut_size=LUT_SIZE, steps=STEPS, batch_pixels=pixels, seed=seed,
-                   backend=backend).lut
-
-
 def diagnose(inputs: torch.Tensor, targets: torch.Tensor, *, normalise: str | None = None, seed: int = 0,
              backend: str | None = None) -> Diagnosis:
     """Diagnose the training pairs ``inputs``, ``targets`` ``(N,3,H,W)`` in [0,1]. ``normalise``: a given
     correction (only it is fitted), or None to choose one."""
     stats = image_stats(inputs)
-    inputs = inputs[..., ::PIXEL_STRIDE, ::PIXEL_STRIDE]
-    targets = targets[..., ::PIXEL_STRIDE, ::PIXEL_STRIDE]
+    spreads = _spread(inputs), _spread(targets)
+    inputs = inputs[..., ::PIXEL_STRIDE, ::PIXEL_STRIDE].float()
+    targets = targets[..., ::PIXEL_STRIDE, ::PIXEL_STRIDE].float()
     names = list(NORMALISERS) if normalise is None else [normalise]
+    corrected = torch.stack([normalised(inputs, stats, name) for name in names])  # (C,N,3,h,w)
+    pixels = lambda t: t.transpose(1, 2).flatten(2)  # noqa: E731  (C,3,N*h*w)
+    expanded = targets.expand(len(names), *targets.shape)
+    luts = fit_luts(pixels(corrected), pixels(expanded), seed=seed, backend=backend)
+    psnr = _image_psnr(corrected, expanded, luts, backend)  # (C,N)
     sample = torch.linspace(0, len(inputs) - 1, min(SAMPLE_PAIRS, len(inputs))).round().long().unique()
-    single, on_sample = {}, {}
-    for name in names:
-        x = normalised(inputs, stats, name)
-        lut = _fit(x, targets, seed, backend)
-        psnr = _image_psnr(x, targets, lut)
-        single[name], on_sample[name] = float(psnr.mean()), float(psnr[sample].mean())
+    single = {name: float(psnr[i].mean()) for i, name in enumerate(names)}
     best = max(names, key=single.get)
     if normalise is None and single[best] - single["none"] < MIN_NORMALISE_GAIN_DB:
         best = "none"
-    per_pair = [float(_image_psnr(inputs[i:i + 1], targets[i:i + 1],
-                                  _fit(inputs[i:i + 1], targets[i:i + 1], seed, backend)).mean())
-                for i in sample.tolist()]
-    per_pair_db = sum(per_pair) / len(per_pair)
-    one_look = single[best] >= ONE_LOOK_PSNR_DB or per_pair_db - on_sample[best] < ONE_LOOK_GAIN_DB
-    return Diagnosis("one_look" if one_look else "adaptive", best, single, per_pair_db, on_sample[best],
-                     _spread(inputs), _spread(targets))
-
+    on_sample = float(psnr[names.index(best), sample].mean())
+    each = lambda t: t[sample].flatten(2).unsqueeze(1)  # noqa: E731  (S,1,3,h*w): one set per pair
+    per_pair_luts = fit_luts(each(inputs).squeeze(1), each(targets).squeeze(1), seed=seed, backend=backend)
+    per_pair_db = float(_image_psnr(each(inputs).unsqueeze(-1), each(targets).unsqueeze(-1), per_pair_luts,
+                                    backend).mean())
+    one_look = single[best] >= ONE_LOOK_PSNR_DB or per_pair_db - on_sample < ONE_LOOK_GAIN_DB
+    return Diagnosis("one_look" if one_look else "adaptive", best, single, per_pair_db, on_sample, *spreads)

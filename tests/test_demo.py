@@ -10,7 +10,6 @@ from img2lut.data import DataError, pair_files
 from img2lut.demo import SYNTHETIC_KINDS, DemoSpec, ensure_demo, synthetic_image
 from img2lut.metrics import COVERED_WEIGHT, lattice_coverage
 from img2lut.pair_loading import load_pairs
-from lutkern.reference.apply import apply_lut_reference
 
 TINY = DemoSpec(image_size=16, crops_per_photo=1, val_crops_per_photo=2, synthetic=4, val_synthetic=2,
                 lut_size=5)
@@ -93,38 +92,9 @@ def test_default_folder_honours_the_environment(monkeypatch, tmp_path):
     assert default_demo_dir("adaptive") == tmp_path / "x" / f"adaptive-{DEMO_VERSION}"
 
 
-def test_grade_read_off_the_input_by_hand():
-    from img2lut.adaptive_grade import GREY, MAX_GAIN, grade_of
-
-    grey = torch.full((3, 4, 4), GREY)
-    g = grade_of(grey)
-    assert g.gain == pytest.approx((1.0, 1.0, 1.0)) and g.strength == pytest.approx(1.1 - 1.4 * GREY)
-    cast = torch.stack([torch.full((4, 4), v) for v in (0.9, 0.3, 0.05)])  # red cast, blue nearly black
-    g = grade_of(cast)
-    assert g.gain == pytest.approx((GREY / 0.9, GREY / 0.3, MAX_GAIN))  # blue's gain bounded
-    luma = 0.2126 * 0.9 + 0.7152 * 0.3 + 0.0722 * 0.05
-    assert g.strength == pytest.approx(min(max(1.1 - 1.4 * luma, 0.2), 1.0))
-    assert grade_of(torch.full((3, 2, 2), 0.95)).strength == 0.2  # bright scenes: the weakest look
-
-
-def test_grade_lut_is_levels_then_the_look_blended_by_strength():
-    from img2lut.adaptive_grade import LOOK, Grade, grade_lut
-
-    grade = Grade((1.6, 1.0, 0.7), 0.4)
-    lut = grade_lut(grade, 9)
-    # At every lattice point: gains, clipped at 1, then the look (at twice the resolution, as built),
-    # blended with the levelled colour by the strength.
-    points = lutkern.identity_lut(9, dtype=torch.float64).reshape(-1, 3)
-    levelled = (points * torch.tensor(grade.gain, dtype=torch.float64)).clamp(0, 1)
-    look = lutkern.looks[LOOK](size=17, dtype=torch.float64)
-    looked = apply_lut_reference(levelled.T.reshape(1, 3, 1, -1), look[None]).reshape(3, -1).T
-    expected = 0.6 * levelled + 0.4 * looked
-    torch.testing.assert_close(lut.reshape(-1, 3), expected.float(), atol=1e-6, rtol=0)
-
-
 def test_adaptive_demo_has_one_true_lut_per_pair(tmp_path):
     spec = DemoSpec(image_size=16, crops_per_photo=2, val_crops_per_photo=2, synthetic=0, val_synthetic=0,
-                    lut_size=5, grade="adaptive", train_photos=("astronaut", "chelsea"),
+                    lut_size=5, grade="grey_world", train_photos=("astronaut", "chelsea"),
                     val_photos=("coffee",))
     demo = ensure_demo(tmp_path / "adaptive", spec)
     assert not demo.truth.exists()
@@ -136,6 +106,29 @@ def test_adaptive_demo_has_one_true_lut_per_pair(tmp_path):
         assert truths.shape == (len(pairs), 5, 5, 5, 3)
         graded = lutkern.apply_lut(pairs.inputs.tensor(), truths)
         torch.testing.assert_close(pairs.targets.tensor(), graded, atol=0.5 / 255 + 1e-6, rtol=0)
-    # No single LUT: the pairs' grades differ (gains and strengths follow each mis-shot input).
-    assert len({tuple(g["gain"]) for g in grades.values()}) == len(grades)
+    # No single LUT: the pairs' grades differ (gains, as white points, and strengths follow each input).
+    assert len({tuple(g["hi"]) for g in grades.values()}) == len(grades)
     assert len({g["strength"] for g in grades.values()}) > 1
+
+
+def test_adaptive_inputs_carry_their_own_exposure_and_white_balance_error(tmp_path, monkeypatch):
+    """Every photo is mis-shot before it is graded: a flat grey photo comes out at a different exposure and
+    colour in every pair, within the drawn ranges (in linear light, before 8-bit rounding)."""
+    from img2lut import demo as demo_module
+    from img2lut.grades import EXPOSURE_STOPS, HAZE, WB_LOG2_GAIN
+
+    monkeypatch.setattr(demo_module, "load_photo", lambda name: torch.full((3, 64, 64), 0.5))
+    spec = DemoSpec(image_size=8, crops_per_photo=24, val_crops_per_photo=1, synthetic=0, val_synthetic=0,
+                    lut_size=3, grade="levels", train_photos=("astronaut",), val_photos=("coffee",))
+    demo = ensure_demo(tmp_path / "flat", spec)
+    inputs = load_pairs(pair_files(demo.inputs, demo.targets), image_size=8).inputs.tensor()
+    assert (inputs.amax((2, 3)) - inputs.amin((2, 3))).max() == 0  # each still flat
+    colours = inputs[:, :, 0, 0].double()
+    # Undo the haze bounds: the green value lies between the darkest and brightest exposure of grey 0.5.
+    darkest = (0.5**2.2 * 2 ** EXPOSURE_STOPS[0]) ** (1 / 2.2)
+    brightest = HAZE[1] + (1 - HAZE[1]) * min(1.0, (0.5**2.2 * 2 ** EXPOSURE_STOPS[1]) ** (1 / 2.2))
+    green = colours[:, 1]
+    assert (green >= darkest - 1 / 255).all() and (green <= brightest + 1 / 255).all()
+    assert green.max() - green.min() > 0.2  # exposures spread over most of the range
+    casts = (colours[:, 0] / colours[:, 1]).log2()  # white balance: red against green, both hazed
+    assert casts.max() - casts.min() > 0.2 and casts.abs().max() < WB_LOG2_GAIN[1] + 0.05

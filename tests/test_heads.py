@@ -1,24 +1,28 @@
-"""The basis and curves heads of ResNetLUTGenerator, and the colour histogram they see: each checked
-against a hand-built case or the plain oracle (lutkern.reference), never against the head's own code."""
+"""The basis and curves heads of ResNetLUTGenerator (their levels curves and the statistics they read), and
+the colour histogram of video shots: each checked against a hand-built case or the plain oracle
+(lutkern.reference, numpy's quantiles), never against the head's own code."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 import lutkern
-from img2lut.model import HISTOGRAM_BINS, ResNetLUTGenerator, colour_histogram
+from img2lut.image_stats import STATS_DIM, image_stats
+from img2lut.model import HISTOGRAM_BINS, LEVELS_OUTPUTS, ResNetLUTGenerator, colour_histogram
 from lutkern.reference.apply import apply_lut_reference
 
 S, K = 5, 3
 
 
 def _fixed_outputs(model: ResNetLUTGenerator, values: torch.Tensor) -> None:
-    """Make the head's last Linear emit ``values`` (before its tanh) whatever the image."""
+    """Make the head's last Linear emit ``values`` (before its tanh; zeros after them) whatever the image."""
     last = model.weight_generator[-1]
     with torch.no_grad():
         last.weight.zero_()
-        last.bias.copy_(values)
+        last.bias.zero_()
+        last.bias[:len(values)] = values
 
 
 def test_histogram_by_hand():
@@ -42,8 +46,8 @@ def test_every_image_starts_exactly_at_the_shared_lut(head):
     model.start_at(look)
     with torch.no_grad():
         luts = model.predict_lut(torch.rand(3, 3, 16, 16))
-    tol = {"basis": 0.0, "curves": 1e-6}[head]  # curves: identity curves through trilinear interpolation
-    torch.testing.assert_close(luts, look.expand_as(luts), atol=tol, rtol=0)
+    # Identity levels (and curves) through trilinear interpolation at the lattice points: float rounding.
+    torch.testing.assert_close(luts, look.expand_as(luts), atol=1e-6, rtol=0)
 
 
 def test_basis_head_is_the_shared_lut_plus_bounded_weighted_bases():
@@ -75,7 +79,9 @@ def test_basis_rows_are_in_cube_order():
     _fixed_outputs(model, torch.tensor([50.0]))
     with torch.no_grad():
         lut = model.predict_lut(torch.rand(1, 3, 16, 16))
-    assert lut[0, 1, 0, 2, 1] == 1.0 and lut.abs().sum() == 1.0
+    expected = torch.zeros_like(lut)
+    expected[0, 1, 0, 2, 1] = 1.0
+    torch.testing.assert_close(lut, expected, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("interpolation", ["trilinear", "tetrahedral"])
@@ -89,7 +95,7 @@ def test_curves_head_composes_curves_then_the_3d_lut_at_the_lattice(interpolatio
     knots = torch.linspace(0, 1, S)
     curves = torch.stack([knots**0.5, knots**2, (knots * 0.8 + 0.1)])  # (3,S): r, g, b
     # Offsets enter through tanh: the head's raw outputs are atanh(curve - identity).
-    raw = torch.cat([torch.zeros(K), torch.atanh(curves - knots).reshape(-1)])
+    raw = torch.cat([torch.zeros(K + LEVELS_OUTPUTS), torch.atanh(curves - knots).reshape(-1)])
     _fixed_outputs(model, raw)
     with torch.no_grad():
         lut = model.predict_lut(torch.rand(1, 3, 16, 16))[0]
@@ -101,7 +107,7 @@ def test_curves_head_composes_curves_then_the_3d_lut_at_the_lattice(interpolatio
                 torch.testing.assert_close(lut[b, g, r], want, atol=1e-6, rtol=0,
                                            msg=lambda m, p=(r, g, b): f"lattice point r,g,b={p}: {m}")
     # Curves are clamped to [0,1]: an offset pushing past 1 stays on the LUT's edge.
-    _fixed_outputs(model, torch.cat([torch.zeros(K), torch.full((3 * S,), 20.0)]))
+    _fixed_outputs(model, torch.cat([torch.zeros(K + LEVELS_OUTPUTS), torch.full((3 * S,), 20.0)]))
     with torch.no_grad():
         top = model.predict_lut(torch.rand(1, 3, 16, 16))[0]
     torch.testing.assert_close(top, table[-1, -1, -1].expand_as(top), atol=1e-6, rtol=0)
@@ -127,11 +133,14 @@ def test_compact_heads_are_a_fraction_of_the_direct_head():
 
     backbone = 896 + 64 + 18_496 + 128 + 36_928 + 128 + 2_112 + 128 + 73_856 + 256 + 147_584 + 256 \
         + 8_320 + 256 + 295_168 + 512 + 590_080 + 512 + 33_024 + 512  # the seed's table (test_model.py)
-    features = 256 + 3 * HISTOGRAM_BINS
+    features = 256 + 3 * (17 + 2) + 6  # pooled; 17 quantiles, mean, std per channel; 6 joint statistics
+    assert STATS_DIM == features - 256
     lut = 33**3 * 3
-    assert count(head="basis", basis_luts=8) == backbone + features * 512 + 512 + 512 * 8 + 8 + 9 * lut
-    assert count(head="curves", basis_luts=8) == (backbone + features * 512 + 512 + 512 * (8 + 99)
-                                                  + 8 + 99 + 9 * lut)
+    outputs = 8 + 9  # blend weights; (lo, hi, gamma) per channel
+    assert count(head="basis", basis_luts=8) == (backbone + features * 512 + 512 + 512 * outputs + outputs
+                                                 + 9 * lut)
+    assert count(head="curves", basis_luts=8) == (backbone + features * 512 + 512 + 512 * (outputs + 99)
+                                                  + outputs + 99 + 9 * lut)
     assert count(head="direct") == backbone + 256 * 512 + 512 + 512 * lut + lut
     assert count(head="basis") < count(head="direct") / 20
 
@@ -141,3 +150,59 @@ def test_compact_heads_are_a_fraction_of_the_direct_head():
 def test_bad_head_arguments_raise(kwargs):
     with pytest.raises(ValueError):
         ResNetLUTGenerator(S, **kwargs)
+
+
+def _levelled(colour: torch.Tensor, lo, hi, gamma) -> torch.Tensor:
+    """The levels curve of one channel value, by hand."""
+    return min(max((colour - lo) / (hi - lo), 0.0), 1.0) ** gamma
+
+
+@pytest.mark.parametrize("head", ["basis", "curves"])
+def test_levels_start_at_the_correction_read_off_the_full_image(head):
+    """normalise="levels_0.5": each channel's 0.5 / 99.5 percentiles (numpy's inverted-CDF quantiles of
+    the 8-bit codes) go to 0 / 1 before the 3D LUT, at every lattice point."""
+    gen = torch.Generator().manual_seed(3)
+    codes = (torch.rand(1, 3, 40, 50, generator=gen) ** torch.tensor([0.5, 1.0, 2.0]).view(1, 3, 1, 1)
+             * 200 + 30).round()
+    image = codes / 255
+    model = ResNetLUTGenerator(S, head=head, basis_luts=K, normalise="levels_0.5").eval()
+    table = torch.rand(S, S, S, 3, generator=gen)
+    with torch.no_grad():
+        model.base_lut.copy_(table.reshape(-1))
+        lut = model.predict_lut(torch.rand(1, 3, 16, 16), image_stats(image))[0]
+    flat = codes[0].reshape(3, -1).numpy()
+    lo = [np.quantile(c, 0.005, method="inverted_cdf") / 255 for c in flat]
+    hi = [np.quantile(c, 0.995, method="inverted_cdf") / 255 for c in flat]
+    knots = torch.linspace(0, 1, S)
+    for b, g, r in [(0, 0, 0), (4, 4, 4), (1, 2, 3), (3, 0, 4), (2, 2, 2)]:
+        colour = torch.tensor([_levelled(float(knots[i]), lo[c], hi[c], 1.0)
+                               for c, i in enumerate((r, g, b))])
+        want = apply_lut_reference(colour.view(1, 3, 1, 1), table[None], "trilinear").view(3)
+        torch.testing.assert_close(lut[b, g, r], want, atol=1e-5, rtol=0)
+
+
+def test_the_head_moves_black_white_and_gamma_within_bounds():
+    """Levels offsets: lo + 0.25 tanh, hi + 0.25 tanh, gamma * exp(tanh), per channel (r, g, b)."""
+    model = ResNetLUTGenerator(S, head="basis", basis_luts=K).eval()
+    table = lutkern.identity_lut(S)
+    with torch.no_grad():
+        model.base_lut.copy_(table.reshape(-1))
+    raw = torch.zeros(K + LEVELS_OUTPUTS)
+    raw[K + 0] = math.atanh(0.4)  # red black point 0 -> 0.1
+    raw[K + 4] = math.atanh(-0.8)  # green white point 1 -> 0.8
+    raw[K + 8] = math.atanh(math.log(2.0))  # blue gamma 1 -> 2
+    _fixed_outputs(model, raw)
+    with torch.no_grad():
+        lut = model.predict_lut(torch.rand(1, 3, 16, 16), torch.rand(1, STATS_DIM))[0]
+    knots = torch.linspace(0, 1, S).tolist()
+    for b, g, r in [(0, 0, 0), (4, 4, 4), (1, 2, 3), (2, 4, 1)]:
+        want = torch.tensor([_levelled(knots[r], 0.1, 1.0, 1.0), _levelled(knots[g], 0.0, 0.8, 1.0),
+                             _levelled(knots[b], 0.0, 1.0, 2.0)])
+        torch.testing.assert_close(lut[b, g, r], want, atol=1e-5, rtol=0)
+    # However far the outputs go, the black and white points move by at most 0.25, gamma by e.
+    _fixed_outputs(model, torch.cat([torch.zeros(K), torch.full((LEVELS_OUTPUTS,), 1e6)]))
+    with torch.no_grad():
+        far = model.predict_lut(torch.rand(1, 3, 16, 16), torch.rand(1, STATS_DIM))[0]
+    mid = knots[2]
+    torch.testing.assert_close(far[2, 2, 2], torch.full((3,), ((mid - 0.25) / (1.25 - 0.25)) ** math.e),
+                               atol=1e-5, rtol=0)

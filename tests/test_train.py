@@ -33,11 +33,14 @@ def pairs(tmp_path_factory, write_patch_pairs):
     return root
 
 
-def _args(pairs: Path, out: Path, *extra: str) -> list[str]:
+def _args(pairs: Path, out: Path, *extra: str, recipe: tuple[str, ...] = ("--recipe", "adaptive",
+          "--normalise", "none", "--no-refit-all")) -> list[str]:
+    """A tiny run; by default the CNN is trained whatever the diagnosis would say, and the kept model is
+    the kept epoch's (no refit on all pairs)."""
     return ["--inputs", str(pairs / "inputs"), "--targets", str(pairs / "targets"), "--out", str(out),
             "--image-size", "32", "--cnn-size", "16", "--loss-stride", "2", "--lut-size", str(LUT),
             "--batch-size", "3", "--epochs", "2", "--val-fraction", "0.25", "--lr", "1e-3",
-            "--bias-lr", "1e-2", *extra]
+            "--bias-lr", "1e-2", *recipe, *extra]
 
 
 def _rows(run: Path) -> list[dict]:
@@ -220,7 +223,7 @@ def test_a_run_that_only_gets_worse_keeps_the_fitted_lut(pairs, tmp_path):
     assert main(_args(pairs, tmp_path, *wreck)) == 0
     run = tmp_path / "models" / "pairs"
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["kept_epoch"] == 0 and summary["epochs"] == 1
+    assert summary["kept_epoch"] == 0 and summary["epochs"] == 1 and summary["refit_all_pairs"] is None
 
     data = load_pairs(pair_files(pairs / "inputs", pairs / "targets"), 32)
     train_idx, _ = split_groups(group_names(data.names).groups, 0.25)
@@ -244,3 +247,54 @@ def test_dihedral_gives_the_eight_symmetries_of_a_square():
     expected = torch.tensor(turns + [[row[::-1] for row in t] for t in turns], dtype=torch.float32)
     torch.testing.assert_close(out, expected[:, None].expand(8, 3, 2, 2))
     assert len({tuple(o[0].flatten().tolist()) for o in out}) == 8
+
+
+def test_a_later_epoch_that_validates_best_is_kept(pairs, tmp_path, monkeypatch):
+    """Validation scores scripted per evaluation (epoch 0 = the fit, then epochs 1..3): the run keeps
+    epoch 2, the best, in model.pt, and not the start or the last epoch."""
+    from img2lut.evaluation import Evaluation
+
+    real = trainer_mod.evaluate_model
+    scripted = iter([30.0, 31.0, 35.0, 32.0])  # mean per-image PSNR of epochs 0, 1, 2, 3
+
+    def scripted_evaluate(*args, **kwargs):
+        result = real(*args, **kwargs)
+        psnr = next(scripted, None)
+        if psnr is None:  # the final measurement of the kept model
+            return result
+        mse = torch.full_like(result.image_mse, 10 ** (-psnr / 10))
+        return Evaluation(float(mse.mean()), mse, result.mean_lut, result.outputs, result.luts)
+
+    monkeypatch.setattr(trainer_mod, "evaluate_model", scripted_evaluate)
+    assert main(_args(pairs, tmp_path, "--epochs", "3", "--checkpoint-every", "1")) == 0
+    run = tmp_path / "models" / "pairs"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["kept_epoch"] == 2 and summary["epochs"] == 3
+    state = checkpoint.load_checkpoint(run / "checkpoint.pt")
+    kept = checkpoint.load_checkpoint(run / "model.pt")["model"]
+    assert state["state"]["best"]["epoch"] == 2
+    for name, tensor in kept.items():
+        torch.testing.assert_close(tensor, state["state"]["best"]["model"][name], rtol=0, atol=0)
+    assert (kept["base_lut"] - state["model"]["base_lut"]).abs().max() > 0  # not the last epoch's
+
+
+def test_a_global_look_by_default_is_the_fit_on_all_pairs(pairs, tmp_path, capsys):
+    """With no recipe flag the run diagnoses the pairs: one look (the bw look on every pair), so no CNN is
+    trained and model.pt is one LUT fitted to all eight pairs, training and validation; the summary and
+    the log name the diagnosis."""
+    from img2lut import fit_lut, load
+    from img2lut.data import group_names, load_pairs, pair_files, split_groups
+
+    assert main(_args(pairs, tmp_path, recipe=())) == 0
+    run = tmp_path / "models" / "pairs"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["recipe"] == "one_look" and summary["normalise"] == "none"
+    assert summary["epochs"] == 0 and summary["kept_epoch"] == 0 and summary["refit_all_pairs"] == 8
+    assert summary["diagnosis"]["recipe"] == "one_look"
+    assert "diagnosis: one look" in capsys.readouterr().err
+    assert summary["diagnosis"]["text"].startswith("diagnosis: one look")
+    data = load_pairs(pair_files(pairs / "inputs", pairs / "targets"), 32)
+    order = torch.cat([torch.as_tensor(i) for i in split_groups(group_names(data.names).groups, 0.25)])
+    fitted = fit_lut(data.inputs[order], data.targets[order], lut_size=LUT, batch_pixels=8 * 32 * 32)
+    luts = load(run / "model.pt", device="cpu").predict_lut(torch.rand(2, 3, 32, 32))
+    torch.testing.assert_close(luts, fitted.lut.expand_as(luts), atol=1e-6, rtol=0)
