@@ -131,6 +131,9 @@ def config_from_flags(given: dict) -> TrainConfig:
             config.bias_lr = None  # the shared LUT is already fitted: a large lr knocks it off (docs/fit.md)
     if config.head == "direct":
         config.normalise = "none"  # the seed's head has no levels curves
+    if config.init_from is not None:  # a given start LUT: train the CNN from it, on the inputs as they are
+        config.recipe = given.get("recipe", "adaptive")
+        config.normalise = given.get("normalise", "none")
     if config.experiment is None:
         config.experiment = default_experiment(config.inputs, config.demo)
     validate(config)

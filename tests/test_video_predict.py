@@ -13,7 +13,7 @@ av = pytest.importorskip("av")
 from img2lut import checkpoint  # noqa: E402
 from img2lut.model import ResNetLUTGenerator  # noqa: E402
 from img2lut.predict import main  # noqa: E402
-from img2lut.prediction import load, thumbnail_from_codes  # noqa: E402
+from img2lut.prediction import load  # noqa: E402
 from img2lut.shots import ShotTracker, frame_histogram, histogram_distance  # noqa: E402
 from lutkern import CubeLUT, read_cube  # noqa: E402
 from lutkern.grading import grade_codes  # noqa: E402
@@ -74,9 +74,7 @@ def test_a_lut_per_shot_the_edit_list_and_the_graded_video(setup):
     # Each shot's LUT: the mean of what the model predicts for its frames, computed here frame by frame.
     predictor = load(setup / "model.pt", "cpu")
     source = [f.codes for f in read_frames(setup / "clip.mkv")]
-    with torch.no_grad():
-        luts = [predictor.model.predict_lut(predictor.cnn_input(thumbnail_from_codes(c, 8, 32)))[0]
-                for c in source]
+    luts = [predictor.predict_lut_codes(c, 8) for c in source]  # the LUT of each frame as a still
     cubes = [read_cube(out / r["cube"]) for r in rows]
     for k, cube in enumerate(cubes):
         mean = torch.stack(luts[PER_SHOT * k : PER_SHOT * (k + 1)]).mean(0)
@@ -96,8 +94,7 @@ def test_per_frame_grades_each_frame_with_its_own_lut(setup):
     graded = [f.codes for f in read_frames(setup / "frames" / "clip.mkv")]
     luts = []
     for s, g in zip(source, graded, strict=True):
-        with torch.no_grad():
-            lut = predictor.model.predict_lut(predictor.cnn_input(thumbnail_from_codes(s, 8, 32)))[0]
+        lut = predictor.predict_lut_codes(s, 8)
         np.testing.assert_array_equal(g, grade_codes(s.copy(), CubeLUT(lut)))
         luts.append(lut)
     assert min(float((b - a).abs().max()) for a, b in zip(luts, luts[1:8], strict=False)) > 1e-4
