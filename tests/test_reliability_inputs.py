@@ -164,6 +164,10 @@ def _train_args(pairs, out, *extra):
         "0.34",
         "--checkpoint-every",
         "1",
+        "--recipe",  # the CNN is trained, whatever the diagnosis would say of these pairs
+        "adaptive",
+        "--normalise",
+        "none",
         *extra,
     ]
 
