@@ -1,7 +1,8 @@
 """Which recipe the pairs call for: what ``python -m img2lut.train`` decides when no recipe flag is given.
 
 A user cannot be expected to know whether their edits are one look, a normalising grade (auto exposure,
-white balance, levels) or an image-adaptive one. :func:`diagnose` measures it on the training pairs:
+white balance, levels) or an image-adaptive one. :func:`diagnose` measures it on the training pairs (at
+most :data:`DIAGNOSIS_PAIRS` of them, evenly spread over the set, in training):
 
 1. For every correction of :data:`img2lut.image_stats.NORMALISERS` (``none`` included), one LUT is
    fitted quickly (all at once, :func:`fit_luts`; at :data:`LUT_SIZE`, on every
@@ -38,6 +39,7 @@ STEPS = 150
 LR = 5e-2
 BATCH_PIXELS = 1 << 12
 SAMPLE_PAIRS = 8
+DIAGNOSIS_PAIRS = 256  # training pairs diagnosed at most, evenly spread over the set
 # Every PIXEL_STRIDE-th pixel of each row and column is what the fits see (the statistics read all).
 PIXEL_STRIDE = 2
 ONE_LOOK_PSNR_DB = 45.0

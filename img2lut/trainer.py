@@ -25,6 +25,7 @@ import math
 import signal
 import time
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -32,9 +33,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import checkpoint as ckpt
 from . import distributed
 from .artifacts import HISTORY_FIELDS, write_metrics, write_preview, write_results
+from .codes import Codes
 from .config import TrainConfig, model_arguments
 from .data import read_true_lut
-from .diagnosis import diagnose, normalised
+from .diagnosis import DIAGNOSIS_PAIRS, diagnose, normalised
 from .evaluation import Evaluation, evaluate_model
 from .fitting import fit_lut
 from .grades import EXPOSURE_STOPS, WB_LOG2_GAIN
@@ -49,6 +51,7 @@ AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 INTERRUPTED = 130
 _STATE_FIELDS = ("epoch", "step", "loss_sum", "mse_sum", "seconds", "history", "best", "diagnosis")
 _OPTIONAL_STATE = ("best", "diagnosis")
+BATCH = 64  # images made float at a time where a whole set is read (statistics, corrections)
 
 
 def resolve_recipe(config: TrainConfig, data: Data, console: Console) -> tuple[TrainConfig, dict | None]:
@@ -57,20 +60,47 @@ def resolve_recipe(config: TrainConfig, data: Data, console: Console) -> tuple[T
     if config.recipe != "auto" and config.normalise != "auto":
         return config, None
     given = None if config.normalise == "auto" else config.normalise
-    found = diagnose(data.train.inputs, data.train.targets, normalise=given, seed=config.seed,
-                     backend=config.backend)
+    n = len(data.train)
+    sample = torch.linspace(0, n - 1, min(n, DIAGNOSIS_PAIRS)).round().long().unique()  # evenly spread
+    found = diagnose(data.train.inputs[sample], data.train.targets[sample], normalise=given,
+                     seed=config.seed, backend=config.backend)
     console.print(found.describe())
     recipe = found.recipe if config.recipe == "auto" else config.recipe
     return dataclasses.replace(config, recipe=recipe, normalise=found.normalise), found.to_dict()
 
 
-def fit_corrected(config: TrainConfig, inputs: torch.Tensor, targets: torch.Tensor,
+def batch_stats(images: torch.Tensor | Codes) -> torch.Tensor:
+    """``(N,STATS_DIM)`` :func:`img2lut.image_stats.image_stats` of ``images`` ``(N,3,H,W)`` (a tensor, or
+    codes made float a batch at a time)."""
+    return torch.cat([image_stats(images[i:i + BATCH]) for i in range(0, len(images), BATCH)])
+
+
+def corrected(images: torch.Tensor | Codes, name: str) -> Codes:
+    """``images`` through the correction ``name`` read off each one's statistics, held as 16-bit codes
+    (a batch at a time: never the whole set as float)."""
+    array = np.empty((len(images), *images.shape[1:]), dtype=np.uint16)
+    for i in range(0, len(images), BATCH):
+        batch = images[i:i + BATCH]
+        out = normalised(batch, image_stats(batch), name)
+        array[i:i + len(batch)] = (out * 65535).round().to(torch.int32).numpy()
+    return Codes(array, np.full(len(array), 65535, dtype=np.float32))
+
+
+def joined(a: torch.Tensor | Codes, b: torch.Tensor | Codes) -> torch.Tensor | Codes:
+    """The images of ``a`` then those of ``b``, held as they are (codes stay codes)."""
+    if isinstance(a, Codes) and isinstance(b, Codes):
+        return Codes(np.concatenate([a.array[a.index], b.array[b.index]]),
+                     np.concatenate([a.scales[a.index], b.scales[b.index]]))
+    return torch.cat([a[:], b[:]])
+
+
+def fit_corrected(config: TrainConfig, inputs: torch.Tensor | Codes, targets: torch.Tensor | Codes,
                   console: Console) -> torch.Tensor:
     """One LUT ``(S,S,S,3)`` fitted to ``inputs`` (through the run's correction) and ``targets``."""
     if config.normalise != "none":
-        inputs = normalised(inputs, image_stats(inputs), config.normalise)
+        inputs = corrected(inputs, config.normalise)
     # Small sets need fewer pixels per step than fit_lut's default sample: never more than they hold.
-    pixels = min(inputs[:, 0].numel(), 1 << 16)
+    pixels = min(len(inputs) * inputs.shape[2:].numel(), 1 << 16)
     return fit_lut(inputs, targets, lut_size=config.lut_size, interpolation=config.interpolation,
                    seed=config.seed, batch_pixels=pixels, backend=config.backend,
                    progress=console.is_terminal).lut
@@ -200,7 +230,7 @@ class Trainer:
         self.state = {"epoch": 0, "step": 0, "loss_sum": 0.0, "mse_sum": 0.0, "seconds": 0.0, "history": [],
                       "best": None, "diagnosis": diagnosis}
         # What the head reads of each training image (its full-size statistics), computed once.
-        self.train_stats = image_stats(data.train.inputs)
+        self.train_stats = batch_stats(data.train.inputs)
         normalising = config.recipe == "adaptive" and config.normalise != "none"
         self.photometric = config.photometric if normalising else 0.0
         if payload is not None:
@@ -421,8 +451,8 @@ class Trainer:
         config, data = self.config, self.data
         if not (config.refit_all and kept == 0 and config.fit_first and config.init_from is None):
             return None
-        inputs = torch.cat([data.train.inputs, data.val.inputs])
-        targets = torch.cat([data.train.targets, data.val.targets])
+        inputs = joined(data.train.inputs, data.val.inputs)
+        targets = joined(data.train.targets, data.val.targets)
         self.model.start_at(fit_corrected(config, inputs, targets, self.console))
         return len(inputs)
 

@@ -283,7 +283,8 @@ def test_a_global_look_by_default_is_the_fit_on_all_pairs(pairs, tmp_path, capsy
     trained and model.pt is one LUT fitted to all eight pairs, training and validation; the summary and
     the log name the diagnosis."""
     from img2lut import fit_lut, load
-    from img2lut.data import group_names, load_pairs, pair_files, split_groups
+    from img2lut.data import group_names, pair_files, split_groups
+    from img2lut.pair_loading import load_pairs
 
     assert main(_args(pairs, tmp_path, recipe=())) == 0
     run = tmp_path / "models" / "pairs"
