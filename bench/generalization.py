@@ -46,6 +46,7 @@ from img2lut.plots import preview_grid
 GLOBAL_LOOKS = ("bw", "teal_orange")
 GRADES = (*GLOBAL_LOOKS, *FAMILIES)
 HELD_OUT = ("coffee", "grace_hopper", "flower")
+MAX_PSNR = 60.0
 
 
 def _spec(grade: str, held_out: tuple[str, ...], crops: int, synthetic: int):
@@ -64,8 +65,10 @@ def _row(name: str, psnr: torch.Tensor, seconds: float, outputs: torch.Tensor | 
 
 
 def _psnr(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR (dB), capped at MAX_PSNR: an output equal to its 8-bit target is that good, not
+    infinitely good (a grade of strength 0 leaves some inputs as they are)."""
     mse = (outputs - targets).double().square().mean((1, 2, 3))
-    return 10 * torch.log10(1 / mse).float()
+    return (10 * torch.log10(1 / mse)).clamp(max=MAX_PSNR).float()
 
 
 def _cnn(demo, work: Path, extra: list[str], held) -> tuple[dict, torch.Tensor]:
