@@ -437,7 +437,9 @@ def test_a_second_ctrl_c_during_a_checkpoint_write_waits_for_it(tmp_path, monkey
     real_save = torch.save
 
     def interrupted_save(obj, f):
-        os.kill(os.getpid(), signal.SIGINT)  # arrives while the file is being written
+        # Arrives while the file is being written; raised in this thread, as a terminal's Ctrl-C reaches
+        # the main thread (os.kill may hand it to another thread of the process, which trips it later).
+        signal.raise_signal(signal.SIGINT)
         real_save(obj, f)
 
     monkeypatch.setattr(checkpoint.torch, "save", interrupted_save)
