@@ -443,8 +443,13 @@ def test_a_second_ctrl_c_during_a_checkpoint_write_waits_for_it(tmp_path, monkey
         real_save(obj, f)
 
     monkeypatch.setattr(checkpoint.torch, "save", interrupted_save)
-    with pytest.raises(KeyboardInterrupt):
-        checkpoint.save_checkpoint(tmp_path / "c.pt", model=model, config={"n": 1})
+    # Python's own Ctrl-C handler, whatever an earlier test or library left installed.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            checkpoint.save_checkpoint(tmp_path / "c.pt", model=model, config={"n": 1})
+    finally:
+        signal.signal(signal.SIGINT, previous)
     monkeypatch.undo()
     assert checkpoint.load_checkpoint(tmp_path / "c.pt")["config"] == {"n": 1}  # complete, and the new one
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
