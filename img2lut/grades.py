@@ -23,14 +23,13 @@ function of the colour alone once the input's statistics are known, so each pair
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 
 import lutkern
 
-from .image_stats import channel_mean, image_stats, levels_curve, quantile, saturation_mean
+from .image_stats import channel_mean, gamma_to_mid, image_stats, levels_curve, quantile, saturation_mean
 
 FAMILIES = ("grey_world", "levels", "auto_gamma", "extremes", "saturation", "auto_tone")
 GREY = 0.45
@@ -82,11 +81,6 @@ def _triple(t: torch.Tensor) -> tuple[float, float, float]:
     return tuple(float(v) for v in t.double())
 
 
-def _gamma_to_half(value: torch.Tensor) -> torch.Tensor:
-    v = value.double().clamp(1e-3, 1 - 1e-3)
-    return (math.log(0.5) / v.log()).clamp(1 / 3, 3)
-
-
 def grade_of(image: torch.Tensor, family: str) -> Grade:
     """The grade ``family`` gives the input ``image`` ``(3,H,W)`` in [0,1]."""
     if family not in FAMILIES:
@@ -102,7 +96,7 @@ def grade_of(image: torch.Tensor, family: str) -> Grade:
         return Grade(_triple(quantile(stats, 0.005)[0]), _triple(quantile(stats, 0.995)[0]), ones,
                      "teal_orange", 1.0)
     if family == "auto_gamma":
-        return Grade(zeros, ones, _triple(_gamma_to_half(mean)), "faded_warm", 1.0)
+        return Grade(zeros, ones, _triple(gamma_to_mid(mean.double())), "faded_warm", 1.0)
     if family == "extremes":
         return Grade(_triple(quantile(stats, 0.0)[0]), _triple(quantile(stats, 1.0)[0]), ones,
                      "cool_contrast", 1.0)
@@ -112,7 +106,7 @@ def grade_of(image: torch.Tensor, family: str) -> Grade:
     lo, hi = quantile(stats, 0.01)[0].double(), quantile(stats, 0.99)[0].double()
     median = quantile(stats, 0.5)[0].double()
     levelled = ((median - lo) / (hi - lo).clamp(min=1 / 64)).clamp(0, 1)
-    return Grade(_triple(lo), _triple(hi), _triple(_gamma_to_half(levelled)), "cool_contrast", 0.7)
+    return Grade(_triple(lo), _triple(hi), _triple(gamma_to_mid(levelled)), "cool_contrast", 0.7)
 
 
 @functools.cache

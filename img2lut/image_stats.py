@@ -135,7 +135,7 @@ def levels_curve(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, gamma: tor
     return torch.where(base > 0, base.clamp(min=1e-12) ** gamma, torch.zeros_like(base))
 
 
-def _gamma_to_mid(value: torch.Tensor) -> torch.Tensor:
+def gamma_to_mid(value: torch.Tensor) -> torch.Tensor:
     """The gamma that sends ``value`` (in (0,1)) to 0.5, within :data:`GAMMA_RANGE`."""
     v = value.clamp(1e-3, 1 - 1e-3)
     return (math.log(0.5) / v.log()).clamp(*GAMMA_RANGE)
@@ -156,7 +156,7 @@ def _grey_world(stats):
 
 def _auto_gamma(stats):
     mean = channel_mean(stats)
-    return torch.zeros_like(mean), torch.ones_like(mean), _gamma_to_mid(mean)
+    return torch.zeros_like(mean), torch.ones_like(mean), gamma_to_mid(mean)
 
 
 # name -> stats (B,STATS_DIM) -> (lo, hi, gamma), each (B,3). "none" is the identity.
