@@ -37,7 +37,9 @@ def _fail_missing_oracle(report) -> None:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
-    _fail_missing_oracle(outcome.get_result())
+    report = outcome.get_result()
+    _fail_missing_oracle(report)
+    _fail_one_grading_path(item, report)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -63,31 +65,80 @@ def fast_small_tensors(monkeypatch):
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(params=["torch-free", "torch"])
-def grading_path(request, monkeypatch):
-    """Runs a test of ``python -m lutkern.apply`` on each of its paths: without torch where it can (the
-    default: :func:`lutkern.grading.codes_table`), and always through torch (``LUTKERN_TORCH_FREE=0``).
-    Returns ``(name, tables)``: ``tables`` collects what ``codes_table`` gave each run of the command (a
-    numpy table on the torch-free path, None where torch is needed)."""
+# The paths ``python -m lutkern.apply`` took in the running test, one per command run with a .cube file:
+# "torch-free" (lutkern.grading.codes_table gave a numpy table) or "torch" (LUTKERN_TORCH_FREE=0 made it
+# take torch). Both paths must pass the whole suite: a test that grades a .cube only on the torch-free path
+# (the default) fails; it runs both through the grading_path fixture, or sets LUTKERN_TORCH_FREE itself.
+_PATHS_TAKEN: list[str] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _record_grading_paths():
     import lutkern.apply
 
-    monkeypatch.setenv("LUTKERN_TORCH_FREE", "1" if request.param == "torch-free" else "0")
-    tables = []
     real = lutkern.apply.codes_table
 
-    def spy(*args, **kwargs):
-        tables.append(real(*args, **kwargs))
-        return tables[-1]
+    def recording(tables, *args, **kwargs):
+        table = real(tables, *args, **kwargs)
+        if table is not None:
+            _PATHS_TAKEN.append("torch-free")
+        elif tables is not None and os.environ.get("LUTKERN_TORCH_FREE", "1").strip() == "0":
+            _PATHS_TAKEN.append("torch")
+        return table
 
-    monkeypatch.setattr(lutkern.apply, "codes_table", spy)
-    return request.param, tables
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lutkern.apply, "codes_table", recording)
+        yield
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    _PATHS_TAKEN.clear()
+
+
+def _fail_one_grading_path(item, report) -> None:
+    """After a test that passed: fails it when it graded a .cube on the torch-free path alone, or when it
+    asked for a path with ``grading_path`` and took the other one, or never took it."""
+    if report.when == "call":
+        item.grading_call_passed = report.passed
+    if report.when != "teardown" or report.failed or not getattr(item, "grading_call_passed", False):
+        return
+    taken = set(_PATHS_TAKEN)
+    wanted = getattr(item, "callspec", None) and item.callspec.params.get("grading_path")
+    if wanted is None:
+        problem = ("it graded a .cube on the torch-free path of python -m lutkern.apply only: run the torch "
+                   "path too (the grading_path fixture, or LUTKERN_TORCH_FREE=0)"
+                   if taken == {"torch-free"} else None)
+    elif taken - {wanted}:
+        problem = f"grading_path is {wanted!r}, and python -m lutkern.apply took {sorted(taken)}"
+    elif wanted not in taken:
+        problem = f"grading_path is {wanted!r}, and python -m lutkern.apply never took that path"
+    else:
+        problem = None
+    if problem is not None:
+        report.outcome = "failed"
+        report.longrepr = f"{item.nodeid}: {problem}"
+
+
+@pytest.fixture(params=["torch-free", "torch"])
+def grading_path(request, monkeypatch) -> str:
+    """Runs a test of ``python -m lutkern.apply`` on each of its paths: without torch where it can (the
+    default: :func:`lutkern.grading.codes_table`), and always through torch (``LUTKERN_TORCH_FREE=0``).
+    Returns the path's name; the test fails unless the command took that path (and only that one)."""
+    if request.param == "torch-free":
+        from lutkern.ops.apply_lut_native import native_available
+
+        if not native_available():
+            pytest.skip("no C compiler: the torch-free path grades with the compiled loop")
+    monkeypatch.setenv("LUTKERN_TORCH_FREE", "1" if request.param == "torch-free" else "0")
+    return request.param
 
 
 @pytest.fixture
 def command_modules():
-    """``run(args)``: the modules that ``python -m lutkern.apply ARGS`` loaded, run in a fresh interpreter
-    (this tree first on the path, the command's default path: LUTKERN_TORCH_FREE unset); its exit status
-    must be 0."""
+    """``run(args, **environ)``: the modules that ``python -m lutkern.apply ARGS`` loaded, run in a fresh
+    interpreter (this tree first on the path, LUTKERN_TORCH_FREE unset: the command's default path, and
+    ``environ`` added); its exit status must be 0."""
     import json
     import subprocess
     import sys
@@ -97,14 +148,14 @@ def command_modules():
     env = {**os.environ, "PYTHONPATH": str(root)}
     env.pop("LUTKERN_TORCH_FREE", None)
 
-    def run(args: list[str]) -> set[str]:
+    def run(args: list[str], **environ: str) -> set[str]:
         probe = ("import json, runpy, sys\n"
                  f"sys.argv = ['lutkern.apply', *{args!r}]\n"
                  "try:\n    runpy.run_module('lutkern.apply', run_name='__main__')\n"
                  "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
                  "print(json.dumps(sorted(sys.modules)))")
         done = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True,
-                              env=env, timeout=120)
+                              env={**env, **environ}, timeout=120)
         assert done.returncode == 0, done.stderr
         return set(json.loads(done.stdout.splitlines()[-1]))
 

@@ -44,8 +44,6 @@ def test_lossless_formats_keep_depth_and_match_apply_lut(tmp_path, name, depth, 
     write_cube(cube, LOOKS["teal_orange"](33), precision=9)
     # A strip of 40 pixels is 2 rows here: several strips, the last one short.
     assert main(["--lut", str(cube), str(src), "--out", str(tmp_path / "out"), "--strip-pixels", "40"]) == 0
-    path, tables = grading_path
-    assert (tables[0] is not None) == (path == "torch-free")
     dst = tmp_path / "out" / name
     loaded = read_image(dst)
     assert loaded.bit_depth == depth and loaded.format == read_image(src).format
@@ -71,21 +69,25 @@ def test_jpeg_in_jpeg_out(tmp_path):
     assert (out.pixels - expected).abs().mean() < 0.01  # JPEG re-encoding
 
 
-@pytest.mark.parametrize("kind", ["cube", "hald"])
-def test_lut_files(tmp_path, kind):
-    look = LOOKS["cool_contrast"]
-    if kind == "cube":
-        lut_path, lut = tmp_path / "look.cube", look(17)
-        write_cube(lut_path, lut, precision=7)
-    else:
-        lut_path, lut = tmp_path / "look_hald.png", look(16)
-        write_hald(lut_path, lut, bit_depth=16)
+def _grades_like_apply_lut(tmp_path: Path, lut_path: Path, lut: torch.Tensor) -> None:
     src = tmp_path / "x.png"
     write_image(src, _photo(), bit_depth=16)
     assert main(["--lut", str(lut_path), str(src), "--out", str(tmp_path / "o")]) == 0
     got = _codes(tmp_path / "o" / "x.png", 65535)
     expected = _expected_codes(read_image(src).pixels, lut, 65535)
     assert np.abs(got - expected).max() <= 2  # stored LUT rounded to 7 decimals / 16 bits
+
+
+def test_cube_file(tmp_path, grading_path):
+    lut = LOOKS["cool_contrast"](17)
+    write_cube(tmp_path / "look.cube", lut, precision=7)
+    _grades_like_apply_lut(tmp_path, tmp_path / "look.cube", lut)
+
+
+def test_hald_file(tmp_path):
+    lut = LOOKS["cool_contrast"](16)
+    write_hald(tmp_path / "look_hald.png", lut, bit_depth=16)
+    _grades_like_apply_lut(tmp_path, tmp_path / "look_hald.png", lut)
 
 
 @pytest.mark.parametrize("name", ["look.3dl", "look.spi3d", "look.csp", "look.clf"])
@@ -155,7 +157,7 @@ def test_refusals_and_per_file_errors(tmp_path, capsys):
     assert "written twice" in capsys.readouterr().err
 
 
-def test_bad_lut_is_one_line_exit_2(tmp_path, capsys, grading_path):
+def test_bad_lut_is_one_line_exit_2(tmp_path, capsys):
     src = tmp_path / "x.png"
     write_image(src, _photo())
     assert main(["--lut", "no_such_look", str(src), "--out", str(tmp_path / "o")]) == 2
@@ -217,6 +219,8 @@ def test_a_cube_on_the_cpu_never_imports_torch(tmp_path, command_modules):
     args = ["--lut", str(cube), *map(str, sources), "--device", "cpu"]
     assert "torch" not in command_modules([*args, "--out", str(tmp_path / "a")])
     assert (tmp_path / "a" / "q.png").exists()
+    # The torch path of the same command, which the tests run beside this one (conftest's grading_path).
+    assert "torch" in command_modules([*args, "--out", str(tmp_path / "t")], LUTKERN_TORCH_FREE="0")
     # A look is built by torch, and --strength blends in torch: the probe sees torch when it is imported.
     assert "torch" in command_modules(["--lut", "bw", str(sources[0]), "--out", str(tmp_path / "b")])
     assert "torch" in command_modules([*args, "--strength", "0.5", "--out", str(tmp_path / "c")])

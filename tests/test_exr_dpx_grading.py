@@ -127,7 +127,7 @@ def test_half_exr_plate_through_a_3d_domain_like_ocio(tmp_path):
     assert ulps.max() <= 1, ulps.max()  # float32 rounding, then one rounding to half each
 
 
-def test_dpx_scan_like_ocio_at_its_bit_depth_with_its_fields(tmp_path):
+def test_dpx_scan_like_ocio_at_its_bit_depth_with_its_fields(tmp_path, grading_path):
     rng = np.random.default_rng(5)
     scan = rng.integers(95, 940, (30, 41, 3)).astype(np.uint16)  # 10-bit log codes
     scaled = np.round(scan * (65535 / 1023)).astype(np.uint16)
@@ -185,8 +185,10 @@ def model_path(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("strength", ["1", "0.4"])
-def test_predict_grades_exr_and_dpx_as_its_cube_files_say(tmp_path, model_path, strength):
+# Each strength's .cube files graded again by lutkern.apply on one of its paths (a slow test: not all four).
+@pytest.mark.parametrize("strength,grading_path", [("1", "torch-free"), ("0.4", "torch")],
+                         indirect=["grading_path"])
+def test_predict_grades_exr_and_dpx_as_its_cube_files_say(tmp_path, model_path, strength, grading_path):
     from img2lut.predict import main
 
     _write(tmp_path / "plate.exr", np.clip(_plate(24, 30, seed=9), 0, None), oiio.HALF, compression="piz")

@@ -87,7 +87,8 @@ def test_cube_applied_by_colour_science_reproduces_the_image(model_path, tmp_pat
     assert np.abs(graded.codes.astype(np.int64) - codes.astype(np.int64)).mean() > 0.02 * (2**depth - 1)
 
 
-def test_cube_holds_the_predicted_lut_and_lutkern_apply_reproduces_the_image(model_path, tmp_path):
+def test_cube_holds_the_predicted_lut_and_lutkern_apply_reproduces_the_image(model_path, tmp_path,
+                                                                             grading_path):
     src = _save(tmp_path / "a.png", _photo(30, 41, seed=3))
     out = tmp_path / "out"
     assert main([str(model_path), str(src), "--out", str(out), "--device", "cpu"]) == 0

@@ -195,24 +195,36 @@ def _errors(err: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def applied(corpus, tmp_path_factory):
+    """lutkern.apply's outputs for the corpus, its exit status and its messages, graded without torch (the
+    default); through torch (LUTKERN_TORCH_FREE=0) it must write the same files, byte for byte, and fail
+    the same ones."""
     src, cases = corpus
     root = tmp_path_factory.mktemp("applied")
     invert = lutkern.CubeLUT(1 - lutkern.identity_lut(2))  # affine: exact under trilinear interpolation
     lutkern.write_cube(root / "invert.cube", invert)
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        code = apply_main(
-            [
-                "--lut",
-                str(root / "invert.cube"),
-                *sorted(str(src / n) for n in cases),
-                "--out",
-                str(root / "out"),
-                "--backend",
-                "torch",  # the loop CPU users get (module fixtures run before fast_small_tensors)
-            ]
-        )
-    return root / "out", code, err.getvalue()
+    runs = {}
+    for flag in ("1", "0"):
+        err = io.StringIO()
+        with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(err):
+            patch.setenv("LUTKERN_TORCH_FREE", flag)
+            code = apply_main(
+                [
+                    "--lut",
+                    str(root / "invert.cube"),
+                    *sorted(str(src / n) for n in cases),
+                    "--out",
+                    str(root / f"out{flag}"),
+                    "--backend",
+                    "torch",  # the loop CPU users get (module fixtures run before fast_small_tensors)
+                ]
+            )
+        runs[flag] = root / f"out{flag}", code, err.getvalue()
+    (free, free_code, free_err), (torch_out, torch_code, torch_err) = runs["1"], runs["0"]
+    assert (free_code, _errors(free_err).keys()) == (torch_code, _errors(torch_err).keys())
+    assert sorted(p.name for p in free.iterdir()) == sorted(p.name for p in torch_out.iterdir())
+    for written in free.iterdir():
+        assert written.read_bytes() == (torch_out / written.name).read_bytes(), written.name
+    return runs["1"]
 
 
 def _corpus_names() -> dict[str, bool]:
