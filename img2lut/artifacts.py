@@ -23,7 +23,7 @@ from lutkern.show import lut_picture, save_picture
 from . import checkpoint as ckpt
 from .config import TrainConfig, UsageError
 from .evaluation import Evaluation, compare_with_truth
-from .metrics import COVERED_WEIGHT, lattice_coverage, psnr_from_mse, ssim_value
+from .metrics import COVERED_WEIGHT, lattice_coverage, psnr_from_mse
 from .model import ResNetLUTGenerator
 from .plots import loss_plot, preview_grid
 from .training_data import Data
@@ -95,7 +95,7 @@ def write_results(run_dir: Path, model: ResNetLUTGenerator, config: TrainConfig,
         "val_psnr_mean_image": float(psnr.mean()),
         "val_psnr_worst_image": float(psnr.min()),
         "val_worst_image": data.val.names[int(psnr.argmin())],
-        "val_ssim": ssim_value(result.outputs, data.val.targets.tensor()),
+        "val_ssim": float(result.image_ssim.mean()),
         "model": f"{ckpt.MODEL_NAME}: the kept model alone, for img2lut.predict / evaluate / load",
         "lut_cube": f"{lut_file}: the mean of the LUTs predicted for the validation images",
     }

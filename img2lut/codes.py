@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+# Images made float at a time where a whole set is read (statistics, corrections, the diagnosis).
+BATCH = 64
 # Narrowest first: an array holding codes of several kinds takes the widest.
 DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 
@@ -78,7 +80,7 @@ class Codes:
         for i in range(len(self)):
             yield self[i]
 
-    def batches(self, size: int = 64) -> Iterator[torch.Tensor]:
+    def batches(self, size: int = BATCH) -> Iterator[torch.Tensor]:
         """The images as float32 ``(B,3,S,S)`` tensors of at most ``size``, in order."""
         for start in range(0, len(self), size):
             yield self[start:start + size]

@@ -30,6 +30,7 @@ import torch
 
 import lutkern
 
+from .codes import BATCH, Codes
 from .fitting import DEFAULT_WEIGHTS
 from .image_stats import NORMALISERS, image_stats, levels_curve
 
@@ -40,6 +41,7 @@ LR = 5e-2
 BATCH_PIXELS = 1 << 12
 SAMPLE_PAIRS = 8
 DIAGNOSIS_PAIRS = 256  # training pairs diagnosed at most, evenly spread over the set
+PSNR_CHUNK = 16  # images measured at a time, under every correction at once
 # Every PIXEL_STRIDE-th pixel of each row and column is what the fits see (the statistics read all).
 PIXEL_STRIDE = 2
 ONE_LOOK_PSNR_DB = 45.0
@@ -86,9 +88,10 @@ def normalised(inputs: torch.Tensor, stats: torch.Tensor, name: str) -> torch.Te
 
 def fit_luts(inputs: torch.Tensor, targets: torch.Tensor, *, seed: int = 0,
              backend: str | None = None) -> torch.Tensor:
-    """``(B,D,D,D,3)``: one LUT of :data:`LUT_SIZE` fitted to each of ``B`` pixel sets, ``inputs`` and
-    ``targets`` ``(B,3,P)``, all at once: :func:`img2lut.fitting.fit_lut`'s recipe (Adam, cosine-decayed
-    learning rate, its default regularizers) on :data:`BATCH_PIXELS` random pixels per step."""
+    """``(B,D,D,D,3)``: one LUT of :data:`LUT_SIZE` fitted to each of ``B`` pixel sets, ``inputs`` ``(B,3,P)``
+    and ``targets`` ``(B,3,P)`` (or ``(1,3,P)``: the same targets for every set), all at once:
+    :func:`img2lut.fitting.fit_lut`'s recipe (Adam, cosine-decayed learning rate, its default
+    regularizers) on :data:`BATCH_PIXELS` random pixels per step."""
     gen = torch.Generator().manual_seed(seed)
     lut = lutkern.identity_lut(LUT_SIZE).expand(len(inputs), -1, -1, -1, -1).clone().requires_grad_(True)
     opt = torch.optim.Adam([lut], lr=LR)
@@ -108,42 +111,73 @@ def fit_luts(inputs: torch.Tensor, targets: torch.Tensor, *, seed: int = 0,
 
 def _image_psnr(inputs: torch.Tensor, targets: torch.Tensor, luts: torch.Tensor,
                 backend: str | None) -> torch.Tensor:
-    """``(B,N)`` PSNR of each image of ``inputs``/``targets`` ``(B,N,3,h,w)`` through its set's LUT."""
-    b, n = inputs.shape[:2]
-    flat = lambda t: t.transpose(1, 2).reshape(b, 3, n, -1)  # noqa: E731  (B,3,N,h*w)
-    out = lutkern.apply_lut(flat(inputs), luts, backend=backend)
-    mse = (out - flat(targets)).double().square().mean((1, 3)).clamp(min=1e-12)
-    return (10 * torch.log10(1 / mse)).float()
+    """``(B,N)`` PSNR of each image of ``inputs`` ``(B,3,N,h,w)`` through its set's LUT against ``targets``
+    ``(B,3,N,h,w)`` (or ``(1,3,N,h,w)``: the same for every set), :data:`PSNR_CHUNK` images at a time
+    (their differences made in float64)."""
+    b, n = inputs.shape[0], inputs.shape[2]
+    psnr = torch.empty(b, n)
+    for start in range(0, n, PSNR_CHUNK):
+        part = inputs[:, :, start:start + PSNR_CHUNK].flatten(3)  # (B,3,n,h*w)
+        out = lutkern.apply_lut(part, luts, backend=backend)
+        diff = out - targets[:, :, start:start + PSNR_CHUNK].flatten(3)
+        mse = diff.double().square().mean((1, 3)).clamp(min=1e-12)
+        psnr[:, start:start + PSNR_CHUNK] = (10 * torch.log10(1 / mse)).float()
+    return psnr
 
 
-def _spread(images: torch.Tensor) -> float:
-    means = images.double().clamp(min=1 / 255).mean((2, 3)).log2()
+def _log_means(images: torch.Tensor) -> torch.Tensor:
+    """``(N,3)`` log2 channel means of images ``(N,3,H,W)`` (at least 1/255)."""
+    return images.double().clamp(min=1 / 255).mean((2, 3)).log2()
+
+
+def _spread(means: torch.Tensor) -> float:
     return float(means.std(0).mean())
 
 
-def diagnose(inputs: torch.Tensor, targets: torch.Tensor, *, normalise: str | None = None, seed: int = 0,
-             backend: str | None = None) -> Diagnosis:
-    """Diagnose the training pairs ``inputs``, ``targets`` ``(N,3,H,W)`` in [0,1]. ``normalise``: a given
-    correction (only it is fitted), or None to choose one."""
-    stats = image_stats(inputs)
-    spreads = _spread(inputs), _spread(targets)
-    inputs = inputs[..., ::PIXEL_STRIDE, ::PIXEL_STRIDE].float()
-    targets = targets[..., ::PIXEL_STRIDE, ::PIXEL_STRIDE].float()
+def _read(images: torch.Tensor | Codes, with_stats: bool) -> tuple[torch.Tensor | None, torch.Tensor,
+                                                                  torch.Tensor]:
+    """What the diagnosis reads of images ``(N,3,H,W)`` (a tensor, or codes made float
+    :data:`img2lut.codes.BATCH` images at a time: the set is never whole as float): their statistics
+    ``(N,STATS_DIM)`` (None unless ``with_stats``), log2 channel means ``(N,3)`` and every
+    :data:`PIXEL_STRIDE`-th pixel ``(N,3,h,w)`` float32."""
+    stats, means, strided = [], [], []
+    for start in range(0, len(images), BATCH):
+        batch = images[start:start + BATCH]
+        if with_stats:
+            stats.append(image_stats(batch))
+        means.append(_log_means(batch))
+        strided.append(batch[..., ::PIXEL_STRIDE, ::PIXEL_STRIDE].float())
+    return torch.cat(stats) if with_stats else None, torch.cat(means), torch.cat(strided)
+
+
+def diagnose(inputs: torch.Tensor | Codes, targets: torch.Tensor | Codes, *, normalise: str | None = None,
+             seed: int = 0, backend: str | None = None) -> Diagnosis:
+    """Diagnose the training pairs ``inputs``, ``targets`` ``(N,3,H,W)`` in [0,1], tensors or
+    :class:`img2lut.codes.Codes` (read a batch at a time). ``normalise``: a given correction (only it is
+    fitted), or None to choose one.
+
+    Memory: the strided pixels of both sides, and those of the inputs through each correction fitted
+    (``12 * N * H * W / PIXEL_STRIDE**2`` bytes each), never a float copy of the whole set."""
+    stats, input_means, inputs = _read(inputs, with_stats=True)
+    _, target_means, targets = _read(targets, with_stats=False)
     names = list(NORMALISERS) if normalise is None else [normalise]
-    corrected = torch.stack([normalised(inputs, stats, name) for name in names])  # (C,N,3,h,w)
-    pixels = lambda t: t.transpose(1, 2).flatten(2)  # noqa: E731  (C,3,N*h*w)
-    expanded = targets.expand(len(names), *targets.shape)
-    luts = fit_luts(pixels(corrected), pixels(expanded), seed=seed, backend=backend)
-    psnr = _image_psnr(corrected, expanded, luts, backend)  # (C,N)
+    corrected = torch.empty(len(names), *inputs.transpose(0, 1).shape)  # (C,3,N,h,w): one pixel set each
+    for i, name in enumerate(names):
+        corrected[i] = normalised(inputs, stats, name).transpose(0, 1)
+    shared = targets.transpose(0, 1).unsqueeze(0)  # (1,3,N,h,w): the targets of every correction
+    luts = fit_luts(corrected.flatten(2), shared.flatten(2), seed=seed, backend=backend)
+    psnr = _image_psnr(corrected, shared, luts, backend)  # (C,N)
+    del corrected
     sample = torch.linspace(0, len(inputs) - 1, min(SAMPLE_PAIRS, len(inputs))).round().long().unique()
     single = {name: float(psnr[i].mean()) for i, name in enumerate(names)}
     best = max(names, key=single.get)
     if normalise is None and single[best] - single["none"] < MIN_NORMALISE_GAIN_DB:
         best = "none"
     on_sample = float(psnr[names.index(best), sample].mean())
-    each = lambda t: t[sample].flatten(2).unsqueeze(1)  # noqa: E731  (S,1,3,h*w): one set per pair
-    per_pair_luts = fit_luts(each(inputs).squeeze(1), each(targets).squeeze(1), seed=seed, backend=backend)
-    per_pair_db = float(_image_psnr(each(inputs).unsqueeze(-1), each(targets).unsqueeze(-1), per_pair_luts,
-                                    backend).mean())
+    each = lambda t: t[sample].flatten(2)  # noqa: E731  (S,3,h*w): one set per pair
+    per_pair_luts = fit_luts(each(inputs), each(targets), seed=seed, backend=backend)
+    one = lambda t: t[sample].unsqueeze(2)  # noqa: E731  (S,3,1,h,w): one image per set
+    per_pair_db = float(_image_psnr(one(inputs), one(targets), per_pair_luts, backend).mean())
     one_look = single[best] >= ONE_LOOK_PSNR_DB or per_pair_db - on_sample < ONE_LOOK_GAIN_DB
-    return Diagnosis("one_look" if one_look else "adaptive", best, single, per_pair_db, on_sample, *spreads)
+    return Diagnosis("one_look" if one_look else "adaptive", best, single, per_pair_db, on_sample,
+                     _spread(input_means), _spread(target_means))

@@ -16,7 +16,7 @@ import torch
 
 from .color import delta_e_2000_srgb
 from .data import PairedImages, default_true_lut, pair_files, read_true_lut
-from .metrics import COVERED_WEIGHT, lattice_coverage, lut_rmse, psnr_from_mse, ssim_value
+from .metrics import COVERED_WEIGHT, image_ssim, lattice_coverage, lut_rmse, psnr_from_mse, ssim_value
 from .model import ResNetLUTGenerator
 from .pair_loading import load_pairs
 from .prediction import LUTPredictor
@@ -25,8 +25,9 @@ from .prediction import LUTPredictor
 @dataclass
 class Evaluation:
     """A model on a set of pairs, in eval mode: ``mse`` over all pixels, ``image_mse`` ``(N,)`` per
-    image, the ``mean_lut`` ``(S,S,S,3)`` of the predicted LUTs, ``outputs`` ``(N,3,H,W)`` and, when
-    asked for, the predicted ``luts`` ``(N,S,S,S,3)``."""
+    image, the ``mean_lut`` ``(S,S,S,3)`` of the predicted LUTs, ``outputs`` ``(K,3,H,W)`` (the first K
+    images' outputs, all unless fewer were asked for) and, when asked for, the predicted ``luts``
+    ``(N,S,S,S,3)`` and each image's SSIM ``image_ssim`` ``(N,)``."""
 
     mse: float
     image_mse: torch.Tensor
@@ -34,6 +35,7 @@ class Evaluation:
     outputs: torch.Tensor
     luts: torch.Tensor | None = None
     lut_sum: torch.Tensor | None = None  # (S,S,S,3) float64: the sum of the predicted LUTs
+    image_ssim: torch.Tensor | None = None
 
     @property
     def image_psnr(self) -> torch.Tensor:
@@ -42,23 +44,32 @@ class Evaluation:
 
 @torch.no_grad()
 def evaluate_model(model: ResNetLUTGenerator, images: PairedImages, thumbs: torch.Tensor, batch_size: int,
-                   device: torch.device, keep_luts: bool = False) -> Evaluation:
-    """Run ``model`` (in eval mode) on ``images``, the CNN seeing ``thumbs``."""
+                   device: torch.device, keep_luts: bool = False, keep_outputs: int | None = None,
+                   ssim: bool = False) -> Evaluation:
+    """Run ``model`` (in eval mode) on ``images``, the CNN seeing ``thumbs``, a batch at a time: memory
+    holds one batch of float images, and of the outputs the first ``keep_outputs`` (None: all); ``ssim``:
+    measure each image's SSIM too."""
     was_training = model.training
     model.eval()
-    outputs, luts, image_mse, lut_sum = [], [], [], 0.0
+    keep = len(images) if keep_outputs is None else keep_outputs
+    outputs, luts, image_mse, ssims, lut_sum = [], [], [], [], 0.0
     for start in range(0, len(images), batch_size):
         sl = slice(start, start + batch_size)
         out, lut = model(thumbs[sl].to(device), full=images.inputs[sl].to(device))
-        image_mse.append((out - images.targets[sl].to(device)).double().square().mean((1, 2, 3)).cpu())
+        target = images.targets[sl].to(device)
+        image_mse.append((out - target).double().square().mean((1, 2, 3)).cpu())
+        if ssim:
+            ssims.append(image_ssim(out, target).cpu())
         lut_sum = lut_sum + lut.double().sum(0)
-        outputs.append(out.cpu())
+        if start < keep:
+            outputs.append(out[:keep - start].cpu())
         if keep_luts:
             luts.append(lut.float().cpu())
     model.train(was_training)
     image_mse = torch.cat(image_mse)
     return Evaluation(float(image_mse.mean()), image_mse, (lut_sum / len(images)).float().cpu(),
-                      torch.cat(outputs), torch.cat(luts) if keep_luts else None, lut_sum.cpu())
+                      torch.cat(outputs), torch.cat(luts) if keep_luts else None, lut_sum.cpu(),
+                      torch.cat(ssims) if ssim else None)
 
 
 def compare_with_truth(lut: torch.Tensor, truth: torch.Tensor, coverage: torch.Tensor) -> dict:

@@ -26,7 +26,7 @@ import torch
 
 import lutkern
 
-from .codes import Codes
+from .codes import BATCH, Codes
 from .metrics import COVERED_WEIGHT, lattice_coverage, psnr_from_mse
 from .model import lut_logits
 
@@ -100,7 +100,7 @@ def _pixel_pool(inputs, targets) -> tuple[torch.Tensor, torch.Tensor | None]:
 
     One row per pixel makes drawing a random pixel one contiguous read (several times faster than
     gathering from channel planes once the pool outgrows the caches). Codes whose images of a side share
-    one scale stay codes (uint8, or int32 for uint16), converted when drawn.
+    one scale stay codes (uint8 or uint16, 6 or 12 bytes a pixel), converted when drawn.
     """
     if isinstance(inputs, Codes) and isinstance(targets, Codes) and len(inputs) == len(targets):
         scales = [np.unique(c.scales[c.index]) for c in (inputs, targets)]
@@ -119,16 +119,15 @@ def _pixel_pool(inputs, targets) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 def _code_pool(inputs: Codes, targets: Codes) -> torch.Tensor:
     """The pool of :func:`_pixel_pool` for images held as codes, filled a batch of images at a time."""
-    kinds = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.int32,
+    kinds = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.uint16,
              np.dtype(np.float32): torch.float32}
     dtype = max(kinds[inputs.dtype], kinds[targets.dtype], key=list(kinds.values()).index)
     per_image = int(np.prod(inputs.shape[2:]))
     pool = torch.empty((len(inputs) * per_image, 6), dtype=dtype)
-    step = 64
-    for start in range(0, len(inputs), step):
-        rows = slice(start * per_image, min(start + step, len(inputs)) * per_image)
+    for start in range(0, len(inputs), BATCH):
+        rows = slice(start * per_image, min(start + BATCH, len(inputs)) * per_image)
         for k, codes in enumerate((inputs, targets)):
-            chunk = codes.array[codes.index[start:start + step]]  # (B,3,H,W) codes
+            chunk = codes.array[codes.index[start:start + BATCH]]  # (B,3,H,W) codes
             pool[rows, 3 * k:3 * k + 3] = torch.from_numpy(chunk).to(dtype).permute(0, 2, 3, 1).reshape(-1, 3)
     return pool
 

@@ -26,6 +26,11 @@ def ssim_value(output: torch.Tensor, target: torch.Tensor) -> float:
     return float(ssim(output.float(), target.float(), data_range=1.0, size_average=True))
 
 
+def image_ssim(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """SSIM ``(B,)`` of each of ``(B,3,H,W)`` images in [0,1] (``data_range=1``; the mean of its channels)."""
+    return ssim(output.float(), target.float(), data_range=1.0, size_average=False).float()
+
+
 def lattice_coverage(pixels, lut_size: int, interpolation: str = "trilinear",
                      backend: str | None = None) -> torch.Tensor:
     """Interpolation weight ``(D,D,D)`` ``[b, g, r]`` each lattice point receives from ``pixels``: ``(3,P)``

@@ -32,8 +32,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import checkpoint as ckpt
 from . import distributed
-from .artifacts import HISTORY_FIELDS, write_metrics, write_preview, write_results
-from .codes import Codes
+from .artifacts import HISTORY_FIELDS, PREVIEW_ROWS, write_metrics, write_preview, write_results
+from .codes import BATCH, Codes
 from .config import TrainConfig, model_arguments
 from .data import read_true_lut
 from .diagnosis import DIAGNOSIS_PAIRS, diagnose, normalised
@@ -51,7 +51,6 @@ AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 INTERRUPTED = 130
 _STATE_FIELDS = ("epoch", "step", "loss_sum", "mse_sum", "seconds", "history", "best", "diagnosis")
 _OPTIONAL_STATE = ("best", "diagnosis")
-BATCH = 64  # images made float at a time where a whole set is read (statistics, corrections)
 
 
 def resolve_recipe(config: TrainConfig, data: Data, console: Console) -> tuple[TrainConfig, dict | None]:
@@ -62,7 +61,7 @@ def resolve_recipe(config: TrainConfig, data: Data, console: Console) -> tuple[T
     given = None if config.normalise == "auto" else config.normalise
     n = len(data.train)
     sample = torch.linspace(0, n - 1, min(n, DIAGNOSIS_PAIRS)).round().long().unique()  # evenly spread
-    found = diagnose(data.train.inputs[sample], data.train.targets[sample], normalise=given,
+    found = diagnose(data.train.inputs.subset(sample), data.train.targets.subset(sample), normalise=given,
                      seed=config.seed, backend=config.backend)
     console.print(found.describe())
     recipe = found.recipe if config.recipe == "auto" else config.recipe
@@ -87,8 +86,11 @@ def corrected(images: torch.Tensor | Codes, name: str) -> Codes:
 
 
 def joined(a: torch.Tensor | Codes, b: torch.Tensor | Codes) -> torch.Tensor | Codes:
-    """The images of ``a`` then those of ``b``, held as they are (codes stay codes)."""
+    """The images of ``a`` then those of ``b``, held as they are (codes stay codes; subsets of one array,
+    as the training and validation pairs split from one folder are, share it: nothing is copied)."""
     if isinstance(a, Codes) and isinstance(b, Codes):
+        if a.array is b.array and a.scales is b.scales:
+            return Codes(a.array, a.scales, np.concatenate([a.index, b.index]))
         return Codes(np.concatenate([a.array[a.index], b.array[b.index]]),
                      np.concatenate([a.scales[a.index], b.scales[b.index]]))
     return torch.cat([a[:], b[:]])
@@ -411,9 +413,10 @@ class Trainer:
                          f"val PSNR {psnr:.2f} dB  lr {lr:.2e}  {state['seconds']:.0f} s")
         return psnr
 
-    def _evaluate(self, keep_luts: bool = False) -> Evaluation:
+    def _evaluate(self, keep_luts: bool = False, ssim: bool = False) -> Evaluation:
+        """The model on the validation pairs; of its outputs, those the previews show are kept."""
         return evaluate_model(self.model, self.data.val, self.data.val_thumbs, self.config.batch_size,
-                              self.device, keep_luts)
+                              self.device, keep_luts, keep_outputs=PREVIEW_ROWS, ssim=ssim)
 
     def _consider(self, epoch: int, result: Evaluation) -> None:
         """Keep ``epoch``'s weights when they do best so far on the validation photos (--select-best)."""
@@ -467,7 +470,7 @@ class Trainer:
                    "train_pairs": len(data.train), "val_pairs": len(data.val), "epochs": state["epoch"],
                    "kept_epoch": kept, "train_seconds": round(state["seconds"], 1), "recipe": config.recipe,
                    "normalise": config.normalise, "diagnosis": state["diagnosis"]}
-        result = self._evaluate(keep_luts=data.val_truths is not None)  # on photos the model never saw
+        result = self._evaluate(keep_luts=data.val_truths is not None, ssim=True)  # on photos never seen
         summary["refit_all_pairs"] = self._refit_all(kept)
         exported = self._evaluate().mean_lut if summary["refit_all_pairs"] else result.mean_lut
         summary = write_results(self.run_dir, self.model, config, data, result, summary, exported)

@@ -80,7 +80,7 @@ def thumbnails(images: Codes, size: int) -> torch.Tensor | Codes:
     or the images themselves when ``size`` is theirs."""
     if images.shape[-1] == size:
         return images
-    return torch.cat([resize(batch, size) for batch in images.batches(256)]) if len(images) else \
+    return torch.cat([resize(batch, size) for batch in images.batches()]) if len(images) else \
         torch.empty(0, 3, size, size)
 
 
