@@ -30,8 +30,8 @@ from .conventions import LOOK_NAMES
 from .cube import CubeLUT, CubeTables, read_cube_tables
 from .exr_dpx import FloatImage, exr_output_compression, write_exr
 from .imageio import DecodedImage, codes_to_pixels, to_integer_array
+from .ops.apply_lut_native import ALL_CODES, every_code_graded, look_up_codes, native_available
 from .ops.apply_lut_native import grade_codes as grade_codes_native
-from .ops.apply_lut_native import native_available
 
 if TYPE_CHECKING:  # torch (and the LUT formats, which use it) are imported where needed: see codes_table
     import torch
@@ -251,6 +251,44 @@ def grade_codes(
         if on_strip is not None:
             on_strip(min(rows, h - y) / h)
     return codes
+
+
+class CodesGrader:
+    """:func:`grade_codes` for a run of images with one LUT and the same settings: a video's frames, a batch
+    of photos. Once it has graded as many 8-bit pixels as there are 8-bit colours (:data:`ALL_CODES`,
+    16.7 M: 18 frames of 720p), it grades every 8-bit colour once with the compiled loop
+    (:func:`~lutkern.ops.apply_lut_native.every_code_graded`, 48 MiB) and looks the following 8-bit
+    images up in that table: the codes :func:`grade_codes` gives, bit for bit, for one memory read per
+    pixel (10-20x faster than interpolating on video frames; 1.5x on noise, whose reads miss the caches).
+    Deciding that late costs a run at most twice what the better choice would have. Only where the loop
+    grades in one pass (see :func:`grade_codes`); else :func:`grade_codes` every time."""
+
+    def __init__(self, lut: CubeLUT | LUTChain | Blend | np.ndarray, *, interpolation: str = "trilinear",
+                 device: str | torch.device = "cpu", backend: str | None = None):
+        self._lut = lut
+        self._grading = {"interpolation": interpolation, "device": device, "backend": backend}
+        self._graded = 0  # 8-bit pixels graded by interpolation so far
+        self._every_code: np.ndarray | None = None
+        self._one_pass = True  # False once the table is known to need more than the one-pass loop
+
+    def __call__(self, codes: np.ndarray, *, bit_depth: int | None = None, strip_pixels: int = STRIP_PIXELS,
+                 on_strip=None) -> np.ndarray:
+        """``grade_codes(codes, lut, ...)`` with this grader's settings: ``codes`` graded in place."""
+        if codes.dtype == np.uint8 and bit_depth in (None, 8) and codes.flags.c_contiguous:
+            if self._every_code is None and self._one_pass and self._graded >= ALL_CODES:
+                grading = self._grading
+                table = _one_pass_table(codes, 8, self._lut, grading["device"], grading["backend"])
+                self._one_pass = table is not None
+                if self._one_pass:
+                    self._every_code = every_code_graded(table, grading["interpolation"])
+            if self._every_code is not None:
+                look_up_codes(codes, self._every_code)
+                if on_strip is not None:
+                    on_strip(1.0)
+                return codes
+            self._graded += codes.size // 3
+        return grade_codes(codes, self._lut, bit_depth=bit_depth, strip_pixels=strip_pixels,
+                           on_strip=on_strip, **self._grading)
 
 
 def _one_pass_table(codes: np.ndarray, depth: int, lut, device, backend: str | None) -> np.ndarray | None:

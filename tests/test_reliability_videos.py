@@ -21,6 +21,7 @@ import img2lut.predict as predict  # noqa: E402
 import lutkern.apply as apply  # noqa: E402
 import lutkern.cli  # noqa: E402
 import lutkern.files  # noqa: E402
+import lutkern.grading as grading  # noqa: E402
 import lutkern.video as video  # noqa: E402
 from img2lut import checkpoint  # noqa: E402
 from img2lut.model import ResNetLUTGenerator  # noqa: E402
@@ -292,14 +293,14 @@ def test_a_name_another_run_wrote_meanwhile_is_left_as_it_is(tmp_path, monkeypat
     with one line; the first one's file stays."""
     src = _clip(tmp_path / "clip.mkv", "ffv1", "bgr0", frames=3)
     out = tmp_path / "out"
-    real = video.grade_codes
+    real = grading.grade_codes
 
     def other_run_finishes_first(codes, lut, **kwargs):
         if not (out / "clip.mkv").exists():
             (out / "clip.mkv").write_bytes(b"the other run's video")
         return real(codes, lut, **kwargs)
 
-    monkeypatch.setattr(video, "grade_codes", other_run_finishes_first)
+    monkeypatch.setattr(grading, "grade_codes", other_run_finishes_first)
     assert _apply(src, "--out", out) == 1
     assert "clip.mkv appeared while this run was writing it" in capsys.readouterr().err
     assert (out / "clip.mkv").read_bytes() == b"the other run's video" and not _leftovers(out)
@@ -477,7 +478,7 @@ def test_ctrl_c_is_one_line_and_leaves_the_old_files(tmp_path, model, monkeypatc
     out = tmp_path / "out"
     out.mkdir()
     (out / "clip.mkv").write_bytes(b"older")
-    real, calls = video.grade_codes, []
+    real, calls = grading.grade_codes, []
 
     def interrupted_at_frame_3(codes, lut, **kwargs):
         calls.append(1)
@@ -485,7 +486,7 @@ def test_ctrl_c_is_one_line_and_leaves_the_old_files(tmp_path, model, monkeypatc
             raise KeyboardInterrupt
         return real(codes, lut, **kwargs)
 
-    monkeypatch.setattr(video, "grade_codes", interrupted_at_frame_3)
+    monkeypatch.setattr(grading, "grade_codes", interrupted_at_frame_3)
     monkeypatch.setattr(predict, "grade_codes", interrupted_at_frame_3)
     if command == "apply":
         status = _apply(src, "--out", out, "--overwrite")

@@ -16,7 +16,8 @@ import pytest
 
 av = pytest.importorskip("av")
 
-import lutkern.video  # noqa: E402  (after the importorskip: no video tests without PyAV)
+import lutkern.grading  # noqa: E402  (after the importorskip: no video tests without PyAV)
+import lutkern.video  # noqa: E402
 from lutkern import write_cube  # noqa: E402
 from lutkern.apply import main  # noqa: E402
 from lutkern.builtin_looks import LOOKS  # noqa: E402
@@ -130,6 +131,20 @@ def test_ffv1_on_an_rgb_source_is_lossless_grading(tmp_path):
     assert [f.pts for f in read_frames(out / "rgb.mkv")] == [f.pts for f in read_frames(src)]
 
 
+def test_frames_looked_up_in_the_table_of_every_code_are_the_loops(tmp_path, monkeypatch):
+    """Past the first frames, 8-bit frames are looked up in the table of every code graded
+    (lutkern.grading.CodesGrader; here after 4 of the 12 frames): the same codes as grading each frame."""
+    monkeypatch.setattr(lutkern.grading, "ALL_CODES", 4 * W * H)
+    built = []
+    real = lutkern.grading.every_code_graded
+    monkeypatch.setattr(lutkern.grading, "every_code_graded", lambda *args: built.append(1) or real(*args))
+    src = _make_video(tmp_path / "rgb.mkv", "ffv1", "bgr0")
+    lut = load_lut("teal_orange", 17)
+    lutkern.video.grade_video(src, tmp_path / "out.mkv", lut, interpolation="tetrahedral", codec="ffv1")
+    assert built == [1]
+    np.testing.assert_array_equal(_codes(tmp_path / "out.mkv"), _graded(src, lut, "tetrahedral"))
+
+
 @pytest.mark.parametrize(
     "codec,pix_fmt,extra", [("libx265", "yuv420p10le", []), ("ffv1", "yuv444p10le", ["--codec", "ffv1"])]
 )
@@ -240,7 +255,7 @@ def test_a_failed_encode_leaves_no_partial_output(tmp_path, capsys, monkeypatch,
     out = tmp_path / "out"
     out.mkdir()
     (out / "clip.mp4").write_bytes(b"older")
-    real = lutkern.video.grade_codes
+    real = lutkern.grading.grade_codes
     calls = []
 
     def fail_on_frame_3(codes, lut, **kwargs):
@@ -249,7 +264,7 @@ def test_a_failed_encode_leaves_no_partial_output(tmp_path, capsys, monkeypatch,
             raise failure("disk on fire")
         return real(codes, lut, **kwargs)
 
-    monkeypatch.setattr(lutkern.video, "grade_codes", fail_on_frame_3)
+    monkeypatch.setattr(lutkern.grading, "grade_codes", fail_on_frame_3)
     args = ["--lut", "bw", str(src), "--out", str(out), "--overwrite"]
     if failure is OSError:  # an expected error: one line, the batch goes on, exit status 1
         assert main(args) == 1

@@ -478,6 +478,21 @@ void lut_grade_codes(void *codes, int bytes, int64_t n, const float *lut, int64_
     }
 }
 
+/* n interleaved 8-bit RGB pixels replaced in place by their entries in `graded`: every 8-bit colour graded
+ * by lut_grade_codes, graded[((b * 256 + g) * 256 + r) * 3 + c] (red fastest, like a LUT). A lookup per
+ * pixel instead of an interpolation: the same codes, bit for bit (each pixel's result depends on its codes
+ * alone), at a fraction of the work. */
+void lut_look_up_u8(uint8_t *codes, int64_t n, const uint8_t *graded)
+{
+    for (int64_t p = 0; p < n; ++p) {
+        uint8_t *c = codes + 3 * p;
+        const uint8_t *g = graded + 3 * ((int64_t)c[0] | (int64_t)c[1] << 8 | (int64_t)c[2] << 16);
+        c[0] = g[0];
+        c[1] = g[1];
+        c[2] = g[2];
+    }
+}
+
 /* 1 when the float32 loops use the AVX2 paths (for tests). */
 int lut_has_simd(void) { return cpu_has_avx2(); }
 
