@@ -7,6 +7,8 @@ Conventions:
 
 - Frames are graded as images are (:func:`lutkern.grading.grade_codes`): RGB integer codes ``(H,W,3)``,
   uint8 for 8-bit sources, uint16 on the full 16-bit scale (``rgb48le``) for deeper ones (10, 12 bits).
+  8-bit frames past the first 16.7 M pixels are looked up in a table of every code graded
+  (:class:`lutkern.grading.CodesGrader`: the same codes, a tenth of the work).
 - YUV is converted to RGB and back by FFmpeg's swscale with the matrix and range the stream is tagged
   with, the same both ways (untagged: BT.601, limited range, FFmpeg's default): before encoding, an
   identity LUT gives back 4:4:4 input within a code. Chroma stored at half resolution (4:2:0, 4:2:2) is
@@ -24,7 +26,9 @@ Conventions:
 - A file cut short (a copy that did not finish: its container says it is longer than it is) is refused
   before any work rather than graded to the frames that happen to be there.
 - Memory: a few frames in flight whatever the length (plus the encoder's look-ahead: libx264's default
-  holds about 40 frames).
+  holds about 40 frames, and the 48 MiB table of an 8-bit source).
+- Threads: one decodes and converts to RGB, one grades and converts to the encoder's format, the caller's
+  encodes (the encoder with its own frame threads, as the ffmpeg command has them).
 """
 
 from __future__ import annotations
