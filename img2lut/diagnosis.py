@@ -4,10 +4,10 @@ A user cannot be expected to know whether their edits are one look, a normalisin
 white balance, levels) or an image-adaptive one. :func:`diagnose` measures it on the training pairs (at
 most :data:`DIAGNOSIS_PAIRS` of them, evenly spread over the set, in training):
 
-1. For every correction of :data:`img2lut.image_stats.NORMALISERS` (``none`` included), one LUT is
-   fitted quickly (all at once, :func:`fit_luts`; at :data:`LUT_SIZE`, on every
-   :data:`PIXEL_STRIDE`-th pixel) to (corrected input, target): how well a single look explains the
-   pairs once each input is corrected from its own statistics.
+1. For every correction of :data:`img2lut.image_stats.NORMALISERS` (``none`` included: 22 levels and
+   gamma rules), one LUT is fitted quickly (all at once, :func:`fit_luts`; at :data:`LUT_SIZE`, on
+   :data:`SINGLE_FIT_PIXELS` pixels of each pair) to (corrected input, target): how well a single look
+   explains the pairs once each input is corrected from its own statistics.
 2. One LUT per pair is fitted on a sample of :data:`SAMPLE_PAIRS` pairs: how well a grade that may differ
    from photo to photo could do. The *gain* is the per-pair fits' PSNR over the best single fit's, on the
    same pairs.
@@ -42,7 +42,9 @@ BATCH_PIXELS = 1 << 12
 SAMPLE_PAIRS = 8
 DIAGNOSIS_PAIRS = 256  # training pairs diagnosed at most, evenly spread over the set
 PSNR_CHUNK = 16  # images measured at a time, under every correction at once
-# Every PIXEL_STRIDE-th pixel of each row and column is what the fits see (the statistics read all).
+# Every PIXEL_STRIDE-th pixel of each row and column is what the fits see (the statistics read all); the
+# one-LUT fits after each correction SINGLE_FIT_PIXELS random ones of them, the same in every pair.
+SINGLE_FIT_PIXELS = 2048
 PIXEL_STRIDE = 2
 ONE_LOOK_PSNR_DB = 45.0
 ONE_LOOK_GAIN_DB = 3.0
@@ -82,7 +84,7 @@ class Diagnosis:
 
 
 def normalised(inputs: torch.Tensor, stats: torch.Tensor, name: str) -> torch.Tensor:
-    """``inputs`` ``(N,3,H,W)`` through the correction ``name`` read off their ``stats``."""
+    """``inputs`` ``(N,3,...)`` through the correction ``name`` read off their ``stats``."""
     return levels_curve(inputs, *NORMALISERS[name](stats))
 
 
@@ -156,15 +158,19 @@ def diagnose(inputs: torch.Tensor | Codes, targets: torch.Tensor | Codes, *, nor
     :class:`img2lut.codes.Codes` (read a batch at a time). ``normalise``: a given correction (only it is
     fitted), or None to choose one.
 
-    Memory: the strided pixels of both sides, and those of the inputs through each correction fitted
-    (``12 * N * H * W / PIXEL_STRIDE**2`` bytes each), never a float copy of the whole set."""
+    Memory: the strided pixels of both sides (``12 * N * H * W / PIXEL_STRIDE**2`` bytes each), and
+    :data:`SINGLE_FIT_PIXELS` of each input through each correction fitted, never a float copy of the
+    whole set."""
     stats, input_means, inputs = _read(inputs, with_stats=True)
     _, target_means, targets = _read(targets, with_stats=False)
     names = list(NORMALISERS) if normalise is None else [normalise]
-    corrected = torch.empty(len(names), *inputs.transpose(0, 1).shape)  # (C,3,N,h,w): one pixel set each
+    picked = torch.randperm(inputs[0, 0].numel(), generator=torch.Generator().manual_seed(seed))
+    picked = picked[:SINGLE_FIT_PIXELS]
+    some = inputs.flatten(2)[..., picked]  # (N,3,P)
+    corrected = torch.empty(len(names), *some.transpose(0, 1).shape)  # (C,3,N,P): one pixel set each
     for i, name in enumerate(names):
-        corrected[i] = normalised(inputs, stats, name).transpose(0, 1)
-    shared = targets.transpose(0, 1).unsqueeze(0)  # (1,3,N,h,w): the targets of every correction
+        corrected[i] = normalised(some, stats, name).transpose(0, 1)
+    shared = targets.flatten(2)[..., picked].transpose(0, 1).unsqueeze(0)  # (1,3,N,P): every correction's
     luts = fit_luts(corrected.flatten(2), shared.flatten(2), seed=seed, backend=backend)
     psnr = _image_psnr(corrected, shared, luts, backend)  # (C,N)
     del corrected

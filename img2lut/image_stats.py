@@ -14,10 +14,11 @@ Quantile ``q`` of a channel is the value of the first bin at which its cumulativ
 ``max(q * N, 1)`` of its ``N`` pixels: the smallest code at or below which a fraction ``q`` lies.
 
 The same vector feeds the CNN's head (next to its pooled features) and the per-channel *normalisers* of
-:data:`NORMALISERS`: standard automatic corrections, each a per-channel levels curve
-``clamp((x - lo) / (hi - lo), 0, 1) ** gamma`` read off the statistics, which training may put in front
-of the learned LUT when the pairs show that the grade undoes exposure and white balance
-(:mod:`img2lut.diagnosis`).
+:data:`NORMALISERS`: the automatic corrections of photo editors, each a per-channel levels curve
+``clamp((x - lo) / (hi - lo), 0, 1) ** gamma`` read off the statistics (auto levels at several clipping
+percentages or min / max, alone or followed by the gamma that takes the levelled mean or median to mid
+grey; a grey-world gain), which training may put in front of the learned LUT when the pairs show that
+the grade reads them (:mod:`img2lut.diagnosis` searches the whole space).
 """
 
 from __future__ import annotations
@@ -141,10 +142,25 @@ def gamma_to_mid(value: torch.Tensor) -> torch.Tensor:
     return (math.log(0.5) / v.log()).clamp(*GAMMA_RANGE)
 
 
+def _identity(stats):
+    zeros = torch.zeros_like(channel_mean(stats))
+    return zeros, zeros + 1, zeros + 1
+
+
 def _levels(p: float):
     def params(stats):
         lo, hi = quantile(stats, p), quantile(stats, 1 - p)
         return lo, hi, torch.ones_like(lo)
+    return params
+
+
+def _then_gamma(levels, source):
+    """``levels`` followed by the gamma that takes the levelled ``source`` value of each channel (its mean:
+    approximately, as clipping moves a mean; a quantile: exactly) to mid grey."""
+    def params(stats):
+        lo, hi, _ = levels(stats)
+        value = ((source(stats) - lo) / (hi - lo).clamp(min=MIN_RANGE)).clamp(0, 1)
+        return lo, hi, gamma_to_mid(value)
     return params
 
 
@@ -154,20 +170,28 @@ def _grey_world(stats):
     return torch.zeros_like(mean), 1 / gain, torch.ones_like(mean)
 
 
-def _auto_gamma(stats):
-    mean = channel_mean(stats)
-    return torch.zeros_like(mean), torch.ones_like(mean), gamma_to_mid(mean)
+# The levels of the automatic corrections: none, each channel's minimum / maximum to 0 / 1 (stretch), or
+# auto levels clipping p% of each channel at either end (levels_p).
+LEVELS = {"none": _identity, "stretch": _levels(0.0),
+          **{f"levels_{p:g}": _levels(p / 100) for p in (0.1, 0.5, 1, 2, 5)}}
+# The gammas that may follow them: each channel's levelled mean (auto_gamma) or median (median_gamma) to
+# mid grey.
+GAMMAS = {"auto_gamma": channel_mean, "median_gamma": lambda stats: quantile(stats, 0.5)}
 
 
-# name -> stats (B,STATS_DIM) -> (lo, hi, gamma), each (B,3). "none" is the identity.
-NORMALISERS = {
-    "none": lambda stats: (torch.zeros_like(channel_mean(stats)), torch.ones_like(channel_mean(stats)),
-                           torch.ones_like(channel_mean(stats))),
-    "grey_world": _grey_world,  # each channel's mean to mid grey (a gain within [1/4, 4])
-    "auto_gamma": _auto_gamma,  # each channel's mean to mid grey (a gamma)
-    "stretch": _levels(0.0),  # each channel's minimum to 0 and maximum to 1
-    "levels_0.1": _levels(0.001),  # auto levels, clipping 0.1% of each channel at either end
-    "levels_0.5": _levels(0.005),
-    "levels_1": _levels(0.01),
-    "levels_2": _levels(0.02),
-}
+def _normalisers() -> dict:
+    out = {"none": _identity,
+           "grey_world": _grey_world}  # each channel's mean to mid grey (a gain within [1/4, 4])
+    for gamma, source in GAMMAS.items():
+        out[gamma] = _then_gamma(_identity, source)
+    for name, levels in LEVELS.items():
+        if name != "none":
+            out[name] = levels
+            out.update({f"{name}+{gamma}": _then_gamma(levels, source) for gamma, source in GAMMAS.items()})
+    return out
+
+
+# name -> stats (B,STATS_DIM) -> (lo, hi, gamma), each (B,3). "none" is the identity. Every levels of
+# LEVELS, alone or followed by each gamma of GAMMAS, and a grey-world gain: the space of automatic
+# corrections the diagnosis searches.
+NORMALISERS = _normalisers()

@@ -62,7 +62,11 @@ def test_a_given_correction_is_the_only_one_fitted():
     assert found.normalise == "auto_gamma" and set(found.single_fit_db) == {"auto_gamma"}
 
 
-@pytest.mark.parametrize("family", ["auto_gamma", "extremes"])
+@pytest.mark.parametrize("family", ["auto_gamma", "extremes", "auto_tone"])
 def test_the_correction_that_explains_a_family_is_found(family):
     inputs, targets = _graded(family)
-    assert diagnose(inputs, targets).normalise == {"auto_gamma": "auto_gamma", "extremes": "stretch"}[family]
+    found = diagnose(inputs, targets)
+    want = {"auto_gamma": "auto_gamma", "extremes": "stretch", "auto_tone": "levels_1+median_gamma"}[family]
+    assert found.normalise == want
+    if family == "auto_tone":  # levels at 1 / 99%, then a gamma read off the median: one look after it
+        assert found.recipe == "one_look" and found.single_fit_db[want] > 45

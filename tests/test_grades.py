@@ -9,7 +9,15 @@ import torch
 
 import lutkern
 from img2lut.grades import FAMILIES, Grade, grade_lut, grade_of
-from img2lut.image_stats import JOINT, QUANTILES, STATS_DIM, codes_stats, image_stats, levels_curve
+from img2lut.image_stats import (
+    JOINT,
+    NORMALISERS,
+    QUANTILES,
+    STATS_DIM,
+    codes_stats,
+    image_stats,
+    levels_curve,
+)
 from lutkern.reference.apply import apply_lut_reference
 
 
@@ -123,3 +131,33 @@ def test_grade_lut_is_levels_then_the_look_blended_by_strength():
 def test_unknown_family_is_refused():
     with pytest.raises(ValueError, match="unknown grade family"):
         grade_of(torch.rand(3, 4, 4), "vintage")
+
+
+@pytest.mark.parametrize("name", ["levels_1+median_gamma", "levels_0.1+auto_gamma", "stretch", "median_gamma",
+                                  "levels_5"])
+def test_each_correction_is_its_levels_then_its_gamma(name):
+    """A correction of the searched space, from numpy's statistics: levels at p% (stretch: min / max),
+    then the gamma taking the levelled mean (auto_gamma, levelled as a value) or median to 0.5."""
+    codes = _codes(7)
+    flat = codes.reshape(3, -1).numpy() / 255
+    levels, _, gamma = name.partition("+")
+    if levels == "median_gamma":
+        levels, gamma = "none", "median_gamma"
+    p = {"none": None, "stretch": 0.0, "levels_0.1": 0.001, "levels_1": 0.01, "levels_5": 0.05}[levels]
+    lo = [0.0] * 3 if p is None else [_np_quantile(c, p) for c in flat]
+    hi = [1.0] * 3 if p is None else [_np_quantile(c, 1 - p) for c in flat]
+    source = {"": None, "auto_gamma": flat.mean(1),
+              "median_gamma": [_np_quantile(c, 0.5) for c in flat]}[gamma]
+    want_gamma = [1.0] * 3 if source is None else [
+        min(max(math.log(0.5) / math.log(min(max((s - a) / max(b - a, 1 / 64), 1e-3), 1 - 1e-3)), 1 / 3), 3)
+        for s, a, b in zip(source, lo, hi, strict=True)]
+    got = NORMALISERS[name](image_stats((codes / 255).unsqueeze(0)))
+    for value, want in zip(got, (lo, hi, want_gamma), strict=True):
+        torch.testing.assert_close(value[0], torch.tensor(want, dtype=torch.float32), atol=1e-6, rtol=1e-5)
+
+
+def test_the_correction_space_is_every_levels_alone_and_with_every_gamma():
+    levels = ("stretch", "levels_0.1", "levels_0.5", "levels_1", "levels_2", "levels_5")
+    gammas = ("auto_gamma", "median_gamma")
+    want = {"none", "grey_world", *gammas, *levels, *(f"{lv}+{g}" for lv in levels for g in gammas)}
+    assert set(NORMALISERS) == want
