@@ -113,8 +113,8 @@ def fit_luts(inputs: torch.Tensor, targets: torch.Tensor, *, seed: int = 0,
 
 def _image_psnr(inputs: torch.Tensor, targets: torch.Tensor, luts: torch.Tensor,
                 backend: str | None) -> torch.Tensor:
-    """``(B,N)`` PSNR of each image of ``inputs`` ``(B,3,N,h,w)`` through its set's LUT against ``targets``
-    ``(B,3,N,h,w)`` (or ``(1,3,N,h,w)``: the same for every set), :data:`PSNR_CHUNK` images at a time
+    """``(B,N)`` PSNR of each image of ``inputs`` ``(B,3,N,...)`` through its set's LUT against ``targets``
+    ``(B,3,N,...)`` (or ``(1,3,N,...)``: the same for every set), :data:`PSNR_CHUNK` images at a time
     (their differences made in float64)."""
     b, n = inputs.shape[0], inputs.shape[2]
     psnr = torch.empty(b, n)
