@@ -9,10 +9,10 @@ cell should see some data). Two sets (:data:`DEMO_SETS`, ``python -m img2lut.tra
 - ``bw`` (the default): every input graded by one built-in look (``lutkern.looks["bw"]``, the seed's
   black-and-white target) with :func:`lutkern.apply_lut`; the true LUT is saved beside the pairs.
 - ``adaptive`` and one set per other grade family of :mod:`img2lut.grades` (``levels``, ``auto_gamma``,
-  ``extremes``, ``saturation``, ``auto_tone``): every input is a mis-shot crop (its own exposure,
-  white-balance and haze error) and its target is graded by a rule read off that input (``adaptive``:
-  the ``grey_world`` family, levelled by the channel means, then a look whose strength follows the
-  scene): one exact LUT per pair, no single LUT for all. The per-pair grades are saved in
+  ``extremes``, ``saturation``, ``auto_tone``, ``levels_gamma``): every input is a mis-shot crop (its
+  own exposure, white-balance and haze error) and its target is graded by a rule read off that input
+  (``adaptive``: the ``grey_world`` family, levelled by the channel means, then a look whose strength
+  follows the scene): one exact LUT per pair, no single LUT for all. The per-pair grades are saved in
   ``grades.json``, so the true LUT of every pair is known.
 
 Validation never shares a source photograph with training: the crops of the validation photos and

@@ -11,7 +11,11 @@ come from the photo, then a built-in look blended in with a strength that may al
 - ``extremes`` (minimum and maximum): each channel's min / max to 0 / 1, clipping, then ``cool_contrast``;
 - ``saturation`` (mean saturation): ``teal_orange`` the stronger, the less saturated the photo;
 - ``auto_tone`` (1 / 50 / 99 percentiles): levels at 1 / 99, then the gamma that takes the levelled
-  median to 0.5, then ``cool_contrast`` at 0.7.
+  median to 0.5, then ``cool_contrast`` at 0.7;
+- ``levels_gamma`` (0.3 / 99.7 percentiles and the mean): levels at 0.3 / 99.7, then the gamma that
+  takes the levelled mean to 0.45, then ``faded_warm`` at 0.8. Its percentiles lie between those of
+  the statistics the head reads and of the corrections :mod:`img2lut.diagnosis` tries: a rule off
+  their grid, read off the pixels themselves.
 
 The inputs are photos *mis-shot* first (:func:`mis_shoot`): a random exposure and white-balance error in
 (approximately) linear light and a lifted black level (haze), quantised to 8 bits. Every grade is a
@@ -23,15 +27,24 @@ function of the colour alone once the input's statistics are known, so each pair
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import asdict, dataclass
 
 import torch
 
 import lutkern
 
-from .image_stats import channel_mean, gamma_to_mid, image_stats, levels_curve, quantile, saturation_mean
+from .image_stats import (
+    GAMMA_RANGE,
+    channel_mean,
+    gamma_to_mid,
+    image_stats,
+    levels_curve,
+    quantile,
+    saturation_mean,
+)
 
-FAMILIES = ("grey_world", "levels", "auto_gamma", "extremes", "saturation", "auto_tone")
+FAMILIES = ("grey_world", "levels", "auto_gamma", "extremes", "saturation", "auto_tone", "levels_gamma")
 GREY = 0.45
 MAX_GAIN = 2.5
 # Mis-shooting, drawn uniformly: exposure in stops, white balance as log2 gains of red and blue, haze as
@@ -77,6 +90,14 @@ def mis_shoot(photo: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (shot * 255).round() / 255
 
 
+def _pixel_quantile(image: torch.Tensor, q: float) -> torch.Tensor:
+    """``(3,)`` each channel's quantile ``q`` of ``image`` ``(3,H,W)``, inverted CDF (the smallest value at
+    or below which a fraction ``q`` of the pixels lies)."""
+    values = image.reshape(3, -1).double().sort(-1).values
+    k = max(math.ceil(q * values.shape[-1]) - 1, 0)
+    return values[:, k]
+
+
 def _triple(t: torch.Tensor) -> tuple[float, float, float]:
     return tuple(float(v) for v in t.double())
 
@@ -103,6 +124,11 @@ def grade_of(image: torch.Tensor, family: str) -> Grade:
     if family == "saturation":
         strength = min(max(1.2 - 4.0 * float(saturation_mean(stats)[0]), 0.0), 1.0)
         return Grade(zeros, ones, ones, "teal_orange", strength)
+    if family == "levels_gamma":
+        lo, hi = _pixel_quantile(image, 0.003), _pixel_quantile(image, 0.997)
+        levelled = ((mean.double() - lo) / (hi - lo).clamp(min=1 / 64)).clamp(1e-3, 1 - 1e-3)
+        gamma = (math.log(0.45) / levelled.log()).clamp(*GAMMA_RANGE)
+        return Grade(_triple(lo), _triple(hi), _triple(gamma), "faded_warm", 0.8)
     lo, hi = quantile(stats, 0.01)[0].double(), quantile(stats, 0.99)[0].double()
     median = quantile(stats, 0.5)[0].double()
     levelled = ((median - lo) / (hi - lo).clamp(min=1 / 64)).clamp(0, 1)

@@ -93,6 +93,12 @@ def _reference_grade(codes: torch.Tensor, family: str) -> Grade:
     if family == "saturation":
         sat = float((flat.max(0) - flat.min(0)).mean())
         return Grade(zeros, ones, ones, "teal_orange", min(max(1.2 - 4 * sat, 0.0), 1.0))
+    if family == "levels_gamma":
+        lo, hi = q(0.003), q(0.997)
+        levelled = [min(max((m - a) / max(b - a, 1 / 64), 1e-3), 1 - 1e-3)
+                    for a, b, m in zip(lo, hi, mean, strict=True)]
+        gamma = tuple(min(max(math.log(0.45) / math.log(v), 1 / 3), 3) for v in levelled)
+        return Grade(lo, hi, gamma, "faded_warm", 0.8)
     lo, hi, med = q(0.01), q(0.99), q(0.5)
     gamma = tuple(gamma_to_half(min(max((m - a) / max(b - a, 1 / 64), 0), 1))
                   for a, b, m in zip(lo, hi, med, strict=True))
