@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import ImageCms
 
 from ._backend import resolve_backend
 from .conventions import LOOK_NAMES
@@ -311,6 +310,8 @@ def _one_pass_table(codes: np.ndarray, depth: int, lut, device, backend: str | N
 
 def profile_name(icc: bytes) -> str:
     """The description an ICC profile gives of itself (``unparsable`` when it cannot be read)."""
+    from PIL import ImageCms  # 30 ms of start-up that a photo without a profile does not need
+
     try:
         return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip() or "unnamed"
     except Exception:  # an unparsable profile is still carried over byte for byte

@@ -12,11 +12,13 @@ from PIL import Image, ImageCms
 
 import lutkern
 import lutkern.formats as lutkern_formats
+import lutkern.grading
 from lutkern import apply_lut, read_cube, read_lut, write_cube, write_lut
 from lutkern.apply import main
 from lutkern.builtin_looks import LOOKS
+from lutkern.grading import grade_codes
 from lutkern.hald import write_hald
-from lutkern.imageio import read_image, write_image
+from lutkern.imageio import decode_image, read_image, write_image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,6 +55,31 @@ def test_lossless_formats_keep_depth_and_match_apply_lut(tmp_path, name, depth, 
     # most one code, rarely.
     diff = np.abs(_codes(dst, top) - expected)
     assert diff.max() <= 1 and (diff == 0).mean() > 0.99
+
+
+def test_a_batch_of_8_bit_images_is_looked_up_past_every_code(tmp_path, monkeypatch, grading_path):
+    """Once a command has graded as many 8-bit pixels as there are 8-bit colours (here two images), its
+    8-bit images are looked up in the table of every code graded (lutkern.grading.CodesGrader): the codes
+    grading each image gives, exactly; 16-bit images are interpolated."""
+    monkeypatch.setattr(lutkern.grading, "ALL_CODES", 2 * 12 * 17)
+    built = []
+    real = lutkern.grading.every_code_graded
+    monkeypatch.setattr(lutkern.grading, "every_code_graded", lambda *args: built.append(1) or real(*args))
+    sources = []
+    for i, depth in enumerate((8, 8, 8, 16, 8)):
+        sources.append(tmp_path / "in" / f"{i}.png")
+        sources[-1].parent.mkdir(exist_ok=True)
+        write_image(sources[-1], _photo(seed=i), bit_depth=depth)
+    cube = tmp_path / "look.cube"
+    write_cube(cube, LOOKS["teal_orange"](17) * 1.2 - 0.1, precision=9)
+    out = tmp_path / "out"
+    args = ["--lut", str(cube), "--interpolation", "tetrahedral", *map(str, sources)]
+    assert main([*args, "--out", str(out)]) == 0
+    assert built == [1]
+    for src in sources:
+        want = decode_image(src).codes
+        grade_codes(want, read_cube(cube), interpolation="tetrahedral")
+        np.testing.assert_array_equal(decode_image(out / src.name).codes, want)
 
 
 def test_jpeg_in_jpeg_out(tmp_path):
