@@ -281,8 +281,11 @@ def _progress_bar(enabled: bool, steps: int):
 def image_psnr(inputs, targets, lut: torch.Tensor, interpolation: str = "trilinear",
                backend: str | None = None) -> torch.Tensor:
     """PSNR (dB) ``(N,)`` of ``apply_lut(inputs[i], lut)`` against ``targets[i]``, image by image (inf when
-    exact)."""
-    xs, ys = _as_image_list(inputs, "inputs"), _as_image_list(targets, "targets")
+    exact); images held as codes are made float one at a time."""
+    if isinstance(inputs, Codes) and isinstance(targets, Codes):
+        xs, ys = inputs, targets
+    else:
+        xs, ys = _as_image_list(inputs, "inputs"), _as_image_list(targets, "targets")
     if len(xs) != len(ys):
         raise ValueError(f"got {len(xs)} inputs but {len(ys)} targets")
     out = []

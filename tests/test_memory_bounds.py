@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+import lutkern
 from img2lut.codes import BATCH, Codes
 from img2lut.diagnosis import diagnose
-from img2lut.fitting import _pixel_pool, fit_lut
+from img2lut.fitting import _pixel_pool, fit_lut, image_psnr
 from img2lut.trainer import corrected, joined
 
 
@@ -86,3 +87,12 @@ def test_validation_keeps_the_outputs_asked_for_and_measures_ssim_per_image(keep
     each = torch.tensor([ssim_value(whole.outputs[i:i + 1], targets[i:i + 1]) for i in range(7)])
     torch.testing.assert_close(part.image_ssim, each, atol=1e-6, rtol=0)
     assert abs(float(part.image_ssim.mean()) - ssim_value(whole.outputs, targets[:])) < 1e-5
+
+
+def test_the_psnr_of_each_pair_reads_codes_one_image_at_a_time():
+    inputs, targets = _codes(9, 8, 7, CountingCodes), _codes(9, 8, 8, CountingCodes)
+    lut = 0.9 * lutkern.identity_lut(5)
+    CountingCodes.largest = 0
+    got = image_psnr(inputs, targets, lut)
+    assert CountingCodes.largest == 1
+    torch.testing.assert_close(got, image_psnr(inputs[:], targets[:], lut), atol=0, rtol=0)
