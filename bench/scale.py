@@ -9,16 +9,20 @@ balance (the input) and a grade (``lutkern.looks["teal_orange"]`` then a contras
 both upscaled to --megapixels (bicubic) and saved as JPEG (quality 90, 4:2:0 as cameras write). The grade
 is applied before the upscale, at the photo's own size (the upscale is linear, so the pair is still the
 grade to within the interpolation's overshoot). --distinct pairs are made (encoding 12 MP JPEGs is the
-slow part); set k holds copies of pair k mod --distinct, each its own file, so decoding costs what N
-distinct pairs would. Sets of fewer pairs are the first of the largest (hard links).
+slow part); pair k is a hard link to pair k mod --distinct: the pair cache keys each file by its path
+(with size and mtime), so every link is a pair of its own, decoded and cached as N distinct pairs would
+be, while the disk holds --distinct pairs. Sets of fewer pairs are the first of the largest (hard links).
 
-Each command runs in a fresh process (``python -m img2lut.train --epochs 1``, ``img2lut.fit --steps 100``,
+Each command runs in a fresh process (``python -m img2lut.train --epochs 1 --recipe adaptive``: the
+diagnosis still runs and picks the correction, but a CNN epoch is always trained; ``img2lut.fit --steps 100``,
 ``img2lut.evaluate`` of the model train wrote) with the cache in --work; cold removes the cache first.
 Reported: wall seconds to have the pairs (decoded or read from the cache), to the first training step
 (train: the first optimizer step, after the recipe's first stage, a fit of one LUT, and its validation;
 fit: the start of the fit; evaluate: the first batch through the model), the epoch (train: the steps of
 one epoch; fit: its steps; evaluate: all batches), the whole command, and the peak RSS of the command's
-process (the decoding workers, forks of one server, are not counted: about 200 MB each).
+process (the decoding workers, forks of one server, are not counted: about 200 MB each), with its peak
+of anonymous memory (sampled every 20 ms): the rest is pages of the pair cache's memory maps, which the
+OS can drop.
 
 --quality: held-out PSNR of the default recipe (``python -m img2lut.train`` defaults, --epochs as given)
 on the smallest set with reduced decoding against full decoding (the reduction turned off).
@@ -41,6 +45,7 @@ import torch
 from PIL import Image
 
 LOOK = "teal_orange"
+COMMANDS = ("train", "fit", "evaluate")
 ASPECT = (4, 3)
 
 
@@ -86,7 +91,7 @@ def generate(work: Path, n: int, megapixels: float, distinct: int) -> Path:
         for sub in ("inputs", "targets"):
             target = folder / sub / f"pair{k:05d}.jpg"
             if not target.exists():
-                shutil.copyfile(folder / sub / f"pair{k % distinct:05d}.jpg", target)
+                os.link(folder / sub / f"pair{k % distinct:05d}.jpg", target)
     print(f"generated {n} pairs ({len(todo)} made) at {size[0]}x{size[1]} in "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
     done.write_text("")
@@ -110,9 +115,17 @@ def subset(big: Path, n: int, work: Path, megapixels: float) -> Path:
 
 # Runs in the command's process: times the first step and the epoch, reports peak RSS, then exits.
 _PROBE = textwrap.dedent("""
-    import json, resource, sys, time
+    import json, resource, sys, threading, time
     t0 = time.perf_counter()
     marks = {}
+    anon = [0]
+    def sample():
+        while True:
+            with open("/proc/self/status") as f:
+                kb = [int(line.split()[1]) for line in f if line.startswith("RssAnon:")]
+            anon[0] = max(anon[0], kb[0] if kb else 0)
+            time.sleep(0.02)
+    threading.Thread(target=sample, daemon=True).start()
     def mark(name):
         marks.setdefault(name, time.perf_counter() - t0)
     def wrap(owner, attr, first, last=None):
@@ -146,6 +159,7 @@ _PROBE = textwrap.dedent("""
     status = main(argv)
     marks["total"] = time.perf_counter() - t0
     marks["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    marks["anon_mb"] = anon[0] / 1024
     print("PROBE " + json.dumps(marks))
     sys.exit(status)
 """)
@@ -164,20 +178,21 @@ def run(command: str, argv: list[str], quality: str = "reduced") -> dict:
     return marks
 
 
-def measure(folder: Path, work: Path, n: int) -> list[dict]:
+def measure(folder: Path, work: Path, n: int, which: list[str]) -> list[dict]:
     cache = work / "cache"
     runs = work / "runs"
     common = ["--inputs", str(folder / "inputs"), "--targets", str(folder / "targets"), "--cache-dir",
               str(cache)]
     model = runs / "models" / f"scale{n}" / "model.pt"
     commands = {
-        "train": ["--epochs", "1", "--out", str(runs), "--experiment", f"scale{n}", "--preview-every",
-                  "100", *common],
+        "train": ["--epochs", "1", "--recipe", "adaptive", "--out", str(runs), "--experiment", f"scale{n}",
+                  "--preview-every", "100", *common],
         "fit": ["--steps", "100", "--out", str(work / f"fit{n}.cube"), "--overwrite", *common],
         "evaluate": [str(model), *common],
     }
     rows = []
-    for command, argv in commands.items():
+    for command in which:
+        argv = commands[command]
         for state in ("cold", "warm"):
             if state == "cold":
                 shutil.rmtree(cache, ignore_errors=True)
@@ -186,7 +201,7 @@ def measure(folder: Path, work: Path, n: int) -> list[dict]:
             m = run(command, argv)
             row = {"pairs": n, "command": command, "state": state, "load_s": m["loaded"] - m["load_start"],
                    "first_step_s": m.get("first_step"), "epoch_s": m["epoch"], "total_s": m["total"],
-                   "rss_mb": m["rss_mb"]}
+                   "rss_mb": m["rss_mb"], "anon_mb": m["anon_mb"]}
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows
@@ -215,6 +230,8 @@ def main() -> None:
     p.add_argument("--pairs", type=int, nargs="+", default=[200, 1000])
     p.add_argument("--megapixels", type=float, default=12.0)
     p.add_argument("--distinct", type=int, default=40, help="pairs made; the others are copies of them")
+    p.add_argument("--commands", nargs="+", choices=COMMANDS, default=list(COMMANDS),
+                   help="which commands to measure (evaluate needs train's model)")
     p.add_argument("--quality", action="store_true", help="also reduced vs full decoding (smallest set)")
     p.add_argument("--quality-epochs", type=int, default=100)
     p.add_argument("--skip-measure", action="store_true")
@@ -228,7 +245,7 @@ def main() -> None:
     results = {"rows": []}
     if not args.skip_measure:
         for n in sizes:
-            results["rows"] += measure(folders[n], args.work, n)
+            results["rows"] += measure(folders[n], args.work, n, args.commands)
     if args.quality:
         results["quality"] = quality(folders[sizes[0]], args.work, args.quality_epochs)
     (args.work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
