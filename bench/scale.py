@@ -138,9 +138,10 @@ _PROBE = textwrap.dedent("""
             return out
         setattr(owner, attr, wrapped)
     command, quality, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
-    if quality == "full":
-        import img2lut.decoding
-        img2lut.decoding.OVERSAMPLE = 1 << 20  # no reduction: every image decoded whole, then resized
+    if quality == "full":  # no reduction: every image decoded whole, then resized, in this process (a
+        import img2lut.decoding, img2lut.pair_loading  # worker would import the setting afresh)
+        img2lut.decoding.OVERSAMPLE = img2lut.pair_loading.OVERSAMPLE = 1 << 20  # the cache key's too
+        img2lut.pair_loading.MIN_POOL_PAIRS = 1 << 30
     if command == "train":
         from img2lut import trainer
         import img2lut.train as cli
