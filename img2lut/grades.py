@@ -34,15 +34,7 @@ import torch
 
 import lutkern
 
-from .image_stats import (
-    GAMMA_RANGE,
-    channel_mean,
-    gamma_to_mid,
-    image_stats,
-    levels_curve,
-    quantile,
-    saturation_mean,
-)
+from .image_stats import channel_mean, gamma_to_mid, image_stats, levels_curve, quantile, saturation_mean
 
 FAMILIES = ("grey_world", "levels", "auto_gamma", "extremes", "saturation", "auto_tone", "levels_gamma")
 GREY = 0.45
@@ -126,9 +118,8 @@ def grade_of(image: torch.Tensor, family: str) -> Grade:
         return Grade(zeros, ones, ones, "teal_orange", strength)
     if family == "levels_gamma":
         lo, hi = _pixel_quantile(image, 0.003), _pixel_quantile(image, 0.997)
-        levelled = ((mean.double() - lo) / (hi - lo).clamp(min=1 / 64)).clamp(1e-3, 1 - 1e-3)
-        gamma = (math.log(0.45) / levelled.log()).clamp(*GAMMA_RANGE)
-        return Grade(_triple(lo), _triple(hi), _triple(gamma), "faded_warm", 0.8)
+        levelled = (mean.double() - lo) / (hi - lo).clamp(min=1 / 64)
+        return Grade(_triple(lo), _triple(hi), _triple(gamma_to_mid(levelled, 0.45)), "faded_warm", 0.8)
     lo, hi = quantile(stats, 0.01)[0].double(), quantile(stats, 0.99)[0].double()
     median = quantile(stats, 0.5)[0].double()
     levelled = ((median - lo) / (hi - lo).clamp(min=1 / 64)).clamp(0, 1)

@@ -136,10 +136,11 @@ def levels_curve(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, gamma: tor
     return torch.where(base > 0, base.clamp(min=1e-12) ** gamma, torch.zeros_like(base))
 
 
-def gamma_to_mid(value: torch.Tensor) -> torch.Tensor:
-    """The gamma that sends ``value`` (in (0,1)) to 0.5, within :data:`GAMMA_RANGE`."""
+def gamma_to_mid(value: torch.Tensor, grey: float = 0.5) -> torch.Tensor:
+    """The gamma that sends ``value`` (in (0,1)) to ``grey`` (mid grey by default), within
+    :data:`GAMMA_RANGE`."""
     v = value.clamp(1e-3, 1 - 1e-3)
-    return (math.log(0.5) / v.log()).clamp(*GAMMA_RANGE)
+    return (math.log(grey) / v.log()).clamp(*GAMMA_RANGE)
 
 
 def _identity(stats):
