@@ -24,6 +24,7 @@ beat the fit on photos it has not seen when nothing varies to read). Otherwise t
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -136,20 +137,23 @@ def _spread(means: torch.Tensor) -> float:
     return float(means.std(0).mean())
 
 
-def _read(images: torch.Tensor | Codes, with_stats: bool) -> tuple[torch.Tensor | None, torch.Tensor,
-                                                                  torch.Tensor]:
+def _read(images: torch.Tensor | Codes, picked: torch.Tensor, sample: torch.Tensor, with_stats: bool
+          ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor]:
     """What the diagnosis reads of images ``(N,3,H,W)`` (a tensor, or codes made float
     :data:`img2lut.codes.BATCH` images at a time: the set is never whole as float): their statistics
-    ``(N,STATS_DIM)`` (None unless ``with_stats``), log2 channel means ``(N,3)`` and every
-    :data:`PIXEL_STRIDE`-th pixel ``(N,3,h,w)`` float32."""
-    stats, means, strided = [], [], []
+    ``(N,STATS_DIM)`` (None unless ``with_stats``), log2 channel means ``(N,3)``, and of every
+    :data:`PIXEL_STRIDE`-th pixel ``(N,3,h,w)`` the ``picked`` ones ``(N,3,P)`` of every image and all
+    of the images ``sample`` ``(S,3,h,w)``, float32."""
+    stats, means, some, strided = [], [], [], []
     for start in range(0, len(images), BATCH):
         batch = images[start:start + BATCH]
         if with_stats:
             stats.append(image_stats(batch))
         means.append(_log_means(batch))
-        strided.append(batch[..., ::PIXEL_STRIDE, ::PIXEL_STRIDE].float())
-    return torch.cat(stats) if with_stats else None, torch.cat(means), torch.cat(strided)
+        small = batch[..., ::PIXEL_STRIDE, ::PIXEL_STRIDE].float()
+        some.append(small.flatten(2)[..., picked])
+        strided.append(small[sample[(sample >= start) & (sample < start + len(small))] - start])
+    return torch.cat(stats) if with_stats else None, torch.cat(means), torch.cat(some), torch.cat(strided)
 
 
 def diagnose(inputs: torch.Tensor | Codes, targets: torch.Tensor | Codes, *, normalise: str | None = None,
@@ -158,32 +162,30 @@ def diagnose(inputs: torch.Tensor | Codes, targets: torch.Tensor | Codes, *, nor
     :class:`img2lut.codes.Codes` (read a batch at a time). ``normalise``: a given correction (only it is
     fitted), or None to choose one.
 
-    Memory: the strided pixels of both sides (``12 * N * H * W / PIXEL_STRIDE**2`` bytes each), and
-    :data:`SINGLE_FIT_PIXELS` of each input through each correction fitted, never a float copy of the
-    whole set."""
-    stats, input_means, inputs = _read(inputs, with_stats=True)
-    _, target_means, targets = _read(targets, with_stats=False)
+    Memory: :data:`SINGLE_FIT_PIXELS` of each pair, those of each input through each correction fitted,
+    and the strided pixels of the :data:`SAMPLE_PAIRS` pairs, never a float copy of the whole set."""
+    n = len(inputs)
+    strided = math.ceil(inputs.shape[-2] / PIXEL_STRIDE) * math.ceil(inputs.shape[-1] / PIXEL_STRIDE)
+    picked = torch.randperm(strided, generator=torch.Generator().manual_seed(seed))[:SINGLE_FIT_PIXELS]
+    sample = torch.linspace(0, n - 1, min(SAMPLE_PAIRS, n)).round().long().unique()
+    stats, input_means, some, sample_inputs = _read(inputs, picked, sample, with_stats=True)
+    _, target_means, target_some, sample_targets = _read(targets, picked, sample, with_stats=False)
     names = list(NORMALISERS) if normalise is None else [normalise]
-    picked = torch.randperm(inputs[0, 0].numel(), generator=torch.Generator().manual_seed(seed))
-    picked = picked[:SINGLE_FIT_PIXELS]
-    some = inputs.flatten(2)[..., picked]  # (N,3,P)
     corrected = torch.empty(len(names), *some.transpose(0, 1).shape)  # (C,3,N,P): one pixel set each
     for i, name in enumerate(names):
         corrected[i] = normalised(some, stats, name).transpose(0, 1)
-    shared = targets.flatten(2)[..., picked].transpose(0, 1).unsqueeze(0)  # (1,3,N,P): every correction's
+    shared = target_some.transpose(0, 1).unsqueeze(0)  # (1,3,N,P): every correction's
     luts = fit_luts(corrected.flatten(2), shared.flatten(2), seed=seed, backend=backend)
     psnr = _image_psnr(corrected, shared, luts, backend)  # (C,N)
     del corrected
-    sample = torch.linspace(0, len(inputs) - 1, min(SAMPLE_PAIRS, len(inputs))).round().long().unique()
     single = {name: float(psnr[i].mean()) for i, name in enumerate(names)}
     best = max(names, key=single.get)
     if normalise is None and single[best] - single["none"] < MIN_NORMALISE_GAIN_DB:
         best = "none"
     on_sample = float(psnr[names.index(best), sample].mean())
-    each = lambda t: t[sample].flatten(2)  # noqa: E731  (S,3,h*w): one set per pair
-    per_pair_luts = fit_luts(each(inputs), each(targets), seed=seed, backend=backend)
-    one = lambda t: t[sample].unsqueeze(2)  # noqa: E731  (S,3,1,h,w): one image per set
-    per_pair_db = float(_image_psnr(one(inputs), one(targets), per_pair_luts, backend).mean())
+    per_pair_luts = fit_luts(sample_inputs.flatten(2), sample_targets.flatten(2), seed=seed, backend=backend)
+    per_pair_db = float(_image_psnr(sample_inputs.unsqueeze(2), sample_targets.unsqueeze(2), per_pair_luts,
+                                    backend).mean())
     one_look = single[best] >= ONE_LOOK_PSNR_DB or per_pair_db - on_sample < ONE_LOOK_GAIN_DB
     return Diagnosis("one_look" if one_look else "adaptive", best, single, per_pair_db, on_sample,
                      _spread(input_means), _spread(target_means))
