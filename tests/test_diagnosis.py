@@ -70,3 +70,17 @@ def test_the_correction_that_explains_a_family_is_found(family):
     assert found.normalise == want
     if family == "auto_tone":  # levels at 1 / 99%, then a gamma read off the median: one look after it
         assert found.recipe == "one_look" and found.single_fit_db[want] > 45
+
+
+def test_what_the_diagnosis_reads_across_batches_is_those_pixels_of_those_pairs():
+    """Images read a batch at a time: the picked pixels of every image and the sampled images whole, every
+    PIXEL_STRIDE-th pixel, the same as indexing the whole set (a sample past the first batch included)."""
+    from img2lut.diagnosis import BATCH, PIXEL_STRIDE, _read
+
+    images = torch.rand(BATCH + 9, 3, 7, 5, generator=torch.Generator().manual_seed(3))
+    strided = images[..., ::PIXEL_STRIDE, ::PIXEL_STRIDE]
+    picked, sample = torch.tensor([5, 0, 11]), torch.tensor([0, BATCH - 1, BATCH, BATCH + 8])
+    stats, means, some, whole = _read(images, picked, sample, with_stats=True)
+    torch.testing.assert_close(some, strided.flatten(2)[..., picked], atol=0, rtol=0)
+    torch.testing.assert_close(whole, strided[sample], atol=0, rtol=0)
+    assert stats.shape[0] == means.shape[0] == len(images)
