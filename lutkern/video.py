@@ -254,33 +254,34 @@ def transcode(
                         return out_frame, rotation
 
                     # Three threads: decode and convert to RGB; grade and convert to the encoder's format;
-                    # encode (here). Each stage's work releases the GIL.
-                    stages = _video_mapped(_decoded(src, inp, iv, info, audio_in), decoded)
-                    stages = _video_mapped(_ahead(stages), graded)
-                    for kind, item in _ahead(stages):
-                        if kind == "audio":
-                            item.stream = audio_out[item.stream.index]
+                    # encode (here). Each stage's work releases the GIL. Both stages are stopped and joined on
+                    # leaving the block, an error included: before ``inp`` closes.
+                    with (_Ahead(_video_mapped(_decoded(src, inp, iv, info, audio_in), decoded)) as first,
+                          _Ahead(_video_mapped(first, graded)) as stages):
+                        for kind, item in stages:
+                            if kind == "audio":
+                                item.stream = audio_out[item.stream.index]
+                                if frames == 0:
+                                    waiting.append(item)
+                                else:
+                                    out.mux(item)
+                                continue
+                            encoded, rotation = item
                             if frames == 0:
-                                waiting.append(item)
+                                first_rotation = rotation
+                                if rotation:
+                                    ov.set_display_rotation(rotation)
+                                _mux(out, ov, ov.encode(encoded), plan)
+                                for packet in waiting:
+                                    out.mux(packet)
+                                waiting = []
                             else:
-                                out.mux(item)
-                            continue
-                        graded, rotation = item
-                        if frames == 0:
-                            first_rotation = rotation
-                            if rotation:
-                                ov.set_display_rotation(rotation)
-                            _mux(out, ov, ov.encode(graded), plan)
-                            for packet in waiting:
-                                out.mux(packet)
-                            waiting = []
-                        else:
-                            _mux(out, ov, ov.encode(graded), plan)
-                        frames += 1
-                        if on_progress is not None and info.frames:
-                            step = min(1.0, frames / info.frames) - done
-                            done += step
-                            on_progress(step)
+                                _mux(out, ov, ov.encode(encoded), plan)
+                            frames += 1
+                            if on_progress is not None and info.frames:
+                                step = min(1.0, frames / info.frames) - done
+                                done += step
+                                on_progress(step)
                     _mux(out, ov, ov.encode(None), plan)
                     for packet in waiting:
                         out.mux(packet)
@@ -490,46 +491,69 @@ def _lost(info: VideoInfo, inp, iv, plan: EncodePlan, written: Path, first_rotat
     return notes
 
 
-def _ahead(items: Iterator, depth: int = 4) -> Iterator:
-    """``items``, produced by a background thread up to ``depth`` ahead of the consumer: decoding,
-    converting and grading the next frames overlaps encoding this one (FFmpeg's calls and the compiled
-    LUT loop release the GIL; measured 1.2x the frames/s of one thread on 2 cores). The producer's
-    exception is raised here; when the consumer stops, the producer stops after its current item."""
-    slots: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+class _Ahead:
+    """The items of ``items``, produced by a background thread up to ``depth`` ahead of the consumer:
+    decoding, converting and grading the next frames overlaps encoding this one (FFmpeg's calls and the
+    compiled LUT loop release the GIL; measured 1.2x the frames/s of one thread on 2 cores). The
+    producer's exception is raised by ``next``. :meth:`close` (also on leaving a ``with`` block) stops the
+    producer after its current item and waits for it: call it before closing what the producer reads
+    (a thread still decoding from a closed container crashes the process)."""
 
-    def put(item) -> bool:
-        while not stop.is_set():
+    def __init__(self, items: Iterator, depth: int = 4):
+        self._items, self._slots = items, queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="lutkern-video-stage", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
             try:
-                slots.put(item, timeout=0.1)
+                self._slots.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def produce() -> None:
+    def _produce(self) -> None:
         try:
-            for item in items:
-                if not put((True, item)):
+            for item in self._items:
+                if not self._put((True, item)):
                     return
         except BaseException as exc:  # handed to the consumer, which raises it
-            put((False, exc))
+            self._put((False, exc))
             return
-        put((False, None))
+        self._put((False, None))
 
-    thread = threading.Thread(target=produce, name="lutkern-video-decode", daemon=True)
-    thread.start()
-    try:
+    def __iter__(self) -> _Ahead:
+        return self
+
+    def __next__(self):
         while True:
-            more, value = slots.get()
-            if not more:
-                if value is not None:
-                    raise value
-                return
-            yield value
-    finally:
-        stop.set()
-        thread.join()
+            try:
+                more, value = self._slots.get(timeout=0.1)
+                break
+            except queue.Empty:
+                if self._stop.is_set():
+                    raise StopIteration from None
+        if not more:
+            self._stop.set()
+            if value is not None:
+                raise value
+            raise StopIteration
+        return value
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> _Ahead:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def grade_video(

@@ -8,6 +8,7 @@ pattern and colour patches), audio a sine tone."""
 import os
 import shutil
 import subprocess
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -274,3 +275,6 @@ def test_a_failed_encode_leaves_no_partial_output(tmp_path, capsys, monkeypatch,
             main(args)
     assert (out / "clip.mp4").read_bytes() == b"older" and not _leftovers(out)
     assert sorted(p.name for p in out.iterdir()) == ["clip.mp4"]
+    # Every pipeline thread stopped before the source closed, though the traceback keeps the frames alive:
+    # a thread left decoding from a closed container crashes the process.
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("lutkern-video")]
