@@ -118,7 +118,8 @@ def test_native_switch_and_eager_fallback(monkeypatch):
 @pytest.mark.parametrize("interpolation", ["trilinear", "tetrahedral", "nearest"])
 def test_lookups_do_not_read_past_the_lut(monkeypatch, interpolation):
     """The LUT ends exactly where an inaccessible page begins: a read past its last element would crash.
-    Pixels at (1, 1, 1) use the last lattice point, which the loop reads as three lanes, not four."""
+    Pixels at (1, 1, 1) use the last lattice point, which the loop reads as three lanes, not four; 18
+    pixels, so that the vector loop (8 at a time) reads it too."""
     monkeypatch.delenv("LUTKERN_NATIVE", raising=False)
     assert cpu_mod.native_available()
     page = mmap.PAGESIZE
@@ -132,8 +133,8 @@ def test_lookups_do_not_read_past_the_lut(monkeypatch, interpolation):
         flat = torch.frombuffer(region, dtype=torch.float32, count=page // 4)
         lut = flat[page // 4 - d**3 * 3 :].view(1, d, d, d, 3)
         lut.copy_(torch.rand(1, d, d, d, 3))
-        pixels = torch.tensor([[1.0, 1.0, 1.0], [0.999, 1.0, 1.0], [2.0, 1.5, 1.0]])  # (P, RGB)
-        image = pixels.t().reshape(1, 3, 3, 1).requires_grad_()
+        pixels = torch.tensor([[1.0, 1.0, 1.0], [0.999, 1.0, 1.0], [2.0, 1.5, 1.0]]).repeat(6, 1)  # (P, RGB)
+        image = pixels.t().reshape(1, 3, 18, 1).requires_grad_()
         out = apply_lut(image, lut, interpolation=interpolation, backend="torch")
         torch.testing.assert_close(out, apply_lut_reference(image, lut, interpolation), atol=1e-6, rtol=1e-6)
         out.sum().backward()
