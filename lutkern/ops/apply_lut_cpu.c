@@ -102,7 +102,7 @@ AVX2 static inline __m256i cells8(const float *x, int64_t xs, int64_t p, int64_t
 /* Lattice values of 8 pixels (see above: no gathers): one 16-byte load per pixel
  * at lut + at[q], pixels q and q + 4 paired in the two 128-bit halves, then split by channel with
  * in-lane shuffles, pixels back in their natural order. */
-AVX2 static inline void rows8(const float *lut, const int at[8], __m256 row[4])
+AVX2 static inline void rows8(const float *lut, const uint32_t at[8], __m256 row[4])
 {
     for (int q = 0; q < 4; ++q)
         row[q] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lut + at[q])), _mm_loadu_ps(lut + at[q + 4]), 1);
@@ -114,7 +114,7 @@ AVX2 static inline void rows8(const float *lut, const int at[8], __m256 row[4])
 
 /* The 8 lattice points at lut + at[q]: channel c in rgb[c]. ``lead`` = 0 reads R G B and the next point's
  * R, 1 reads the previous point's B then R G B: the LUT's last point needs lead 1, its first lead 0. */
-AVX2 static inline void corner8(const float *lut, const int at[8], int lead, __m256 rgb[3])
+AVX2 static inline void corner8(const float *lut, const uint32_t at[8], int lead, __m256 rgb[3])
 {
     __m256 r[4];
     rows8(lut - lead, at, r);
@@ -134,7 +134,7 @@ AVX2 static inline void corner8(const float *lut, const int at[8], int lead, __m
 /* Trilinear: the two corners (r, g, b) and (r+1, g, b) of a cell edge along r are 6 consecutive floats
  * R0 G0 B0 R1 G1 B1 from lut + at[q], read as R0 G0 B0 R1 and B0 R1 G1 B1 (never past the LUT's end).
  * first[c] and next[c] are channel c of the two corners. */
-AVX2 static inline void edge8(const float *lut, const int at[8], __m256 first[3], __m256 next[3])
+AVX2 static inline void edge8(const float *lut, const uint32_t at[8], __m256 first[3], __m256 next[3])
 {
     __m256 r[4], s[4];
     rows8(lut, at, r);
@@ -201,27 +201,44 @@ AVX2 static inline __m256i tetra8(const TetraTables *tt, int64_t d, const __m256
     return k;
 }
 
+/* The forward loops take PLAN pixels at a time in two passes: first their cells and weights (into arrays
+ * on the stack), then the lookups and blends. One pass per 8 pixels made each step one long chain
+ * (coordinates, offsets, loads, blend) that the CPU could not overlap with the next step's; the two
+ * passes were 1.25x (trilinear) and 1.3x (tetrahedral) faster, flat from 32 to 256 pixels. */
+enum { PLAN = 64 };
+
 AVX2 static int64_t trilinear_avx2_f32(const float *restrict x, int64_t xs, float *restrict out, int64_t os,
                                        int64_t n, const float *restrict lut, int64_t d)
 {
     const __m256 nan = _mm256_set1_ps(NAN);
     const int rows[4] = {0, 3 * (int)d, 3 * (int)(d * d), 3 * (int)(d * d + d)}; /* (g, b) = 00 10 01 11 */
-    int64_t p = 0;
-    for (; p + 8 <= n; p += 8) {
-        __m256 f[3], isnan, e[4][3]; /* e: per row, per channel, the value lerped along r */
-        int at[8];
-        _mm256_storeu_si256((__m256i *)at, cells8(x, xs, p, d, f, &isnan));
-        for (int row = 0; row < 4; ++row) {
-            __m256 next[3];
-            edge8(lut + rows[row], at, e[row], next);
-            for (int c = 0; c < 3; ++c) e[row][c] = lerp8(e[row][c], next[c], f[0]);
+    const int64_t done = n / 8 * 8;
+    for (int64_t p = 0; p < done; p += PLAN) {
+        const int64_t m = done - p < PLAN ? done - p : PLAN;
+        uint32_t at[PLAN];
+        float fr[3][PLAN], bad[PLAN];
+        for (int64_t q = 0; q < m; q += 8) {
+            __m256 f[3], isnan;
+            _mm256_storeu_si256((__m256i *)(at + q), cells8(x, xs, p + q, d, f, &isnan));
+            for (int a = 0; a < 3; ++a) _mm256_storeu_ps(fr[a] + q, f[a]);
+            _mm256_storeu_ps(bad + q, isnan);
         }
-        for (int c = 0; c < 3; ++c) {
-            const __m256 lo = lerp8(e[0][c], e[1][c], f[1]), hi = lerp8(e[2][c], e[3][c], f[1]);
-            _mm256_storeu_ps(out + c * os + p, _mm256_blendv_ps(lerp8(lo, hi, f[2]), nan, isnan));
+        for (int64_t q = 0; q < m; q += 8) {
+            __m256 f[3], e[4][3]; /* e: per row, per channel, the value lerped along r */
+            for (int a = 0; a < 3; ++a) f[a] = _mm256_loadu_ps(fr[a] + q);
+            for (int row = 0; row < 4; ++row) {
+                __m256 next[3];
+                edge8(lut + rows[row], at + q, e[row], next);
+                for (int c = 0; c < 3; ++c) e[row][c] = lerp8(e[row][c], next[c], f[0]);
+            }
+            const __m256 isnan = _mm256_loadu_ps(bad + q);
+            for (int c = 0; c < 3; ++c) {
+                const __m256 lo = lerp8(e[0][c], e[1][c], f[1]), hi = lerp8(e[2][c], e[3][c], f[1]);
+                _mm256_storeu_ps(out + c * os + p + q, _mm256_blendv_ps(lerp8(lo, hi, f[2]), nan, isnan));
+            }
         }
     }
-    return p;
+    return done;
 }
 
 AVX2 static int64_t tetrahedral_avx2_f32(const float *restrict x, int64_t xs, float *restrict out,
@@ -229,25 +246,37 @@ AVX2 static int64_t tetrahedral_avx2_f32(const float *restrict x, int64_t xs, fl
 {
     const __m256 nan = _mm256_set1_ps(NAN);
     const TetraTables tt = tetra_tables(d);
-    int64_t p = 0;
-    for (; p + 8 <= n; p += 8) {
-        __m256 f[3], isnan, w[4];
-        __m256i off[4];
-        const __m256i base = cells8(x, xs, p, d, f, &isnan);
-        tetra8(&tt, d, f, off, w);
-        /* o = w0 c0 + w1 c1 + w2 c2 + w3 c3 as in the scalar loop */
-        __m256 o[3];
-        for (int j = 0; j < 4; ++j) {
-            int at[8];
-            __m256 corner[3];
-            _mm256_storeu_si256((__m256i *)at, _mm256_add_epi32(base, off[j]));
-            corner8(lut, at, j == 3, corner); /* c111 may be the LUT's last point */
-            for (int c = 0; c < 3; ++c)
-                o[c] = j == 0 ? _mm256_mul_ps(w[j], corner[c]) : _mm256_add_ps(o[c], _mm256_mul_ps(w[j], corner[c]));
+    const int64_t o111 = 3 * (1 + d + d * d); /* c111 - c000 */
+    const int64_t done = n / 8 * 8;
+    for (int64_t p = 0; p < done; p += PLAN) {
+        const int64_t m = done - p < PLAN ? done - p : PLAN;
+        uint32_t at[3][PLAN]; /* c000, ca, cb (c111 is c000 + o111) */
+        float wt[4][PLAN], bad[PLAN];
+        for (int64_t q = 0; q < m; q += 8) {
+            __m256 f[3], isnan, w[4];
+            __m256i off[4];
+            const __m256i base = cells8(x, xs, p + q, d, f, &isnan);
+            tetra8(&tt, d, f, off, w);
+            for (int j = 0; j < 3; ++j) _mm256_storeu_si256((__m256i *)(at[j] + q), _mm256_add_epi32(base, off[j]));
+            for (int j = 0; j < 4; ++j) _mm256_storeu_ps(wt[j] + q, w[j]);
+            _mm256_storeu_ps(bad + q, isnan);
         }
-        for (int c = 0; c < 3; ++c) _mm256_storeu_ps(out + c * os + p, _mm256_blendv_ps(o[c], nan, isnan));
+        for (int64_t q = 0; q < m; q += 8) {
+            /* o = w0 c0 + w1 c1 + w2 c2 + w3 c3 as in the scalar loop */
+            __m256 o[3];
+            for (int j = 0; j < 4; ++j) {
+                __m256 corner[3];
+                const __m256 wj = _mm256_loadu_ps(wt[j] + q);
+                /* c111 may be the LUT's last point */
+                corner8(j == 3 ? lut + o111 : lut, at[j == 3 ? 0 : j] + q, j == 3, corner);
+                for (int c = 0; c < 3; ++c)
+                    o[c] = j == 0 ? _mm256_mul_ps(wj, corner[c]) : _mm256_add_ps(o[c], _mm256_mul_ps(wj, corner[c]));
+            }
+            const __m256 isnan = _mm256_loadu_ps(bad + q);
+            for (int c = 0; c < 3; ++c) _mm256_storeu_ps(out + c * os + p + q, _mm256_blendv_ps(o[c], nan, isnan));
+        }
     }
-    return p;
+    return done;
 }
 
 /* acc[0..5] += (w0 g, w1 g): the LUT gradient of a cell edge along r, whose two corners are 6 consecutive
@@ -286,7 +315,7 @@ AVX2 static int64_t vector_backward_f32(const float *restrict x, int64_t xs, con
     for (; p + 8 <= n; p += 8) {
         __m256 f[3], isnan, g[3], dc[3], w[4] = {zero, zero, zero, zero};
         __m256i off[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-        int at[4][8]; /* per pixel, the element offset of c000 (trilinear) or of the 4 corners (tetrahedral) */
+        uint32_t at[4][8]; /* per pixel, the element offset of c000 (trilinear) or of the 4 corners (tetrahedral) */
         const __m256i base = cells8(x, xs, p, d, f, &isnan);
         for (int c = 0; c < 3; ++c) g[c] = _mm256_loadu_ps(go + c * gs + p);
         if (interp == TETRAHEDRAL) {
