@@ -8,6 +8,7 @@ are 2 GB of 8-bit codes where float32 would be 7.9 GB. The array may be a ``np.m
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 import numpy as np
@@ -31,14 +32,19 @@ class Codes:
     scales: ``(M,)`` float32, the code of value 1 of each row: 255, 1023, 4095 or 65535 for integer codes
         (a row keeps its own: 10-bit codes at their size stay exact), 1 for float values.
     index: which rows, in order (a subset shares the array: no copy).
+    origin: where the array comes from when it is a pack of the pair cache (a
+        :class:`img2lut.pair_cache.Origin`; None otherwise): what lets results computed from these codes
+        be kept beside the pack (:mod:`img2lut.pack_results`). Subsets keep it.
 
     Indexing with an int, a slice, a list or a tensor of indices (and optionally more axes, as a tensor
     would take them) gives float32 tensors: ``codes[idx]`` is ``(B,3,S,S)``, ``codes[i]`` ``(3,S,S)``.
     """
 
-    def __init__(self, array: np.ndarray, scales: np.ndarray, index: np.ndarray | None = None):
+    def __init__(self, array: np.ndarray, scales: np.ndarray, index: np.ndarray | None = None,
+                 origin=None):
         self.array, self.scales = array, np.asarray(scales, dtype=np.float32)
         self.index = np.arange(len(array)) if index is None else np.asarray(index, dtype=np.int64)
+        self.origin = origin
 
     def __len__(self) -> int:
         return len(self.index)
@@ -62,16 +68,17 @@ class Codes:
             first = first.cpu().numpy()
         rows = self.index[first]
         if np.ndim(rows) == 0:
-            return self._float(self.array[rows][None], self.scales[rows][None])[0][rest]
+            return self._float(self.array[rows][None], rows[None])[0][rest]
         order = np.argsort(rows, kind="stable")  # a memory map reads best in file order
         values = torch.empty((len(rows), *self.array.shape[1:]), dtype=torch.float32)
-        values[torch.from_numpy(order)] = self._float(self.array[rows[order]], self.scales[rows[order]])
+        values[torch.from_numpy(order)] = self._float(self.array[rows[order]], rows[order])
         return values[(slice(None), *rest)]
 
-    @staticmethod
-    def _float(codes: np.ndarray, scales: np.ndarray) -> torch.Tensor:
-        """``(B,...)`` codes -> float32 values (a new tensor, never a view of a memory map)."""
+    def _float(self, codes: np.ndarray, rows: np.ndarray) -> torch.Tensor:
+        """``(B,3,...)`` codes of the array's ``rows`` ``(B,)`` -> float32 values (a new tensor, never a
+        view of a memory map)."""
         values = torch.from_numpy(np.array(codes, dtype=np.float32))
+        scales = self.scales[rows]
         if np.any(scales != 1):
             values /= torch.from_numpy(np.array(scales)).view(-1, *([1] * (values.dim() - 1)))
         return values
@@ -89,5 +96,18 @@ class Codes:
         """All of them as one float32 ``(N,3,S,S)`` tensor (for sets known to be small)."""
         return self[:]
 
+    def pixels(self, flat) -> torch.Tensor:
+        """``(3,P)`` float32 values of the pixels ``flat`` ``(P,)`` (int64), numbered over the images in
+        order, each image's pixels in row-major order: pixel ``j`` of image ``i`` is ``i * H * W + j``.
+        Only those pixels are read (from a memory map: the pages they lie on)."""
+        flat = flat.cpu().numpy() if isinstance(flat, torch.Tensor) else np.asarray(flat, dtype=np.int64)
+        height, width = self.array.shape[2:]
+        image, pixel = np.divmod(flat, height * width)
+        rows = self.index[image]
+        return self._float(self.array[rows, :, pixel // width, pixel % width], rows).T
+
     def subset(self, indices) -> Codes:
-        return Codes(self.array, self.scales, self.index[np.asarray(indices, dtype=np.int64)])
+        """The images ``indices`` (positions in this set), sharing the array (and what a subclass adds)."""
+        out = copy.copy(self)
+        out.index = self.index[np.asarray(indices, dtype=np.int64)]
+        return out

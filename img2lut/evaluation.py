@@ -45,17 +45,19 @@ class Evaluation:
 @torch.no_grad()
 def evaluate_model(model: ResNetLUTGenerator, images: PairedImages, thumbs: torch.Tensor, batch_size: int,
                    device: torch.device, keep_luts: bool = False, keep_outputs: int | None = None,
-                   ssim: bool = False) -> Evaluation:
+                   ssim: bool = False, stats: torch.Tensor | None = None) -> Evaluation:
     """Run ``model`` (in eval mode) on ``images``, the CNN seeing ``thumbs``, a batch at a time: memory
     holds one batch of float images, and of the outputs the first ``keep_outputs`` (None: all); ``ssim``:
-    measure each image's SSIM too."""
+    measure each image's SSIM too. ``stats``: the inputs' statistics ``(N,STATS_DIM)`` when known (None:
+    the model computes them)."""
     was_training = model.training
     model.eval()
     keep = len(images) if keep_outputs is None else keep_outputs
     outputs, luts, image_mse, ssims, lut_sum = [], [], [], [], 0.0
     for start in range(0, len(images), batch_size):
         sl = slice(start, start + batch_size)
-        out, lut = model(thumbs[sl].to(device), full=images.inputs[sl].to(device))
+        out, lut = model(thumbs[sl].to(device), full=images.inputs[sl].to(device),
+                         stats=None if stats is None else stats[sl].to(device))
         target = images.targets[sl].to(device)
         image_mse.append((out - target).double().square().mean((1, 2, 3)).cpu())
         if ssim:

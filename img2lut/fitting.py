@@ -9,8 +9,8 @@ them in from their covered neighbours. Weights and defaults were chosen on held-
 
 LUTs follow the project convention ``(D,D,D,3)`` indexed ``lut[b, g, r, c]`` (red index fastest, the
 ``.cube`` row order); images are RGB float in [0, 1], ``(N,3,H,W)`` or a list of ``(3,H,W)``, or held
-as codes (:class:`img2lut.codes.Codes`: the pixels drawn from are then kept as codes too, 6 bytes a pixel
-for 8-bit pairs instead of 24).
+as codes (:class:`img2lut.codes.Codes`: the pixels drawn are then read from the codes where they lie,
+memory-mapped from the pair cache, instead of a float copy of every pixel, 24 bytes each).
 """
 
 from __future__ import annotations
@@ -18,15 +18,14 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 import lutkern
 
-from .codes import BATCH, Codes
+from .codes import Codes
 from .metrics import COVERED_WEIGHT, lattice_coverage, psnr_from_mse
 from .model import lut_logits
 
@@ -43,13 +42,13 @@ class FitResult:
 
     lut: ``(D,D,D,3)`` float32 in [0, 1], ``lut[b, g, r, c]``, on the CPU (as coverage).
     coverage: ``(D,D,D)`` total interpolation weight each lattice point received from the training
-        pixels (in pixels); 0 where no pixel's interpolation support reaches.
+        pixels (in pixels); 0 where no pixel's interpolation support reaches (None when not asked for).
     losses: mean squared error of the sampled pixels at each step (without the regularizers).
     seconds: wall time of the optimisation (pixel gathering and coverage excluded).
     """
 
     lut: torch.Tensor
-    coverage: torch.Tensor
+    coverage: torch.Tensor | None
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -94,48 +93,28 @@ def _as_image_list(images, name: str) -> list[torch.Tensor]:
     return list(images)
 
 
-def _pixel_pool(inputs, targets) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """All pixels of all pairs as one ``(P,6)`` tensor: input RGB then target RGB per row, and the
-    ``(6,)`` codes of value 1 of its columns (None: the pool holds float32 values).
+def _pixel_source(inputs, targets) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]]:
+    """How many pixels the pairs hold, ``P``, and ``draw(idx)``: the pixels ``idx`` ``(B,)`` (numbered over
+    the pairs in order, each image's pixels in row-major order) as ``(6,B)`` float32, input RGB then
+    target RGB.
 
-    One row per pixel makes drawing a random pixel one contiguous read (several times faster than
-    gathering from channel planes once the pool outgrows the caches). Codes whose images of a side share
-    one scale stay codes (uint8 or uint16, 6 or 12 bytes a pixel), converted when drawn.
+    Codes (:class:`img2lut.codes.Codes`) are read where they are, only the pixels drawn (from the pair
+    cache's memory map: nothing is copied). Tensors and lists are gathered into one ``(P,6)`` float32
+    pool (one row per pixel: drawing a random pixel is one contiguous read), on their device.
     """
-    if isinstance(inputs, Codes) and isinstance(targets, Codes) and len(inputs) == len(targets):
-        scales = [np.unique(c.scales[c.index]) for c in (inputs, targets)]
-        if all(len(s) == 1 for s in scales) and inputs.shape == targets.shape:
-            return _code_pool(inputs, targets), torch.tensor([float(scales[0][0])] * 3
-                                                             + [float(scales[1][0])] * 3)
+    if isinstance(inputs, Codes) and isinstance(targets, Codes) and len(inputs) == len(targets) \
+            and inputs.shape == targets.shape and len(inputs):
+        return len(inputs) * inputs.shape[2:].numel(), \
+            lambda idx: torch.cat([inputs.pixels(idx), targets.pixels(idx)])
     xs, ys = _as_image_list(inputs, "inputs"), _as_image_list(targets, "targets")
     if len(xs) != len(ys):
         raise ValueError(f"got {len(xs)} inputs but {len(ys)} targets")
     for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
         if x.shape != y.shape:
             raise ValueError(f"pair {i}: input {tuple(x.shape)} and target {tuple(y.shape)} differ in size")
-    return torch.cat([torch.cat([x.float().reshape(3, -1), y.float().reshape(3, -1)]).T
-                      for x, y in zip(xs, ys, strict=True)]), None
-
-
-def _code_pool(inputs: Codes, targets: Codes) -> torch.Tensor:
-    """The pool of :func:`_pixel_pool` for images held as codes, filled a batch of images at a time."""
-    kinds = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.uint16,
-             np.dtype(np.float32): torch.float32}
-    dtype = max(kinds[inputs.dtype], kinds[targets.dtype], key=list(kinds.values()).index)
-    per_image = int(np.prod(inputs.shape[2:]))
-    pool = torch.empty((len(inputs) * per_image, 6), dtype=dtype)
-    for start in range(0, len(inputs), BATCH):
-        rows = slice(start * per_image, min(start + BATCH, len(inputs)) * per_image)
-        for k, codes in enumerate((inputs, targets)):
-            chunk = codes.array[codes.index[start:start + BATCH]]  # (B,3,H,W) codes
-            pool[rows, 3 * k:3 * k + 3] = torch.from_numpy(chunk).to(dtype).permute(0, 2, 3, 1).reshape(-1, 3)
-    return pool
-
-
-def _drawn(pool: torch.Tensor, scale: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor:
-    """The pool's rows ``idx`` as float32 values, ``(6, B)``."""
-    batch = pool.index_select(0, idx)
-    return batch.T if scale is None else (batch.float() / scale.to(batch.device)).T
+    pool = torch.cat([torch.cat([x.float().reshape(3, -1), y.float().reshape(3, -1)]).T
+                      for x, y in zip(xs, ys, strict=True)])
+    return len(pool), lambda idx: pool.index_select(0, idx.to(pool.device)).T
 
 
 def _apply_pixels(pixels: torch.Tensor, lut: torch.Tensor, interpolation: str, backend: str | None):
@@ -199,6 +178,7 @@ def fit_lut(
     backend: str | None = None,
     progress: bool = False,
     device: str | torch.device | None = None,
+    coverage: bool = True,
 ) -> FitResult:
     """Fit one LUT ``(D,D,D,3)`` so that ``apply_lut(inputs[i], lut) ~= targets[i]`` for every pair.
 
@@ -217,16 +197,22 @@ def fit_lut(
         ``"logits"`` optimises logits behind a sigmoid, as the CNN does.
     backend: passed to :func:`lutkern.apply_lut`.
     progress: show a progress bar (rich).
+    coverage: measure the lattice coverage of the inputs (False: ``FitResult.coverage`` is None).
     """
     start = check_fit_settings(lut_size=lut_size, interpolation=interpolation, smooth_weight=smooth_weight,
                                tv_weight=tv_weight, mono_weight=mono_weight, steps=steps, lr=lr,
                                batch_pixels=batch_pixels, init=init, parametrization=parametrization)
     weights = dict(smooth=smooth_weight, tv=tv_weight, mono=mono_weight)
-    pool, scale = _pixel_pool(inputs, targets)
-    if device is not None:
-        pool = pool.to(device)
-    coverage = lattice_coverage(pool[:, :3].T if scale is None else inputs, lut_size, interpolation, backend)
-    start = start.to(pool.device)
+    count, draw = _pixel_source(inputs, targets)
+    if device is None:
+        device = inputs.device if isinstance(inputs, torch.Tensor) else \
+            inputs[0].device if isinstance(inputs, Sequence) else torch.device("cpu")
+    counted = None
+    if coverage:
+        pixels = inputs if isinstance(inputs, Codes) else [x.reshape(3, -1) for x in _as_image_list(inputs,
+                                                                                                  "inputs")]
+        counted = lattice_coverage(pixels, lut_size, interpolation, backend).cpu()
+    start = start.to(device)
 
     if parametrization == "logits":
         param = lut_logits(start).requires_grad_()
@@ -241,8 +227,8 @@ def fit_lut(
     t0 = time.perf_counter()
     with _progress_bar(progress, steps) as advance:
         for _ in range(steps):
-            idx = torch.randint(pool.shape[0], (batch_pixels,), generator=gen).to(pool.device)
-            batch = _drawn(pool, scale, idx)  # (6, batch_pixels)
+            idx = torch.randint(count, (batch_pixels,), generator=gen)
+            batch = draw(idx).to(device)  # (6, batch_pixels)
             lut = to_lut(param)
             mse = (_apply_pixels(batch[:3], lut, interpolation, backend) - batch[3:]).square().mean()
             loss = mse + lutkern.lut_regularizers(lut, **weights, backend=backend)
@@ -255,7 +241,7 @@ def fit_lut(
     seconds = time.perf_counter() - t0
     with torch.no_grad():
         lut = to_lut(param).clamp(0, 1)
-    return FitResult(lut=lut.detach().cpu(), coverage=coverage.cpu(), losses=losses, seconds=seconds)
+    return FitResult(lut=lut.detach().cpu(), coverage=counted, losses=losses, seconds=seconds)
 
 
 @contextlib.contextmanager

@@ -16,6 +16,10 @@ temporary names and renamed (:mod:`lutkern.files`), the index last; a random bui
 headers ties them to their index. A pack that fails any check (a short file, a wrong header or build
 id, a bad CRC, an index that does not parse) is never used: it is rebuilt, with a one-line warning.
 Nothing is unpickled: the index is JSON, the data raw numpy arrays.
+
+Beside a pack, ``<key>.*.result`` files keep what was computed from its codes (the inputs' statistics,
+the thumbnails, the diagnosis, the first stage's LUT: :mod:`img2lut.pack_results`); each names the build
+id of the pack it was computed from, and a rewritten pack removes them.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ _MAGIC = b"img2lut codes\x00\x00\x00"  # 16 bytes, then the 16-byte build id, th
 HEADER = 64
 _MAX_INDEX_BYTES = 1 << 28
 SIDES = ("inputs", "targets")
+# Results computed from a pack's codes (img2lut.pack_results) are kept beside it as <key>.<name>.result.
+RESULT_SUFFIX = ".result"
 
 
 class DamagedCache(ValueError):
@@ -86,11 +92,24 @@ def pack_key(folders: tuple[Path, Path], settings: dict) -> str:
 @dataclass
 class Pack:
     """A verified pack: ``pairs`` (the index's entries, by name), ``arrays[side]`` ``(N,3,S,S)`` read-only
-    memory maps (None for a pack of no pair), ``index_path`` its index."""
+    memory maps (None for a pack of no pair), ``index_path`` its index, ``build`` its build id."""
 
     pairs: dict[str, dict]
     arrays: dict[str, np.ndarray]
     index_path: Path
+    build: str = ""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Which pack (``root``, ``key``, ``build``: the build id, new whenever the pack is written) and side
+    an array of codes was read from: what results computed from the codes are kept under
+    (:mod:`img2lut.pack_results`)."""
+
+    root: Path
+    key: str
+    build: str
+    side: str
 
 
 def paths(root: Path, key: str) -> dict[str, Path]:
@@ -128,7 +147,7 @@ def read_pack(root: Path, key: str, settings: dict) -> Pack | None:
         raise
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise DamagedCache(f"{where['index']}: {exc}") from None
-    return Pack(pairs, arrays, where["index"])
+    return Pack(pairs, arrays, where["index"], index["build"])
 
 
 def _open_side(path: Path, dtype: str, build: str, rows: int, shape: tuple) -> np.ndarray:
@@ -238,6 +257,8 @@ class PackWriter:
         self.__exit__(None, None, None)  # the data files in place
         with atomic_open(paths(self.root, self.key)["index"], "w") as f:
             json.dump(index, f)
+        for stale in self.root.glob(f"{self.key}.*{RESULT_SUFFIX}"):  # results of the pack it replaced
+            stale.unlink(missing_ok=True)
         where = paths(self.root, self.key)
         return {side: np.memmap(where[side], dtype=dtypes[side], mode="r", offset=HEADER,
                                 shape=(self.rows, *self.shape)) for side in SIDES}

@@ -176,7 +176,7 @@ def load_pairs(pairs: list[PairFiles], image_size: int, progress: Callable[[int]
         if progress is not None:
             progress(len(pairs) - 1)
         return _paired(pairs, old.arrays, {s: _scales(old.pairs.values(), s, len(old.pairs)) for s in
-                                           pair_cache.SIDES}, rows)
+                                           pair_cache.SIDES}, rows, (cache, key, old.build))
     try:
         return _decode(pairs, ids, kept, old, shape, settings, cache, key, progress,
                        workers or default_workers())
@@ -193,9 +193,12 @@ def _scales(entries, side: str, rows: int) -> np.ndarray:
     return scales
 
 
-def _paired(pairs: list[PairFiles], arrays: dict, scales: dict, rows: list[int]) -> PairedImages:
-    return PairedImages([p.name for p in pairs],
-                        *(Codes(arrays[side], scales[side], rows) for side in pair_cache.SIDES))
+def _paired(pairs: list[PairFiles], arrays: dict, scales: dict, rows: list[int],
+            pack: tuple | None = None) -> PairedImages:
+    """The pairs as codes; ``pack``: ``(root, key, build)`` of the pack they were read from, if any."""
+    return PairedImages([p.name for p in pairs], *(
+        Codes(arrays[side], scales[side], rows, pair_cache.Origin(*pack, side) if pack else None)
+        for side in pair_cache.SIDES))
 
 
 def _decode(pairs, ids, kept, old, shape, settings, cache, key, progress, workers) -> PairedImages:
@@ -230,4 +233,5 @@ def _decode(pairs, ids, kept, old, shape, settings, cache, key, progress, worker
             arrays = {side: regions[side].finish() for side in pair_cache.SIDES}
     scales = {side: np.array([e["scales"][k] for e in entries], dtype=np.float32)
               for k, side in enumerate(pair_cache.SIDES)}
-    return _paired(pairs, arrays, scales, list(range(n)))
+    return _paired(pairs, arrays, scales, list(range(n)),
+                   (cache, key, writer.build.hex()) if writer is not None else None)

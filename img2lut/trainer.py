@@ -31,16 +31,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import checkpoint as ckpt
-from . import distributed
+from . import distributed, pack_results
 from .artifacts import HISTORY_FIELDS, PREVIEW_ROWS, write_metrics, write_preview, write_results
 from .codes import BATCH, Codes
 from .config import TrainConfig, model_arguments
 from .data import read_true_lut
-from .diagnosis import DIAGNOSIS_PAIRS, diagnose, normalised
+from .diagnosis import DIAGNOSIS_PAIRS, Diagnosis, diagnose
 from .evaluation import Evaluation, evaluate_model
 from .fitting import fit_lut
 from .grades import EXPOSURE_STOPS, WB_LOG2_GAIN
-from .image_stats import image_stats
+from .image_stats import NORMALISERS, image_stats, levels_curve
 from .losses import LossWeights, total_loss
 from .metrics import psnr_from_mse
 from .model import ResNetLUTGenerator
@@ -55,14 +55,18 @@ _OPTIONAL_STATE = ("best", "diagnosis")
 
 def resolve_recipe(config: TrainConfig, data: Data, console: Console) -> tuple[TrainConfig, dict | None]:
     """``config`` with ``recipe`` and ``normalise`` decided (:func:`img2lut.diagnosis.diagnose` on the
-    training pairs where either is ``auto``; an explicit flag wins) and the diagnosis (None if none ran)."""
+    training pairs where either is ``auto``; an explicit flag wins) and the diagnosis (None if none ran).
+    The diagnosis of pairs from the pair cache is kept beside their pack (:mod:`img2lut.pack_results`)."""
     if config.recipe != "auto" and config.normalise != "auto":
         return config, None
     given = None if config.normalise == "auto" else config.normalise
     n = len(data.train)
     sample = torch.linspace(0, n - 1, min(n, DIAGNOSIS_PAIRS)).round().long().unique()  # evenly spread
-    found = diagnose(data.train.inputs.subset(sample), data.train.targets.subset(sample), normalise=given,
-                     seed=config.seed, backend=config.backend)
+    inputs, targets = data.train.inputs.subset(sample), data.train.targets.subset(sample)
+    settings = {"normalise": given, "seed": config.seed, **pack_results.environment(config.backend)}
+    fields, _ = pack_results.whole_set([inputs, targets], "diagnosis", settings, lambda: (dataclasses.asdict(
+        diagnose(inputs, targets, normalise=given, seed=config.seed, backend=config.backend)), {}))
+    found = Diagnosis(**fields)
     console.print(found.describe())
     recipe = found.recipe if config.recipe == "auto" else config.recipe
     return dataclasses.replace(config, recipe=recipe, normalise=found.normalise), found.to_dict()
@@ -70,19 +74,27 @@ def resolve_recipe(config: TrainConfig, data: Data, console: Console) -> tuple[T
 
 def batch_stats(images: torch.Tensor | Codes) -> torch.Tensor:
     """``(N,STATS_DIM)`` :func:`img2lut.image_stats.image_stats` of ``images`` ``(N,3,H,W)`` (a tensor, or
-    codes made float a batch at a time)."""
-    return torch.cat([image_stats(images[i:i + BATCH]) for i in range(0, len(images), BATCH)])
+    codes made float a batch at a time; those of a pack are kept beside it)."""
+    def compute(images):
+        return torch.cat([image_stats(images[i:i + BATCH]) for i in range(0, len(images), BATCH)])
+    if isinstance(images, Codes):
+        return pack_results.per_image(images, "stats", pack_results.environment(), compute)
+    return compute(images)
 
 
-def corrected(images: torch.Tensor | Codes, name: str) -> Codes:
-    """``images`` through the correction ``name`` read off each one's statistics, held as 16-bit codes
-    (a batch at a time: never the whole set as float)."""
-    array = np.empty((len(images), *images.shape[1:]), dtype=np.uint16)
-    for i in range(0, len(images), BATCH):
-        batch = images[i:i + BATCH]
-        out = normalised(batch, image_stats(batch), name)
-        array[i:i + len(batch)] = (out * 65535).round().to(torch.int32).numpy()
-    return Codes(array, np.full(len(array), 65535, dtype=np.float32))
+class CorrectedCodes(Codes):
+    """``codes`` through the correction ``name`` read off each image's ``stats`` ``(N,STATS_DIM)``, quantised
+    to 16-bit codes, computed as they are read (a batch, or the pixels a fit draws): the corrected set is
+    never held whole."""
+
+    def __init__(self, codes: Codes, name: str, stats: torch.Tensor):
+        super().__init__(codes.array, codes.scales, codes.index, codes.origin)
+        self.params = np.zeros((len(codes.array), 3, 3), dtype=np.float32)  # lo, hi, gamma of each row
+        self.params[codes.index] = torch.stack(NORMALISERS[name](stats), 1).numpy()
+
+    def _float(self, codes: np.ndarray, rows: np.ndarray) -> torch.Tensor:
+        lo, hi, gamma = torch.from_numpy(self.params[rows]).unbind(1)
+        return (levels_curve(super()._float(codes, rows), lo, hi, gamma) * 65535).round() / 65535
 
 
 def joined(a: torch.Tensor | Codes, b: torch.Tensor | Codes) -> torch.Tensor | Codes:
@@ -90,7 +102,7 @@ def joined(a: torch.Tensor | Codes, b: torch.Tensor | Codes) -> torch.Tensor | C
     as the training and validation pairs split from one folder are, share it: nothing is copied)."""
     if isinstance(a, Codes) and isinstance(b, Codes):
         if a.array is b.array and a.scales is b.scales:
-            return Codes(a.array, a.scales, np.concatenate([a.index, b.index]))
+            return Codes(a.array, a.scales, np.concatenate([a.index, b.index]), a.origin)
         return Codes(np.concatenate([a.array[a.index], b.array[b.index]]),
                      np.concatenate([a.scales[a.index], b.scales[b.index]]))
     return torch.cat([a[:], b[:]])
@@ -98,14 +110,26 @@ def joined(a: torch.Tensor | Codes, b: torch.Tensor | Codes) -> torch.Tensor | C
 
 def fit_corrected(config: TrainConfig, inputs: torch.Tensor | Codes, targets: torch.Tensor | Codes,
                   console: Console) -> torch.Tensor:
-    """One LUT ``(S,S,S,3)`` fitted to ``inputs`` (through the run's correction) and ``targets``."""
-    if config.normalise != "none":
-        inputs = corrected(inputs, config.normalise)
+    """One LUT ``(S,S,S,3)`` fitted to ``inputs`` (through the run's correction) and ``targets``; for pairs
+    of the pair cache, kept beside their pack (:mod:`img2lut.pack_results`)."""
     # Small sets need fewer pixels per step than fit_lut's default sample: never more than they hold.
     pixels = min(len(inputs) * inputs.shape[2:].numel(), 1 << 16)
-    return fit_lut(inputs, targets, lut_size=config.lut_size, interpolation=config.interpolation,
-                   seed=config.seed, batch_pixels=pixels, backend=config.backend,
-                   progress=console.is_terminal).lut
+    settings = {"normalise": config.normalise, "lut_size": config.lut_size, "seed": config.seed,
+                "interpolation": config.interpolation, "batch_pixels": pixels,
+                **pack_results.environment(config.backend)}
+
+    def fit() -> tuple[None, dict]:
+        fixed = inputs
+        if config.normalise != "none":
+            codes = inputs if isinstance(inputs, Codes) else Codes(inputs.cpu().numpy(), np.ones(len(inputs)))
+            fixed = CorrectedCodes(codes, config.normalise, batch_stats(codes))
+        lut = fit_lut(fixed, targets, lut_size=config.lut_size, interpolation=config.interpolation,
+                      seed=config.seed, batch_pixels=pixels, backend=config.backend,
+                      progress=console.is_terminal, coverage=False).lut
+        return None, {"lut": lut.numpy()}
+
+    return torch.from_numpy(pack_results.whole_set([inputs, targets], "first_stage", settings, fit)[1]["lut"]
+                            .copy())
 
 
 def start_lut(config: TrainConfig, data: Data, console: Console) -> torch.Tensor | None:
@@ -233,6 +257,7 @@ class Trainer:
                       "best": None, "diagnosis": diagnosis}
         # What the head reads of each training image (its full-size statistics), computed once.
         self.train_stats = batch_stats(data.train.inputs)
+        self.val_stats = batch_stats(data.val.inputs) if config.head != "direct" else None
         normalising = config.recipe == "adaptive" and config.normalise != "none"
         self.photometric = config.photometric if normalising else 0.0
         if payload is not None:
@@ -416,7 +441,8 @@ class Trainer:
     def _evaluate(self, keep_luts: bool = False, ssim: bool = False) -> Evaluation:
         """The model on the validation pairs; of its outputs, those the previews show are kept."""
         return evaluate_model(self.model, self.data.val, self.data.val_thumbs, self.config.batch_size,
-                              self.device, keep_luts, keep_outputs=PREVIEW_ROWS, ssim=ssim)
+                              self.device, keep_luts, keep_outputs=PREVIEW_ROWS, ssim=ssim,
+                              stats=self.val_stats)
 
     def _consider(self, epoch: int, result: Evaluation) -> None:
         """Keep ``epoch``'s weights when they do best so far on the validation photos (--select-best)."""

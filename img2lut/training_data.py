@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
+from . import pack_results
 from .codes import Codes
 from .config import TrainConfig
 from .data import (
@@ -76,12 +77,15 @@ def load_training_data(config: TrainConfig, console: Console, cache: Path | None
 
 
 def thumbnails(images: Codes, size: int) -> torch.Tensor | Codes:
-    """What the CNN sees: ``images`` resized to ``size`` (float32 ``(N,3,c,c)``, made a batch at a time),
-    or the images themselves when ``size`` is theirs."""
+    """What the CNN sees: ``images`` resized to ``size`` (float32 ``(N,3,c,c)``, made a batch at a time;
+    those of a pack kept beside it), or the images themselves when ``size`` is theirs."""
     if images.shape[-1] == size:
         return images
-    return torch.cat([resize(batch, size) for batch in images.batches()]) if len(images) else \
-        torch.empty(0, 3, size, size)
+
+    def compute(images: Codes) -> torch.Tensor:
+        return torch.cat([resize(batch, size) for batch in images.batches()]) if len(images) else \
+            torch.empty(0, 3, size, size)
+    return pack_results.per_image(images, "thumbnails", {"size": size, **pack_results.environment()}, compute)
 
 
 def _split(pairs: PairedImages, config: TrainConfig) -> tuple[PairedImages, PairedImages, str]:

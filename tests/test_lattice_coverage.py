@@ -1,8 +1,11 @@
 """img2lut.metrics.lattice_coverage of an image batch against a case worked out by hand (the general
 formula is checked against hat functions in test_fit.py)."""
 
+import numpy as np
+import pytest
 import torch
 
+from img2lut.codes import BATCH, Codes
 from img2lut.metrics import COVERED_WEIGHT, lattice_coverage
 
 
@@ -24,3 +27,17 @@ def test_coverage_of_a_hand_built_batch():
     coverage = lattice_coverage(images, 3)
     torch.testing.assert_close(coverage, want)
     assert int((coverage >= COVERED_WEIGHT).sum()) == 3  # the half-covered pair does not count
+
+
+@pytest.mark.parametrize("interpolation", ["trilinear", "tetrahedral"])
+def test_coverage_of_8_bit_codes_counted_by_colour_is_the_per_pixel_sum(interpolation):
+    gen = torch.Generator().manual_seed(0)
+    array = torch.randint(0, 256, (BATCH + 3, 3, 5, 7), generator=gen, dtype=torch.uint8)
+    array[:, :, 0] = 0  # repeated colours and both ends of the range
+    array[:, :, 1] = 255
+    array[::2, 0, 2] = 17
+    codes = Codes(array.numpy(), np.full(len(array), 255, dtype=np.float32)).subset([4, 0, 66, 4, 9])
+    got = lattice_coverage(codes, 9, interpolation)
+    want = lattice_coverage(codes[:], 9, interpolation)  # apply_lut's gradient over every pixel
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-5)
+    assert float(got.sum()) == pytest.approx(5 * 35, rel=1e-6)

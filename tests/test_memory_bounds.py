@@ -7,9 +7,9 @@ import torch
 
 import lutkern
 from img2lut.codes import BATCH, Codes
-from img2lut.diagnosis import diagnose
-from img2lut.fitting import _pixel_pool, fit_lut, image_psnr
-from img2lut.trainer import corrected, joined
+from img2lut.diagnosis import diagnose, normalised
+from img2lut.fitting import fit_lut, image_psnr
+from img2lut.trainer import CorrectedCodes, batch_stats, joined
 
 
 class CountingCodes(Codes):
@@ -57,12 +57,20 @@ def test_training_and_validation_subsets_are_joined_without_a_copy():
     torch.testing.assert_close(mixed[:], torch.cat([train[:], other[:]]), atol=0, rtol=0)
 
 
-def test_corrected_16_bit_codes_fill_a_16_bit_pool_and_fit_as_their_floats_do():
+def test_corrected_codes_are_16_bit_codes_of_the_correction_and_fit_as_their_floats_do():
     inputs, targets = _codes(BATCH + 3, 6, 3), _codes(BATCH + 3, 6, 4)
-    fixed = corrected(inputs, "stretch")
-    assert fixed.dtype == np.uint16
-    pool, scale = _pixel_pool(fixed, targets)
-    assert pool.dtype == torch.uint16 and pool.shape == (len(inputs) * 36, 6)  # 12 bytes a pixel
+    stats = batch_stats(inputs)
+    fixed = CorrectedCodes(inputs, "stretch", stats)
+    assert fixed.array is inputs.array  # computed as read, never held whole
+    want = normalised(inputs[:], stats, "stretch")
+    got = fixed[:]
+    torch.testing.assert_close(got, want, atol=0.5 / 65535 + 1e-7, rtol=0)
+    assert torch.equal((got * 65535).round() / 65535, got)  # 16-bit codes
+    part = fixed.subset([5, 0, 66])
+    torch.testing.assert_close(part[:], got[[5, 0, 66]], atol=0, rtol=0)
+    flat = torch.tensor([0, 35, 36 * 66 + 7, 36 * 5 + 30])  # pixels of images 0, 0, 66 and 5
+    torch.testing.assert_close(fixed.pixels(flat), got.flatten(2)[[0, 0, 66, 5], :, [0, 35, 7, 30]].T,
+                               atol=0, rtol=0)
     kwargs = dict(lut_size=5, steps=3, batch_pixels=256)
     as_codes, as_floats = fit_lut(fixed, targets, **kwargs), fit_lut(fixed[:], targets[:], **kwargs)
     torch.testing.assert_close(as_codes.lut, as_floats.lut, atol=0, rtol=0)
