@@ -18,6 +18,7 @@ diagnosis still runs and picks the correction, but a CNN epoch is always trained
 ``img2lut.evaluate`` of the model train wrote) with the cache in --work; cold removes the cache first.
 Reported: wall seconds to have the pairs (decoded or read from the cache), to the first training step
 (train: the first optimizer step, after the recipe's first stage, a fit of one LUT, and its validation;
+warm, the statistics, thumbnails, diagnosis and fitted LUT are read back from the cache;
 fit: the start of the fit; evaluate: the first batch through the model), the epoch (train: the steps of
 one epoch; fit: its steps; evaluate: all batches), the whole command, and the peak RSS of the command's
 process (the decoding workers, forks of one server, are not counted: about 200 MB each), with its peak
