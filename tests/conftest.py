@@ -11,6 +11,16 @@ import pytest  # noqa: E402  (after TRITON_INTERPRET, which must be set before a
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from lutkern._backend import triton_import_error  # noqa: E402
+
+# lutkern imports its kernels on first use: import them here, under the interpreter, so that a test that
+# unsets TRITON_INTERPRET (tests/test_backend.py) cannot be the first to import one and leave it compiled
+# for a GPU for the rest of the run.
+if triton_import_error() is None:
+    import lutkern.ops.apply_lut_triton  # noqa: E402, F401
+    import lutkern.ops.histogram_triton  # noqa: E402, F401
+    import lutkern.ops.regularizers_triton  # noqa: E402, F401
+
 # Independent oracles: what a test compares lutkern with (the ffmpeg command, OpenColorIO, colour-science,
 # OpenImageIO, PyAV, tifffile, ...). Where one is missing its tests skip, with one of these reasons; CI
 # (.ci/run) installs them all and sets LUTKERN_REQUIRE_ORACLES=1, which turns such a skip into a failure,
