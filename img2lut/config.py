@@ -61,6 +61,9 @@ class TrainConfig:
     # only where the chosen correction normalises them (never for one look).
     photometric: float = 0.0
     refit_all: bool = True  # where the fitted LUT alone is kept, refit it on all pairs at the end
+    # Adaptive recipe: start the head at a linear read of the statistics fitted after the LUT
+    # (img2lut.readout), the weights and ridge chosen across the training photographs.
+    readout: bool = True
     select_best: bool = True  # keep the epoch (0 = the start LUT) best on the validation photos
     augment: bool = True  # the CNN sees each photo flipped / turned at random (the LUT acts per pixel)
     image_size: int = 256

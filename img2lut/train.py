@@ -120,6 +120,9 @@ def _model_flags(add) -> None:
         "start at, read off each input's statistics (auto: the one the diagnosis finds best)")
     add("--photometric", type=float, help="fraction of training inputs shown under a further exposure / "
         "white-balance error with the same target, where the chosen correction normalises them")
+    add("--readout", action=argparse.BooleanOptionalAction, help="adaptive recipe: after the fitted LUT, "
+        "start the head at basis weights read linearly off each photo's statistics, chosen across the "
+        "training photographs (img2lut.readout)")
     add("--refit-all", action=argparse.BooleanOptionalAction, help="where the fitted LUT alone is kept, "
         "refit it on all pairs (training and validation) at the end")
 

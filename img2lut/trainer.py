@@ -35,7 +35,7 @@ from . import distributed, pack_results
 from .artifacts import HISTORY_FIELDS, PREVIEW_ROWS, write_metrics, write_preview, write_results
 from .codes import BATCH, Codes
 from .config import TrainConfig, model_arguments
-from .data import read_true_lut
+from .data import group_names, read_true_lut
 from .diagnosis import DIAGNOSIS_PAIRS, Diagnosis, diagnose
 from .evaluation import Evaluation, evaluate_model
 from .fitting import fit_lut
@@ -44,13 +44,14 @@ from .image_stats import NORMALISERS, image_stats, levels_curve
 from .losses import LossWeights, total_loss
 from .metrics import psnr_from_mse
 from .model import ResNetLUTGenerator
+from .readout import fit_readout
 from .training_data import Data
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Exit status after Ctrl-C, as a shell reports a process stopped by SIGINT.
 INTERRUPTED = 130
-_STATE_FIELDS = ("epoch", "step", "loss_sum", "mse_sum", "seconds", "history", "best", "diagnosis")
-_OPTIONAL_STATE = ("best", "diagnosis")
+_STATE_FIELDS = ("epoch", "step", "loss_sum", "mse_sum", "seconds", "history", "best", "diagnosis", "readout")
+_OPTIONAL_STATE = ("best", "diagnosis", "readout")
 
 
 def resolve_recipe(config: TrainConfig, data: Data, console: Console) -> tuple[TrainConfig, dict | None]:
@@ -239,8 +240,14 @@ class Trainer:
         torch.manual_seed(config.seed)
         model = ResNetLUTGenerator(**model_arguments(config))
         model.backend = config.backend
+        # What the head reads of each training image (its full-size statistics), computed once.
+        self.train_stats = batch_stats(data.train.inputs)
+        self.val_stats = batch_stats(data.val.inputs) if config.head != "direct" else None
+        readout = None
         if payload is None and (start := start_lut(config, data, console)) is not None:
             model.start_at(start)
+            readout = self._read_statistics(model, data.train.names, data.train.inputs, data.train.targets,
+                                            self.train_stats)
         layout = torch.channels_last if channels_last_for(config, self.device) else torch.preserve_format
         self.model = model.to(self.device, memory_format=layout)
         self.opt, self.sched = make_optimizer(self.model, config, self.device)
@@ -254,10 +261,7 @@ class Trainer:
         # Progress: `epoch` is the epoch in progress, `step` the steps of it already done.
         # `best`: the epoch with the best mean validation PSNR so far and its weights (--select-best).
         self.state = {"epoch": 0, "step": 0, "loss_sum": 0.0, "mse_sum": 0.0, "seconds": 0.0, "history": [],
-                      "best": None, "diagnosis": diagnosis}
-        # What the head reads of each training image (its full-size statistics), computed once.
-        self.train_stats = batch_stats(data.train.inputs)
-        self.val_stats = batch_stats(data.val.inputs) if config.head != "direct" else None
+                      "best": None, "diagnosis": diagnosis, "readout": readout}
         normalising = config.recipe == "adaptive" and config.normalise != "none"
         self.photometric = config.photometric if normalising else 0.0
         if payload is not None:
@@ -271,6 +275,24 @@ class Trainer:
                                    config.mono_weight, backend=config.backend)
         self.steps_per_epoch = math.ceil(len(self.sampler) / config.batch_size)
         self.ckpt_path = run_dir / ckpt.CHECKPOINT_NAME
+
+    def _read_statistics(self, model: ResNetLUTGenerator, names: list[str], inputs, targets,
+                         stats: torch.Tensor) -> dict | None:
+        """The adaptive recipe's readout (:func:`img2lut.readout.fit_readout`) after the fitted LUT, where
+        the head reads statistics and ``--readout`` is on; what it chose (None: none ran)."""
+        config = self.config
+        if not (config.readout and config.recipe == "adaptive" and config.head != "direct"
+                and config.init_from is None):
+            return None
+        losses = LossWeights(0.0, config.smooth_weight, config.tv_weight, config.mono_weight,
+                             backend=config.backend)
+        found = fit_readout(model, inputs, targets, stats, group_names(names, config.group_by).groups,
+                            losses, seed=config.seed, console=self.console)
+        if found is None:
+            self.console.print("first stage: one photograph only, no readout of the statistics")
+            return None
+        self.console.print(found.describe())
+        return dataclasses.asdict(found)
 
     # ------------------------------------------------------------------------------------------ resume
 
@@ -475,14 +497,19 @@ class Trainer:
                            f"{self.ckpt_path}")
 
     def _refit_all(self, kept: int) -> int | None:
-        """Where the fitted LUT alone is the model kept (epoch 0 of a run that started at a fit),
-        refit it to all pairs, training and validation (``--refit-all``); returns how many, or None."""
+        """Where the first stage is the model kept (epoch 0 of a run that started at a fit: the fitted LUT,
+        and its readout of the statistics where one ran), refit it to all pairs, training and validation
+        (``--refit-all``); returns how many, or None."""
         config, data = self.config, self.data
         if not (config.refit_all and kept == 0 and config.fit_first and config.init_from is None):
             return None
         inputs = joined(data.train.inputs, data.val.inputs)
         targets = joined(data.train.targets, data.val.targets)
         self.model.start_at(fit_corrected(config, inputs, targets, self.console))
+        if self.state["readout"] is not None:
+            self.state["readout"] = self._read_statistics(
+                self.model, data.train.names + data.val.names, inputs, targets,
+                torch.cat([self.train_stats, self.val_stats]))
         return len(inputs)
 
     def _finish(self) -> None:
@@ -498,6 +525,7 @@ class Trainer:
                    "normalise": config.normalise, "diagnosis": state["diagnosis"]}
         result = self._evaluate(keep_luts=data.val_truths is not None, ssim=True)  # on photos never seen
         summary["refit_all_pairs"] = self._refit_all(kept)
+        summary["readout"] = state["readout"]
         exported = self._evaluate().mean_lut if summary["refit_all_pairs"] else result.mean_lut
         summary = write_results(self.run_dir, self.model, config, data, result, summary, exported)
         refit = "; then refitted to all pairs" if summary["refit_all_pairs"] else ""

@@ -15,6 +15,7 @@ import img2lut.trainer as trainer_mod
 import lutkern
 from img2lut import checkpoint
 from img2lut.config import PRESETS, config_from_flags
+from img2lut.image_stats import image_stats
 from img2lut.train import main
 
 LUT = 5  # small LUT, small images: the whole run takes about a second
@@ -34,9 +35,9 @@ def pairs(tmp_path_factory, write_patch_pairs):
 
 
 def _args(pairs: Path, out: Path, *extra: str, recipe: tuple[str, ...] = ("--recipe", "adaptive",
-          "--normalise", "none", "--no-refit-all")) -> list[str]:
-    """A tiny run; by default the CNN is trained whatever the diagnosis would say, and the kept model is
-    the kept epoch's (no refit on all pairs)."""
+          "--normalise", "none", "--no-refit-all", "--no-readout")) -> list[str]:
+    """A tiny run; by default the CNN is trained whatever the diagnosis would say from the fitted LUT alone,
+    and the kept model is the kept epoch's (no refit on all pairs)."""
     return ["--inputs", str(pairs / "inputs"), "--targets", str(pairs / "targets"), "--out", str(out),
             "--image-size", "32", "--cnn-size", "16", "--loss-stride", "2", "--lut-size", str(LUT),
             "--batch-size", "3", "--epochs", "2", "--val-fraction", "0.25", "--lr", "1e-3",
@@ -68,7 +69,7 @@ def test_tiny_run_writes_every_artifact(pairs, tmp_path):
     # model.pt: the kept epoch's weights alone (the best validation epoch; 0 is the fitted start LUT).
     kept = checkpoint.load_checkpoint(run / "model.pt")
     assert kept["state"] is None and kept["model_config"] == payload["model_config"]
-    assert summary["kept_epoch"] == payload["state"]["best"]["epoch"]
+    assert summary["kept_epoch"] == payload["state"]["best"]["epoch"] and summary["readout"] is None
     for name, tensor in kept["model"].items():
         torch.testing.assert_close(tensor, payload["state"]["best"]["model"][name], rtol=0, atol=0)
     model = checkpoint.model_from_checkpoint(kept)
@@ -82,7 +83,7 @@ def test_tiny_run_writes_every_artifact(pairs, tmp_path):
     val = data.subset(val_idx)
     val_inputs, val_targets = val.inputs.tensor(), val.targets.tensor()
     with torch.no_grad():
-        luts = model.predict_lut(resize(val_inputs, 16))
+        luts = model.predict_lut(resize(val_inputs, 16), image_stats(val_inputs))  # full-size statistics
         out, _ = model(resize(val_inputs, 16), full=val_inputs)
     cube = lutkern.read_cube(run / "lut.cube").lut3d
     torch.testing.assert_close(cube, luts.mean(0), atol=1e-6, rtol=0)  # .cube keeps 6+ decimals
@@ -234,6 +235,21 @@ def test_a_run_that_only_gets_worse_keeps_the_fitted_lut(pairs, tmp_path):
         torch.testing.assert_close(luts, fitted.lut.expand_as(luts), atol=1e-6, rtol=0, msg=name)
     last = checkpoint.load_checkpoint(run / "checkpoint.pt")["model"]["base_lut"].view(LUT, LUT, LUT, 3)
     assert (last - fitted.lut).abs().max() > 0.1  # the checkpoint still holds the last epoch for --resume
+
+
+def test_the_adaptive_start_reads_the_statistics_and_is_refitted_on_all_pairs(pairs, tmp_path, monkeypatch):
+    """By default (--readout) epoch 0 of the adaptive recipe is the fitted LUT and the weights
+    img2lut.readout reads off each photo's statistics; a run whose every epoch does worse keeps it, and
+    refits both on all pairs (the readout then sees all 8)."""
+    calls = []
+    real = trainer_mod.fit_readout
+    monkeypatch.setattr(trainer_mod, "fit_readout", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
+    wreck = ("--epochs", "1", "--lr", "1", "--bias-lr", "10")
+    assert main(_args(pairs, tmp_path, *wreck, recipe=("--recipe", "adaptive", "--normalise", "none"))) == 0
+    summary = json.loads((tmp_path / "models" / "pairs" / "summary.json").read_text())
+    assert summary["kept_epoch"] == 0 and summary["refit_all_pairs"] == 8
+    assert calls == [6, 8] and summary["readout"]["pairs"] == 8
+    assert summary["readout"]["folds"] >= 2 and summary["readout"]["components"] >= 0
 
 
 def test_dihedral_gives_the_eight_symmetries_of_a_square():
