@@ -45,7 +45,7 @@ from .model import ResNetLUTGenerator
 READOUT_PAIRS = 256  # pairs the readout is fitted on at most, evenly spread over the set
 PIXELS = 1 << 14  # sampled once from each pair (the same positions in every pair)
 CV_PIXELS = 1 << 12  # of them, what cross-validation scores
-RANKS = (1, 2, 4, 8)  # the per-pair fits, each continuing the one before with more bases
+RANKS = (1, 2, 4)  # the per-pair fits, each continuing the one before with more bases
 # Steps of the first fit and of each next one: enough to see every sampled pixel PASSES (STAGE_PASSES)
 # times, within [MIN_STEPS, STEPS] ([MIN_STEPS, STAGE_STEPS]).
 PASSES, STEPS = 32, 800
@@ -53,6 +53,7 @@ STAGE_PASSES, STAGE_STEPS = 16, 400
 MIN_STEPS = 50
 BATCH_PAIRS = 16
 STEP_PIXELS = 1 << 13  # of each pair in a step
+REGULARIZED_PAIRS = 4  # of a step's pairs, whose LUTs the regularizers see (the costliest part of a step)
 LR = 1e-2
 INIT_SCALE = 0.1  # the per-pair weights start random (the bases at zero), so both get gradients
 CODE_DECAY = 1e-5  # a small L2 on the per-pair weights fixes their scale against the bases'
@@ -74,7 +75,7 @@ class Readout:
     shared_cv_db: float  # of k = 0
     pairs: int
     folds: int
-    by_rank: dict  # rank -> the best cross-validated dB of the weights of that fit
+    by_rank: dict  # rank (a str, as in JSON) -> the best cross-validated dB of the weights of that fit
 
     def describe(self) -> str:
         if self.components == 0:
@@ -164,7 +165,8 @@ def _fit_stage(model, tables: _Tables, codes: torch.Tensor, lx, y, steps: int, l
         b = torch.randint(0, len(lx), (min(BATCH_PAIRS, len(lx)),), generator=gen)
         p = torch.randint(0, lx.shape[-1], (min(STEP_PIXELS, lx.shape[-1]),), generator=gen)
         out, lut = _through(model, tables, codes[b], lx[b][..., p])
-        loss, _ = total_loss(out, y[b][..., p], lut, losses)
+        # The regularizers (a mean over LUTs) on a few of the batch's, at random: the same expected loss.
+        loss, _ = total_loss(out, y[b][..., p], lut[:REGULARIZED_PAIRS], losses)
         loss = loss + CODE_DECAY * codes[b].square().sum(1).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -279,11 +281,13 @@ def _write(model: ResNetLUTGenerator, read: _Linear, lo: torch.Tensor, hi: torch
 
 def fit_readout(model: ResNetLUTGenerator, inputs: torch.Tensor | Codes, targets: torch.Tensor | Codes,
                 stats: torch.Tensor, groups: list[str], losses: LossWeights, seed: int = 0,
-                console: Console | None = None) -> Readout | None:
+                console: Console | None = None, choice: Readout | None = None) -> Readout | None:
     """Start ``model``'s basis or curves head (its shared LUT already fitted) at the readout of the module
     docstring, fitted on the pairs ``inputs``, ``targets`` ``(N,3,H,W)`` (tensors or codes), whose
     statistics are ``stats`` ``(N,STATS_DIM)`` and photographs ``groups`` (a key per pair). Returns what
-    it chose, or None (model unchanged) where fewer than two photographs allow no cross-validation."""
+    it chose, or None (model unchanged) where fewer than two photographs allow no cross-validation.
+    ``choice``: a readout chosen before (on part of these pairs) whose weights, rank and ridge are
+    refitted as they are, without cross-validation; returned with this fit's pair count."""
     console = console or Console(quiet=True)
     units = (SEGMENTS + 1) * model.basis_luts
     if units > model.weight_generator[0].out_features:
@@ -292,7 +296,7 @@ def fit_readout(model: ResNetLUTGenerator, inputs: torch.Tensor | Codes, targets
     n = len(inputs)
     rows = torch.linspace(0, n - 1, min(n, READOUT_PAIRS)).round().long().unique()
     groups = [groups[i] for i in rows.tolist()]
-    if len(set(groups)) < 2:
+    if len(set(groups)) < 2 and choice is None:
         return None
     gen = torch.Generator().manual_seed(seed)
     pick = torch.randperm(inputs.shape[-2] * inputs.shape[-1], generator=gen)[:PIXELS]
@@ -301,7 +305,7 @@ def fit_readout(model: ResNetLUTGenerator, inputs: torch.Tensor | Codes, targets
     lx = _levelled(model, _pixels(inputs, rows, pick).to(device), stats)
     y = _pixels(targets, rows, pick).to(device)
     features, folds, coverage = _features(stats), _folds(groups), _coverage(model, lx)
-    ranks = [r for r in RANKS if r <= min(model.basis_luts, len(rows))]
+    ranks = [r for r in RANKS if r <= min(model.basis_luts, len(rows), choice.rank if choice else len(rows))]
     tables = _Tables(model.base_lut.detach().clone(), model.basis.new_zeros(0, model.basis.shape[1]))
     codes = torch.zeros(len(rows), 0, device=device)
     losses = dataclasses.replace(losses, ssim=0.0)
@@ -320,10 +324,12 @@ def fit_readout(model: ResNetLUTGenerator, inputs: torch.Tensor | Codes, targets
             codes = _fit_stage(model, tables, codes, lx, y, count, losses, gen,
                                lambda: progress.advance(task))
             stages[rank] = _principal(tables, codes, coverage)
+            if choice is not None:
+                continue
             cv = _cross_validate(model, *stages[rank], features, lx[..., :CV_PIXELS], y[..., :CV_PIXELS],
                                  folds)
             scores.update({(k, rank, lam): v for (k, lam), v in cv.items()})
-    k, rank, lam = _choose(scores, folds)
+    k, rank, lam = (choice.components, choice.rank, choice.ridge) if choice else _choose(scores, folds)
     chosen, weights = stages[rank]
     with torch.no_grad():
         model.base_lut.copy_(chosen.base)
@@ -331,7 +337,9 @@ def fit_readout(model: ResNetLUTGenerator, inputs: torch.Tensor | Codes, targets
         model.basis[:k] = chosen.basis[:k]
     if k:
         _write(model, ridge(features, weights[:, :k], lam), weights[:, :k].amin(0), weights[:, :k].amax(0))
+    if choice is not None:
+        return dataclasses.replace(choice, pairs=len(rows))
     mean = {key: float(v.mean()) for key, v in scores.items()}
-    by_rank = {r: max(v for key, v in mean.items() if key[1] == r) for r in ranks}
+    by_rank = {str(r): max(v for key, v in mean.items() if key[1] == r) for r in ranks}
     return Readout(k, rank, lam if k else 0.0, mean[k, rank, lam], mean[0, ranks[0], RIDGES[0]], len(rows),
                    len(folds), by_rank)

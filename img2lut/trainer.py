@@ -44,7 +44,7 @@ from .image_stats import NORMALISERS, image_stats, levels_curve
 from .losses import LossWeights, total_loss
 from .metrics import psnr_from_mse
 from .model import ResNetLUTGenerator
-from .readout import fit_readout
+from .readout import Readout, fit_readout
 from .training_data import Data
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -277,9 +277,10 @@ class Trainer:
         self.ckpt_path = run_dir / ckpt.CHECKPOINT_NAME
 
     def _read_statistics(self, model: ResNetLUTGenerator, names: list[str], inputs, targets,
-                         stats: torch.Tensor) -> dict | None:
+                         stats: torch.Tensor, choice: dict | None = None) -> dict | None:
         """The adaptive recipe's readout (:func:`img2lut.readout.fit_readout`) after the fitted LUT, where
-        the head reads statistics and ``--readout`` is on; what it chose (None: none ran)."""
+        the head reads statistics and ``--readout`` is on; what it chose (None: none ran). ``choice``: a
+        readout chosen before, refitted as it is."""
         config = self.config
         if not (config.readout and config.recipe == "adaptive" and config.head != "direct"
                 and config.init_from is None):
@@ -287,11 +288,13 @@ class Trainer:
         losses = LossWeights(0.0, config.smooth_weight, config.tv_weight, config.mono_weight,
                              backend=config.backend)
         found = fit_readout(model, inputs, targets, stats, group_names(names, config.group_by).groups,
-                            losses, seed=config.seed, console=self.console)
+                            losses, seed=config.seed, console=self.console,
+                            choice=None if choice is None else Readout(**choice))
         if found is None:
             self.console.print("first stage: one photograph only, no readout of the statistics")
             return None
-        self.console.print(found.describe())
+        refitted = f"first stage: its readout ({found.components} weight(s)) refitted to {found.pairs} pairs"
+        self.console.print(found.describe() if choice is None else refitted)
         return dataclasses.asdict(found)
 
     # ------------------------------------------------------------------------------------------ resume
@@ -347,6 +350,10 @@ class Trainer:
             raise ValueError(f"the kept epoch's record is {type(best).__name__} {best!r:.80}")
         if state["diagnosis"] is not None and not isinstance(state["diagnosis"], dict):
             raise ValueError(f"the diagnosis is {type(state['diagnosis']).__name__}")
+        fields = {f.name for f in dataclasses.fields(Readout)}
+        if state["readout"] is not None and not (isinstance(state["readout"], dict)
+                                                 and set(state["readout"]) == fields):
+            raise ValueError(f"the readout's record is {state['readout']!r:.80}")
         return state
 
     # -------------------------------------------------------------------------------------------- loop
@@ -509,7 +516,7 @@ class Trainer:
         if self.state["readout"] is not None:
             self.state["readout"] = self._read_statistics(
                 self.model, data.train.names + data.val.names, inputs, targets,
-                torch.cat([self.train_stats, self.val_stats]))
+                torch.cat([self.train_stats, self.val_stats]), choice=self.state["readout"])
         return len(inputs)
 
     def _finish(self) -> None:
@@ -533,8 +540,9 @@ class Trainer:
             self.console.print(f"validation: {data.grouping}; one look: the LUT fitted to the training "
                                f"pairs, measured below{refit}")
         else:
+            start = "the fitted LUT" + (" and its readout" if state["readout"] else "")
             self.console.print(f"validation: {data.grouping}; kept epoch {kept} of {state['epoch']}"
-                               + (f" (the fitted LUT, measured below{refit})" if kept == 0 else ""))
+                               + (f" ({start}, measured below{refit})" if kept == 0 else ""))
         line = (f"done: val PSNR {summary['val_psnr']:.2f} dB (per image: mean "
                 f"{summary['val_psnr_mean_image']:.2f}, worst {summary['val_psnr_worst_image']:.2f}), "
                 f"SSIM {summary['val_ssim']:.4f}")

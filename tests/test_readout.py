@@ -142,3 +142,36 @@ def test_principal_directions_keep_every_pair_lut():
     # Ordered by how much each direction moves the (coverage-weighted) LUTs.
     spread = [float((weights[:, i:i + 1] * rotated.basis[i] * coverage.sqrt()).norm()) for i in range(3)]
     assert spread == sorted(spread, reverse=True)
+
+
+def test_cross_validation_reads_held_out_photos_within_the_training_range():
+    """A held-out photo whose statistics lie past the training ones gets the largest weight seen, not a
+    linear extrapolation: its score is that of the clamped read."""
+    torch.manual_seed(0)
+    size = 5
+    look = lutkern.looks["teal_orange"](size=size).reshape(-1)
+    identity = lutkern.identity_lut(size).reshape(-1)
+    tables = readout._Tables(identity.clone(), (look - identity).unsqueeze(0))
+    stats = torch.full((12, STATS_DIM), 0.5)
+    stats[:, 0] = torch.linspace(0.3, 0.7, 12)  # the statistic the weight follows
+    stats[10:, 0] = 1.0  # two pairs far past the others
+    weights = ((stats[:, :1] - 0.5) * 5).clamp(max=0.5).double()  # the grade itself saturates at 0.5
+    lx = torch.rand(12, 3, 256)
+    with torch.no_grad():
+        y, _ = readout._through(ResNetLUTGenerator(size, head="basis", basis_luts=1), tables, weights, lx)
+    folds = readout._folds([f"p{i // 2}" for i in range(12)])  # the last fold: the two far pairs
+    model = ResNetLUTGenerator(size, head="basis", basis_luts=1)
+    scores = readout._cross_validate(model, tables, weights, 2 * stats.double() - 1, lx, y, folds)
+    assert float(scores[1, readout.RIDGES[0]][10:].min()) > 50  # read at 0.5, the largest weight seen
+
+
+def test_a_given_choice_is_refitted_without_cross_validation(monkeypatch):
+    monkeypatch.setattr(readout, "_cross_validate", lambda *a: pytest.fail("cross-validated again"))
+    chosen = readout.Readout(1, 1, 0.1, 50.0, 40.0, 10, 2, {"1": 50.0})
+    model = ResNetLUTGenerator(5, head="basis", basis_luts=4)
+    model.start_at(lutkern.identity_lut(5))
+    images = _photos(6, 0)
+    found = readout.fit_readout(model, images, _graded(images), image_stats(images), ["one"] * 6,
+                                LossWeights(), choice=chosen)
+    assert found == readout.Readout(1, 1, 0.1, 50.0, 40.0, 6, 2, {"1": 50.0})
+    assert model.basis[0].abs().sum() > 0 and model.basis[1:].abs().sum() == 0

@@ -243,12 +243,15 @@ def test_the_adaptive_start_reads_the_statistics_and_is_refitted_on_all_pairs(pa
     refits both on all pairs (the readout then sees all 8)."""
     calls = []
     real = trainer_mod.fit_readout
-    monkeypatch.setattr(trainer_mod, "fit_readout", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
+    monkeypatch.setattr(trainer_mod, "fit_readout",
+                        lambda *a, **k: calls.append((len(a[1]), k["choice"])) or real(*a, **k))
     wreck = ("--epochs", "1", "--lr", "1", "--bias-lr", "10")
     assert main(_args(pairs, tmp_path, *wreck, recipe=("--recipe", "adaptive", "--normalise", "none"))) == 0
     summary = json.loads((tmp_path / "models" / "pairs" / "summary.json").read_text())
     assert summary["kept_epoch"] == 0 and summary["refit_all_pairs"] == 8
-    assert calls == [6, 8] and summary["readout"]["pairs"] == 8
+    # The refit keeps what cross-validation chose on the training pairs.
+    assert [n for n, _ in calls] == [6, 8] and calls[0][1] is None and summary["readout"]["pairs"] == 8
+    assert calls[1][1] == trainer_mod.Readout(**{**summary["readout"], "pairs": 6})
     assert summary["readout"]["folds"] >= 2 and summary["readout"]["components"] >= 0
 
 
