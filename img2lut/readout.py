@@ -40,7 +40,7 @@ import lutkern
 from .codes import BATCH, Codes
 from .image_stats import STATS_DIM, levels_curve
 from .losses import LossWeights, total_loss
-from .model import ResNetLUTGenerator
+from .model import LEVELS_OUTPUTS, ResNetLUTGenerator
 
 READOUT_PAIRS = 256  # pairs the readout is fitted on at most, evenly spread over the set
 PIXELS = 1 << 14  # sampled once from each pair (the same positions in every pair)
@@ -121,9 +121,9 @@ def _pixels(images: torch.Tensor | Codes, rows: torch.Tensor, pick: torch.Tensor
 
 def _levelled(model: ResNetLUTGenerator, x: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
     """``x`` ``(n,3,P)`` through each pair's levels curves (the run's correction; the head's offsets 0)."""
-    return torch.cat([levels_curve(x[i:i + BATCH], *model.levels(stats[i:i + BATCH],
-                                                                 x.new_zeros(len(x[i:i + BATCH]), 9)))
-                      for i in range(0, len(x), BATCH)])
+    batches = [(x[i:i + BATCH], stats[i:i + BATCH]) for i in range(0, len(x), BATCH)]
+    return torch.cat([levels_curve(part, *model.levels(s, part.new_zeros(len(part), LEVELS_OUTPUTS)))
+                      for part, s in batches])
 
 
 @dataclasses.dataclass
