@@ -221,12 +221,8 @@ class ResNetLUTGenerator(nn.Module):
         s = self.lut_size
         if self.head == "direct":
             return torch.sigmoid(self.lut_generator(features).view(-1, s, s, s, 3))
-        return self.lut_of(torch.tanh(self.weight_generator(features)), stats)
-
-    def lut_of(self, outputs: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
-        """The basis and curves heads' LUTs ``(B,S,S,S,3)`` from their outputs after the tanh ``(B, K + 9
-        [+ 3S])`` (basis weights, levels offsets [, curve offsets]) and the images' ``stats``."""
-        s, k = self.lut_size, self.basis_luts
+        outputs = torch.tanh(self.weight_generator(features))  # (B, K + 9 [+ 3S])
+        k = self.basis_luts
         weights = outputs[:, :k]
         lut = (self.base_lut.to(weights.dtype) + weights @ self.basis.to(weights.dtype)).view(-1, s, s, s, 3)
         knots = torch.linspace(0, 1, s, dtype=lut.dtype, device=lut.device).expand(len(lut), 3, s)

@@ -6,9 +6,9 @@ learns the photos it saw rather than the rule (docs/generalization.md). :func:`f
 at a read that holds on photos it has not seen, in three steps:
 
 1. *Per-pair weights.* The shared LUT, the K basis LUTs and a free weight vector per pair are fitted
-   together to a sample of each pair's pixels (Adam, the run's regularizers), through the head's own
-   composition (:meth:`img2lut.model.ResNetLUTGenerator.lut_of`: the levels curves of the run's
-   correction, then the 3D LUT). Each pair constrains only the colours it holds; the bases are shared.
+   together to a sample of each pair's pixels (Adam, the run's regularizers) through the levels curves
+   of the run's correction, where the head's curves start, then the 3D LUT. Each pair constrains only
+   the colours it holds; the bases are shared.
 2. *Ordered directions.* The weights' mean moves into the shared LUT; the per-pair residuals are
    re-expressed along their principal directions (most variance first), each weight scaled to
    [-:data:`CODE_RANGE`, :data:`CODE_RANGE`] over the pairs.
@@ -38,9 +38,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 import lutkern
 
 from .codes import BATCH, Codes
-from .image_stats import STATS_DIM, levels_curve
+from .diagnosis import normalised
+from .image_stats import STATS_DIM
 from .losses import LossWeights, total_loss
-from .model import LEVELS_OUTPUTS, ResNetLUTGenerator
+from .metrics import lattice_coverage
+from .model import ResNetLUTGenerator
 
 READOUT_PAIRS = 256  # pairs the readout is fitted on at most, evenly spread over the set
 PIXELS = 1 << 14  # sampled once from each pair (the same positions in every pair)
@@ -119,13 +121,6 @@ def _pixels(images: torch.Tensor | Codes, rows: torch.Tensor, pick: torch.Tensor
                       for i in range(0, len(rows), BATCH)])
 
 
-def _levelled(model: ResNetLUTGenerator, x: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
-    """``x`` ``(n,3,P)`` through each pair's levels curves (the run's correction; the head's offsets 0)."""
-    batches = [(x[i:i + BATCH], stats[i:i + BATCH]) for i in range(0, len(x), BATCH)]
-    return torch.cat([levels_curve(part, *model.levels(s, part.new_zeros(len(part), LEVELS_OUTPUTS)))
-                      for part, s in batches])
-
-
 @dataclasses.dataclass
 class _Tables:
     """The head's 3D LUTs, flat in ``.cube`` row order: the shared ``base`` ``(S^3*3,)`` and ``basis``
@@ -177,15 +172,6 @@ def _fit_stage(model, tables: _Tables, codes: torch.Tensor, lx, y, steps: int, l
         t.requires_grad_(False)
         t.grad = None
     return codes.detach()
-
-
-def _coverage(model: ResNetLUTGenerator, lx: torch.Tensor) -> torch.Tensor:
-    """``(S^3*3,)`` how much of the levelled pixels ``lx`` ``(n,3,P)`` lands on each entry of a 3D LUT (the
-    sum of their interpolation weights), in ``.cube`` row order."""
-    lut = lutkern.identity_lut(model.lut_size).to(lx.device).requires_grad_(True)
-    lutkern.apply_lut(lx.unsqueeze(2), lut, interpolation=model.interpolation,
-                      backend=model.backend).sum().backward()
-    return lut.grad.reshape(-1).double() / 3
 
 
 @torch.no_grad()
@@ -302,9 +288,13 @@ def fit_readout(model: ResNetLUTGenerator, inputs: torch.Tensor | Codes, targets
     pick = torch.randperm(inputs.shape[-2] * inputs.shape[-1], generator=gen)[:PIXELS]
     device = model.base_lut.device
     stats = stats[rows].float().to(device)
-    lx = _levelled(model, _pixels(inputs, rows, pick).to(device), stats)
+    # The pixels through each pair's levels curves as the head starts them (its offsets 0: the correction).
+    lx = normalised(_pixels(inputs, rows, pick).to(device), stats, model.normalise)
     y = _pixels(targets, rows, pick).to(device)
-    features, folds, coverage = _features(stats), _folds(groups), _coverage(model, lx)
+    # How much of the pixels lands on each entry of the 3D LUT, in .cube row order (every channel alike).
+    coverage = lattice_coverage(lx.transpose(0, 1).reshape(3, -1), model.lut_size, model.interpolation,
+                                model.backend).double().unsqueeze(-1).expand(-1, -1, -1, 3).reshape(-1)
+    features, folds = _features(stats), _folds(groups)
     ranks = [r for r in RANKS if r <= min(model.basis_luts, len(rows), choice.rank if choice else len(rows))]
     tables = _Tables(model.base_lut.detach().clone(), model.basis.new_zeros(0, model.basis.shape[1]))
     codes = torch.zeros(len(rows), 0, device=device)
