@@ -204,10 +204,6 @@ def _folds(groups: list[str]) -> list[torch.Tensor]:
     return [assigned == f for f in range(count)]
 
 
-def _clamped(read: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    return torch.maximum(torch.minimum(read, hi), lo)
-
-
 def _cross_validate(model, tables: _Tables, weights: torch.Tensor, features: torch.Tensor, lx, y,
                     folds: list) -> dict:
     """Held-out PSNR ``{(k, ridge): (n,)}`` of each pair when its fold's weights are read off the others'
@@ -220,7 +216,7 @@ def _cross_validate(model, tables: _Tables, weights: torch.Tensor, features: tor
         lo, hi = weights[kept].amin(0), weights[kept].amax(0)
         for lam in RIDGES:
             scores[0, lam][held] = shared
-            read = _clamped(ridge(features[kept], weights[kept], lam)(features[held]), lo, hi)
+            read = ridge(features[kept], weights[kept], lam)(features[held]).clamp(lo, hi)
             for k in range(1, weights.shape[1] + 1):
                 scores[k, lam][held] = _pair_psnr(model, tables, read[:, :k], lx[held], y[held])
     return scores
